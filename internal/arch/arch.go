@@ -1,0 +1,172 @@
+// Package arch describes, for the engine and the linker, everything hotpatch needs
+// to know about the CPU of the *target* process: how to decode a function well
+// enough to redirect it safely, how to encode the redirecting jump, and how to
+// apply the relocations of an object compiled for it.
+//
+// Implementations live in one package per architecture (internal/arch/amd64,
+// internal/arch/arm64). They are plain Go with no dependency on the host, so
+// every architecture is built and tested on every host. They register
+// themselves with Register; callers look them up with ForMachine.
+package arch
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Sentinel errors callers branch on with errors.Is.
+var (
+	// ErrUnsupportedArch: no implementation is registered for the ELF machine.
+	ErrUnsupportedArch = errors.New("unsupported architecture")
+	// ErrUnsupportedReloc: the relocation type is not one the linker handles.
+	ErrUnsupportedReloc = errors.New("unsupported relocation type")
+	// ErrRelocOverflow: a relocated value does not fit its field.
+	ErrRelocOverflow = errors.New("relocation value out of range")
+	// ErrOutOfRange: a jump cannot reach its destination with the encoding asked for.
+	ErrOutOfRange = errors.New("jump destination out of range")
+	// ErrNotPatchable: a function cannot be redirected safely; the wrapping
+	// error says why.
+	ErrNotPatchable = errors.New("function cannot be redirected safely")
+)
+
+// Arch is the target-CPU knowledge the rest of hotpatch uses.
+type Arch interface {
+	// Name is the short name ("amd64", "arm64").
+	Name() string
+	// Machine is the ELF e_machine value.
+	Machine() elf.Machine
+	// PtrSize is the size of a pointer in bytes.
+	PtrSize() int
+
+	Redirector
+	FuncAnalyzer
+	Relocator
+}
+
+// Func is one function of the target as the redirect planner sees it.
+type Func struct {
+	Name string
+	// Addr is the function's run-time address.
+	Addr uint64
+	// Code is the function's bytes (st_size of its symbol).
+	Code []byte
+	// Tail holds the bytes that follow the function up to the next symbol or the
+	// end of its section. When the function is shorter than the jump, the jump
+	// may extend into Tail if those bytes are alignment padding nothing executes.
+	Tail []byte
+}
+
+// Redirect is a planned redirect: write Jump over Orig at Addr.
+type Redirect struct {
+	// Addr is where the jump is written: the function entry, or just after a
+	// landing-pad instruction (endbr64, BTI) that is kept in place.
+	Addr uint64
+	// Orig holds the bytes at Addr that the jump replaces (len(Orig) == len(Jump)).
+	Orig []byte
+	// Jump is the jump instruction to write.
+	Jump []byte
+	// Kind names the encoding ("jmp rel32", "jmp abs64", ...), for reports.
+	Kind string
+}
+
+// Contains reports whether pc lies strictly inside the replaced bytes: a thread
+// there would resume in the middle of the new instruction. pc == Addr is fine.
+func (r Redirect) Contains(pc uint64) bool {
+	return pc > r.Addr && pc < r.Addr+uint64(len(r.Jump))
+}
+
+// Redirector plans the redirect of one function.
+type Redirector interface {
+	// PlanRedirect returns how to redirect every later call of fn to dest. It
+	// refuses (an error wrapping ErrNotPatchable that says why) when the bytes to
+	// be overwritten are not safe to overwrite: too short without padding, a
+	// branch inside the function lands inside them, a call returns into them,
+	// or the code cannot be decoded.
+	PlanRedirect(fn Func, dest uint64) (Redirect, error)
+}
+
+// FuncInfo is what Analyze learns from a function's code.
+type FuncInfo struct {
+	// Calls holds the destinations of direct calls.
+	Calls []uint64
+	// CallSites holds the address of each direct call instruction, parallel to Calls.
+	CallSites []uint64
+	// TailJumps holds destinations of direct jumps that leave the function.
+	TailJumps []uint64
+	// IndirectCalls counts calls through a register or memory.
+	IndirectCalls int
+}
+
+// FuncAnalyzer decodes a function.
+type FuncAnalyzer interface {
+	Analyze(code []byte, addr uint64) (FuncInfo, error)
+}
+
+// RelocInfo classifies a relocation type for the linker.
+type RelocInfo struct {
+	// Name is the ABI name, e.g. "R_X86_64_PC32".
+	Name string
+	// Size is the number of bytes the relocation writes.
+	Size int
+	// GOT: the linker must give the symbol a slot in the patch's own GOT and
+	// pass its address as RelocValues.GOTEntry.
+	GOT bool
+	// TLS: the symbol is thread-local; the linker passes its offset from the
+	// thread pointer in RelocValues.TPOff (and, with GOT, stores that offset in
+	// the GOT slot instead of an address).
+	TLS bool
+	// Call: a PC-relative call/jump; when S is out of reach the linker may pass
+	// the address of a far-jump stub (FarStub) as S instead.
+	Call bool
+	// PCRel: the value is relative to the place.
+	PCRel bool
+}
+
+// RelocValues are the inputs of one relocation, named as in the psABI.
+type RelocValues struct {
+	P        uint64 // address of the place being relocated
+	S        uint64 // value of the symbol
+	A        int64  // addend
+	GOTEntry uint64 // address of the symbol's slot in the patch's GOT
+	GOT      uint64 // address of the patch's GOT
+	TPOff    int64  // TLS: offset of the variable from the thread pointer
+}
+
+// Relocator applies relocations of the target's ABI.
+type Relocator interface {
+	// RelocInfo classifies type t; it returns an error wrapping
+	// ErrUnsupportedReloc for types the linker does not handle.
+	RelocInfo(t uint32) (RelocInfo, error)
+	// ApplyReloc writes relocation t into loc, the bytes at P (at least
+	// RelocInfo(t).Size long). It returns an error wrapping ErrRelocOverflow
+	// when the value does not fit.
+	ApplyReloc(t uint32, loc []byte, v RelocValues) error
+	// FarStub returns a position-independent stub that jumps to dest from
+	// anywhere, used for calls whose destination is out of direct reach.
+	FarStub(dest uint64) []byte
+}
+
+var (
+	mu    sync.RWMutex
+	archs = map[elf.Machine]Arch{}
+)
+
+// Register makes an implementation available to ForMachine. Implementations
+// call it from init.
+func Register(a Arch) {
+	mu.Lock()
+	defer mu.Unlock()
+	archs[a.Machine()] = a
+}
+
+// ForMachine returns the implementation for an ELF machine.
+func ForMachine(m elf.Machine) (Arch, error) {
+	mu.RLock()
+	defer mu.RUnlock()
+	if a, ok := archs[m]; ok {
+		return a, nil
+	}
+	return nil, fmt.Errorf("%w: %v", ErrUnsupportedArch, m)
+}
