@@ -43,7 +43,22 @@ type Arch interface {
 	Redirector
 	FuncAnalyzer
 	Relocator
+
+	// DynRelocKind classifies a dynamic relocation type found in a loaded
+	// module (.rela.dyn/.rela.plt), for reading what the dynamic linker bound.
+	DynRelocKind(t uint32) DynKind
 }
+
+// DynKind is what a dynamic relocation tells hotpatch about the process.
+type DynKind int
+
+// Dynamic relocation kinds.
+const (
+	DynOther     DynKind = iota
+	DynSlot              // a GOT slot bound to a symbol (GLOB_DAT, JUMP_SLOT)
+	DynIRelative         // a GOT slot holding an IFUNC's chosen implementation; addend = resolver
+	DynTPOff             // a GOT slot holding a TLS offset from the thread pointer (TPOFF64)
+)
 
 // Func is one function of the target as the redirect planner sees it.
 type Func struct {

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hotpatch/hotpatch/internal/build"
+	"github.com/hotpatch/hotpatch/internal/engine"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+)
+
+func newBuildCmd() *cobra.Command {
+	var opt build.Options
+	var out string
+	c := &cobra.Command{
+		Use:   "build --target FILE --new NEW.o [--new NEW2.o ...] -o PATCH",
+		Short: "Build a patch from object files holding the fixed functions",
+		Long: `Build a patch. Every function defined in NEW.o replaces the function of the
+same name in FILE (an executable or shared library); functions FILE does not
+have are added. Symbols NEW.o uses but does not define bind to the target's own
+(globals, and statics where the name is unique or the source file says which).
+The patch records FILE's build-id and applies only to processes mapping it.
+
+Compile NEW.o with the target's compiler and flags plus
+-ffunction-sections -fdata-sections.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opt.Target == "" || len(opt.New) == 0 || out == "" {
+				return usageError{fmt.Errorf("build needs --target, --new and -o")}
+			}
+			p, rep, err := build.ByName(opt)
+			if err != nil {
+				return err
+			}
+			if err := p.WriteFile(out); err != nil {
+				return err
+			}
+			if jsonOut {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					*build.Report
+					Output string `json:"output"`
+				}{rep, out})
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "built %s -> %s (target %s, build-id %s)\n", rep.ID, out, rep.Target, rep.BuildID)
+			for _, f := range rep.Replaced {
+				fmt.Fprintf(w, "  replace %-24s %#x %d bytes\n", f.Name, f.Addr, f.Size)
+			}
+			for _, f := range rep.Added {
+				fmt.Fprintf(w, "  add     %s\n", f.Name)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&opt.Target, "target", "", "executable or shared library the patch is for")
+	c.Flags().StringArrayVar(&opt.New, "new", nil, "relocatable object with the new functions (repeatable)")
+	c.Flags().StringVarP(&out, "output", "o", "", "patch file to write")
+	c.Flags().StringVar(&opt.ID, "id", "", "patch id (default: derived from the contents)")
+	c.Flags().StringVar(&opt.Description, "description", "", "free text stored in the patch")
+	return c
+}
+
+func engineOptions(c *cobra.Command) *engine.Options {
+	var o engine.Options
+	c.Flags().DurationVar(&o.Timeout, "timeout", 10*time.Second, "how long to keep retrying while patching is not safe")
+	c.Flags().BoolVar(&o.Realtime, "realtime", false, "raise hotpatch to SCHED_FIFO while the target is stopped (shorter pause on busy machines)")
+	return &o
+}
+
+func newApplyCmd() *cobra.Command {
+	var pid int
+	c := &cobra.Command{
+		Use:   "apply PATCH --pid PID",
+		Short: "Apply a patch to a running process",
+		Args:  cobra.ExactArgs(1),
+	}
+	opt := engineOptions(c)
+	c.Flags().IntVar(&pid, "pid", 0, "process to patch")
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if pid <= 0 {
+			return usageError{fmt.Errorf("apply needs --pid")}
+		}
+		p, err := patchfile.ReadFile(args[0])
+		if err != nil {
+			return err
+		}
+		rep, err := engine.Apply(pid, p, *opt)
+		if err != nil {
+			return err
+		}
+		if jsonOut {
+			return writeJSON(cmd.OutOrStdout(), rep)
+		}
+		w := cmd.OutOrStdout()
+		if rep.AlreadyApplied {
+			fmt.Fprintf(w, "patch %s is already applied to process %d: nothing to do\n", rep.PatchID, pid)
+			return nil
+		}
+		fmt.Fprintf(w, "applied %s to process %d (%s): %d function(s) redirected, pause %v, total %v\n",
+			rep.PatchID, pid, rep.Target, len(rep.Functions), rep.Pause.Round(time.Microsecond), rep.Elapsed.Round(time.Millisecond))
+		for _, f := range rep.Functions {
+			fmt.Fprintf(w, "  %-24s %#x -> %#x (%s)\n", f.Name, f.Entry, f.New, f.Kind)
+		}
+		return nil
+	}
+	return c
+}
+
+func newRevertCmd() *cobra.Command {
+	var pid int
+	c := &cobra.Command{
+		Use:   "revert PATCH_ID|PATCH_FILE --pid PID",
+		Short: "Revert a patch in a running process",
+		Args:  cobra.ExactArgs(1),
+	}
+	opt := engineOptions(c)
+	c.Flags().IntVar(&pid, "pid", 0, "process to revert the patch in")
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if pid <= 0 {
+			return usageError{fmt.Errorf("revert needs --pid")}
+		}
+		id := args[0]
+		if st, err := os.Stat(id); err == nil && !st.IsDir() {
+			p, err := patchfile.ReadFile(id)
+			if err != nil {
+				return err
+			}
+			id = p.ID
+		}
+		rep, err := engine.Revert(pid, id, *opt)
+		if err != nil {
+			return err
+		}
+		if jsonOut {
+			return writeJSON(cmd.OutOrStdout(), rep)
+		}
+		w := cmd.OutOrStdout()
+		fmt.Fprintf(w, "reverted %s in process %d: %s restored, pause %v\n", rep.PatchID, pid,
+			strings.Join(rep.Functions, ", "), rep.Pause.Round(time.Microsecond))
+		if !rep.Freed {
+			fmt.Fprintf(w, "  patch region kept: %s\n", rep.Retained)
+		}
+		return nil
+	}
+	return c
+}
+
+func newStatusCmd() *cobra.Command {
+	var pid int
+	c := &cobra.Command{
+		Use:   "status --pid PID",
+		Short: "Show the patches applied to a running process",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if pid <= 0 {
+				return usageError{fmt.Errorf("status needs --pid")}
+			}
+			rep, err := engine.Status(pid)
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return writeJSON(cmd.OutOrStdout(), rep)
+			}
+			w := cmd.OutOrStdout()
+			if len(rep.Patches) == 0 {
+				fmt.Fprintf(w, "process %d: no patches\n", pid)
+				return nil
+			}
+			for _, p := range rep.Patches {
+				fmt.Fprintf(w, "%s  %s  %s  region %#x (%d bytes)  applied %s\n", p.ID, p.StateName, p.Target, p.Base, p.Size,
+					time.Unix(p.AppliedAt, 0).UTC().Format(time.RFC3339))
+				for _, r := range p.Redirects {
+					fmt.Fprintf(w, "  %-24s %#x -> %#x (%s)\n", r.Func, r.Entry, r.New, r.Kind)
+				}
+			}
+			return nil
+		},
+	}
+	c.Flags().IntVar(&pid, "pid", 0, "process to inspect")
+	return c
+}

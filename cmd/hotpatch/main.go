@@ -1,0 +1,113 @@
+// Command hotpatch live-patches running Linux processes.
+//
+// This package is the command line only: flags, output and exit codes. The
+// work is done by the packages under internal/.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/build"
+	"github.com/hotpatch/hotpatch/internal/engine"
+	"github.com/hotpatch/hotpatch/internal/linker"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/proc"
+)
+
+// Exit codes (documented in README.md; scripts depend on them).
+const (
+	exitOK         = 0
+	exitFailure    = 1 // anything else
+	exitUsage      = 2 // bad command line
+	exitNoTarget   = 3 // no such process, or it does not run the patch's target
+	exitRefused    = 4 // verification or safety check refused the operation; nothing was changed
+	exitPermission = 5 // not allowed to trace the process
+	exitNotApplied = 6 // revert of a patch that is not applied
+	exitBadInput   = 7 // the patch or object file is invalid
+)
+
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errUsage):
+		return exitUsage
+	case errors.Is(err, proc.ErrNoProcess), errors.Is(err, proc.ErrExited), errors.Is(err, engine.ErrNoTarget):
+		return exitNoTarget
+	case errors.Is(err, proc.ErrPermission), errors.Is(err, proc.ErrAlreadyTraced):
+		return exitPermission
+	case errors.Is(err, engine.ErrNotApplied):
+		return exitNotApplied
+	case errors.Is(err, patchfile.ErrBadPatch), errors.Is(err, linker.ErrBadObject):
+		return exitBadInput
+	case errors.Is(err, engine.ErrMismatch), errors.Is(err, engine.ErrUnsafe), errors.Is(err, engine.ErrResolve),
+		errors.Is(err, build.ErrUnsafeTarget), errors.Is(err, build.ErrNotFound), errors.Is(err, linker.ErrUnresolved),
+		errors.Is(err, arch.ErrUnsupportedReloc), errors.Is(err, arch.ErrRelocOverflow), errors.Is(err, arch.ErrNotPatchable):
+		return exitRefused
+	}
+	return exitFailure
+}
+
+var errUsage = errors.New("usage")
+
+type usageError struct{ error }
+
+func (u usageError) Unwrap() []error { return []error{u.error, errUsage} }
+
+// globals shared by the subcommands.
+var jsonOut bool
+
+func main() {
+	root := newRoot(os.Stdout, os.Stderr)
+	err := root.Execute()
+	os.Exit(report(err, os.Stdout, os.Stderr))
+}
+
+// report prints err (one line on stderr, and a JSON document on stdout with
+// --json) and returns the exit code.
+func report(err error, stdout, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	code := exitCode(err)
+	fmt.Fprintf(stderr, "hotpatch: %v\n", err)
+	if jsonOut {
+		writeJSON(stdout, map[string]any{"error": err.Error(), "exit_code": code})
+	}
+	return code
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "hotpatch",
+		Short: "Live-patch running Linux processes",
+		Long: `hotpatch replaces functions of running processes without restarting them.
+
+Build a patch from a fixed object file, apply it to a running process, check
+its status, and revert it. Exit codes: 0 success, 1 failure, 2 usage,
+3 no such process or target not mapped, 4 refused by a safety or verification
+check (nothing changed), 5 permission denied, 6 patch not applied, 7 invalid
+patch or object file.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().BoolVar(&jsonOut, "json", false, "print one JSON document instead of text")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newBuildCmd(), newApplyCmd(), newRevertCmd(), newStatusCmd())
+	return root
+}

@@ -1,0 +1,204 @@
+// Package build makes patch files.
+//
+// By-name mode (this file): every function defined in the new object(s)
+// replaces the function of the same name in the target file; functions the
+// target does not have are added. Build checks, against the target file,
+// everything that can be checked without a process: the functions exist, the
+// target has a build-id, and redirecting a function cannot break callers that
+// GCC optimised on the assumption that they call exactly the old code (see
+// checkIPARA).
+package build
+
+import (
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+	_ "github.com/hotpatch/hotpatch/internal/arch/amd64" // register x86-64
+	"github.com/hotpatch/hotpatch/internal/elfsym"
+	"github.com/hotpatch/hotpatch/internal/linker"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+)
+
+// ErrUnsafeTarget: the target was built in a way that makes redirecting a
+// function unsafe (see checkIPARA).
+var ErrUnsafeTarget = errors.New("target not safe to patch")
+
+// ErrNotFound: a function to replace is not in the target, or is ambiguous.
+var ErrNotFound = errors.New("function not found in target")
+
+// Options for a by-name build.
+type Options struct {
+	Target      string   // executable or shared library
+	New         []string // relocatable objects holding the new functions
+	ID          string   // patch id; derived from the contents when empty
+	Description string
+}
+
+// Func is one function in the report.
+type Func struct {
+	Name   string `json:"name"`
+	File   string `json:"file,omitempty"`
+	Object string `json:"object"`
+	Addr   uint64 `json:"addr,omitempty"`
+	Size   uint64 `json:"size,omitempty"`
+}
+
+// Report says what a patch will do.
+type Report struct {
+	ID       string `json:"id"`
+	Target   string `json:"target"`
+	BuildID  string `json:"build_id"`
+	Replaced []Func `json:"replaced"`
+	Added    []Func `json:"added"`
+}
+
+// ByName builds a patch in by-name mode.
+func ByName(opt Options) (*patchfile.Patch, *Report, error) {
+	tf, err := os.Open(opt.Target)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open target: %w", err)
+	}
+	defer tf.Close()
+	ef, err := elfsym.Open(tf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("target %s: %w", opt.Target, err)
+	}
+	bid, err := ef.BuildID()
+	if err != nil {
+		return nil, nil, fmt.Errorf("target %s: %w (link it with -Wl,--build-id so patches can be matched to processes)", opt.Target, err)
+	}
+	syms, err := ef.Symbols()
+	if err != nil {
+		return nil, nil, fmt.Errorf("target %s: %w", opt.Target, err)
+	}
+	a, err := arch.ForMachine(ef.Machine())
+	if err != nil {
+		return nil, nil, fmt.Errorf("target %s: %w", opt.Target, err)
+	}
+	rep := &Report{Target: opt.Target, BuildID: hex.EncodeToString(bid)}
+	man := patchfile.Manifest{Description: opt.Description,
+		Target: patchfile.Target{Path: absPath(opt.Target), BuildID: rep.BuildID, Machine: a.Name()}}
+	var members []patchfile.NamedData
+	h := sha256.New()
+	h.Write(bid)
+	names := map[string]bool{}
+	for _, objPath := range opt.New {
+		data, err := os.ReadFile(objPath)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read object: %w", err)
+		}
+		o, err := linker.ParseObject(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("object %s: %w", objPath, err)
+		}
+		if o.Arch().Machine() != a.Machine() {
+			return nil, nil, fmt.Errorf("object %s is for %s but %s is %s", objPath, o.Arch().Name(), opt.Target, a.Name())
+		}
+		member := filepath.Base(objPath)
+		for i := 2; names[member]; i++ {
+			member = fmt.Sprintf("%d-%s", i, filepath.Base(objPath))
+		}
+		names[member] = true
+		members = append(members, patchfile.NamedData{Name: member, Kind: "object", Data: data})
+		h.Write(data)
+		for _, fn := range o.Functions() {
+			old, found, err := findFunc(syms, fn, o.SourceFile())
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", objPath, err)
+			}
+			spec := patchfile.Function{Name: fn.Name, Object: member}
+			if !found {
+				spec.New = true
+				man.Functions = append(man.Functions, spec)
+				rep.Added = append(rep.Added, Func{Name: fn.Name, Object: member})
+				continue
+			}
+			spec.Addr, spec.Size = old.Value, old.Size
+			if old.Bind == elf.STB_LOCAL {
+				spec.Local, spec.File = true, old.File
+			}
+			if code, err := ef.ReadVirt(old.Value, int(old.Size)); err == nil {
+				spec.Orig = code
+			}
+			man.Functions = append(man.Functions, spec)
+			rep.Replaced = append(rep.Replaced, Func{Name: fn.Name, File: spec.File, Object: member, Addr: old.Value, Size: old.Size})
+		}
+	}
+	if len(rep.Replaced) == 0 {
+		return nil, nil, fmt.Errorf("%w: no function of %s is defined in %s", ErrNotFound, strings.Join(opt.New, ", "), opt.Target)
+	}
+	if err := checkIPARA(ef, syms, a, rep.Replaced); err != nil {
+		return nil, nil, err
+	}
+	man.ID = opt.ID
+	if man.ID == "" {
+		man.ID = "hp-" + hex.EncodeToString(h.Sum(nil))[:12]
+	}
+	rep.ID = man.ID
+	p, err := patchfile.New(man, members)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, rep, nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// findFunc finds the target's function that fn replaces.
+func findFunc(syms *elfsym.Table, fn linker.ObjSymbol, srcFile string) (elfsym.Symbol, bool, error) {
+	isFunc := func(s elfsym.Symbol) bool {
+		return (s.Type == elf.STT_FUNC || s.Type == elf.STT_GNU_IFUNC) && s.Section != elf.SHN_UNDEF && s.Value != 0
+	}
+	var cands []elfsym.Symbol
+	if fn.Local && srcFile != "" {
+		for _, s := range syms.LookupLocal(fn.Name, srcFile) {
+			if isFunc(s) {
+				cands = append(cands, s)
+			}
+		}
+	}
+	if len(cands) == 0 {
+		for _, s := range syms.Lookup(fn.Name) {
+			if isFunc(s) {
+				cands = append(cands, s)
+			}
+		}
+	}
+	uniq := map[uint64]elfsym.Symbol{}
+	for _, s := range cands {
+		if old, ok := uniq[s.Value]; !ok || (old.Bind == elf.STB_LOCAL && s.Bind != elf.STB_LOCAL) {
+			uniq[s.Value] = s
+		}
+	}
+	switch len(uniq) {
+	case 0:
+		return elfsym.Symbol{}, false, nil
+	case 1:
+		for _, s := range uniq {
+			if s.Size == 0 {
+				return s, false, fmt.Errorf("%w: %s has no size in the target's symbol table", ErrNotFound, fn.Name)
+			}
+			return s, true, nil
+		}
+	}
+	var where []string
+	for _, s := range uniq {
+		where = append(where, fmt.Sprintf("%#x (%s)", s.Value, filepath.Base(s.File)))
+	}
+	sort.Strings(where)
+	return elfsym.Symbol{}, false, fmt.Errorf("%w: %s is ambiguous in the target: %s; compile the new code from the source file that defines the one you mean",
+		ErrNotFound, fn.Name, strings.Join(where, ", "))
+}

@@ -1,0 +1,159 @@
+package build
+
+import (
+	"debug/elf"
+	"fmt"
+	"strings"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/elfsym"
+)
+
+// checkIPARA refuses a patch that GCC's interprocedural register allocation
+// (-fipa-ra, on at -O2 and above) would make unsafe.
+//
+// With -fipa-ra, when GCC compiles a caller after a callee of the same
+// translation unit, it uses the set of registers that callee really clobbers
+// and may keep live values in the other call-clobbered registers across the
+// call. A replacement compiled separately knows nothing of that promise and
+// may clobber them: the caller then computes with garbage. (kpatch requires
+// -flive-patching=inline-clone, which implies -fno-ipa-ra, for this and
+// related reasons.)
+//
+// A replaced function is safe when any of these holds:
+//   - its compile unit's DW_AT_producer shows -fno-ipa-ra, -flive-patching or
+//     an optimisation level below -O2;
+//   - it makes a call (or tail call) through the PLT or through a pointer: GCC
+//     then records the full ABI clobber set for it (collect_fn_hard_reg_usage
+//     adds the call-clobbered registers of every call it cannot see into), so
+//     no caller assumed anything;
+//   - none of its direct callers is in its translation unit (known from the
+//     DWARF compile units, or, without DWARF, from the STT_FILE grouping of
+//     local symbols; a global caller of unknown origin counts as same-unit).
+//
+// Otherwise the patch is refused with the callers named and the fix given.
+func checkIPARA(ef *elfsym.File, syms *elfsym.Table, a arch.Arch, replaced []Func) error {
+	cus, _ := ef.CompileUnits()
+	cuOf := func(addr uint64) int {
+		for i, cu := range cus {
+			for _, r := range cu.Ranges {
+				if addr >= r[0] && addr < r[1] {
+					return i
+				}
+			}
+		}
+		return -1
+	}
+	var plt [][2]uint64
+	for _, s := range ef.ELF().Sections {
+		if strings.HasPrefix(s.Name, ".plt") {
+			plt = append(plt, [2]uint64{s.Addr, s.Addr + s.Size})
+		}
+	}
+	inPLT := func(addr uint64) bool {
+		for _, r := range plt {
+			if addr >= r[0] && addr < r[1] {
+				return true
+			}
+		}
+		return false
+	}
+	// Decode every function once.
+	type decoded struct {
+		sym  elfsym.Symbol
+		info arch.FuncInfo
+	}
+	var all []decoded
+	seen := map[uint64]bool{}
+	for _, s := range syms.Functions() {
+		if seen[s.Value] || s.Size == 0 {
+			continue
+		}
+		seen[s.Value] = true
+		code, err := ef.ReadVirt(s.Value, int(s.Size))
+		if err != nil {
+			continue
+		}
+		info, err := a.Analyze(code, s.Value)
+		if err != nil {
+			continue
+		}
+		all = append(all, decoded{s, info})
+	}
+	for _, r := range replaced {
+		cu := cuOf(r.Addr)
+		if cu >= 0 && safeProducer(cus[cu].Producer) {
+			continue
+		}
+		var self *decoded
+		for i := range all {
+			if all[i].sym.Value == r.Addr {
+				self = &all[i]
+			}
+		}
+		if self == nil {
+			return fmt.Errorf("%w: cannot decode %s to check its callers", ErrUnsafeTarget, r.Name)
+		}
+		opaque := self.info.IndirectCalls > 0
+		for _, c := range append(append([]uint64(nil), self.info.Calls...), self.info.TailJumps...) {
+			if inPLT(c) {
+				opaque = true
+			}
+		}
+		if opaque {
+			continue
+		}
+		var bad []string
+		for _, d := range all {
+			calls := false
+			for _, c := range d.info.Calls {
+				if c == r.Addr {
+					calls = true
+				}
+			}
+			if !calls || d.sym.Value == r.Addr {
+				continue
+			}
+			same := true
+			switch {
+			case cu >= 0:
+				same = cuOf(d.sym.Value) == cu
+			case r.File != "" && d.sym.Bind == elf.STB_LOCAL && d.sym.File != "":
+				same = d.sym.File == r.File
+			}
+			if same {
+				bad = append(bad, d.sym.Name)
+			}
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf("%w: %s is called directly by %s in its own translation unit, and the target was built with GCC's interprocedural register allocation (-fipa-ra, the -O2 default): those callers may keep values in registers the old %s never touched, which a separately compiled replacement may clobber. Rebuild the target with -flive-patching=inline-clone (or at least -fno-ipa-ra), and keep -g so hotpatch can see the flags in DW_AT_producer",
+				ErrUnsafeTarget, r.Name, strings.Join(bad, ", "), r.Name)
+		}
+	}
+	return nil
+}
+
+// safeProducer reports whether a DW_AT_producer string shows a build where
+// -fipa-ra is off.
+func safeProducer(p string) bool {
+	level := "-O0"
+	ipara := true
+	for _, f := range strings.Fields(p) {
+		switch {
+		case strings.HasPrefix(f, "-O"):
+			level = f
+		case f == "-fno-ipa-ra", strings.HasPrefix(f, "-flive-patching"):
+			ipara = false
+		case f == "-fipa-ra":
+			ipara = true
+		}
+	}
+	if !ipara {
+		return true
+	}
+	switch level {
+	case "-O0", "-O1", "-O", "-Og":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,342 @@
+package elfsym
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+)
+
+// Symbol is one entry of .symtab or .dynsym.
+type Symbol struct {
+	Name string
+	// Version is the GNU symbol version ("GLIBC_2.14"), from .gnu.version and
+	// .gnu.version_d/.gnu.version_r for .dynsym, or from a "name@VER" /
+	// "name@@VER" spelling in .symtab. "" when unversioned.
+	Version string
+	// DefaultVersion: the version is the default one ("name@@VER"), the one a
+	// reference without version binds to.
+	DefaultVersion bool
+	Value, Size    uint64
+	Type           elf.SymType
+	Bind           elf.SymBind
+	Section        elf.SectionIndex
+	// File is the name of the STT_FILE symbol in effect for a local symbol of
+	// .symtab (the source file it was compiled from); "" for globals.
+	File string
+	// Dynamic: the symbol is in .dynsym (possibly also in .symtab).
+	Dynamic bool
+}
+
+// Defined reports whether the symbol is defined in this file.
+func (s Symbol) Defined() bool { return s.Section != elf.SHN_UNDEF }
+
+// IsFunc reports whether the symbol is a function (STT_FUNC or STT_GNU_IFUNC).
+func (s Symbol) IsFunc() bool { return s.Type == elf.STT_FUNC || s.Type == elf.STT_GNU_IFUNC }
+
+// String spells the symbol as "name", "name@VER" or "name@@VER".
+func (s Symbol) String() string {
+	switch {
+	case s.Version == "":
+		return s.Name
+	case s.DefaultVersion:
+		return s.Name + "@@" + s.Version
+	default:
+		return s.Name + "@" + s.Version
+	}
+}
+
+// Table is the merged symbol table of a file. It is immutable and safe for
+// concurrent use.
+type Table struct {
+	syms   []Symbol
+	byName map[string][]int
+	funcs  []Symbol // defined functions sorted by Value
+	// sized: defined symbols in a real section with size > 0 or STT_FUNC,
+	// sorted by Value, for NextAfter.
+	sized []Symbol
+	f     *File
+}
+
+// splitVersion splits "name@VER" / "name@@VER" as written in .symtab and in
+// lookups. A leading '@' is part of the name.
+func splitVersion(s string) (name, ver string, def bool) {
+	i := strings.IndexByte(s, '@')
+	if i <= 0 {
+		return s, "", false
+	}
+	name, ver = s[:i], s[i+1:]
+	if strings.HasPrefix(ver, "@") {
+		return name, ver[1:], true
+	}
+	return name, ver, false
+}
+
+type mergeKey struct {
+	name    string
+	value   uint64
+	defined bool
+}
+
+// Symbols reads .dynsym and .symtab and merges them: a global symbol present in
+// both appears once, with the version information of .dynsym. Local symbols of
+// .symtab carry the STT_FILE in effect. A file without either table yields an
+// empty table.
+func (f *File) Symbols() (_ *Table, err error) {
+	defer guard(&err, "read symbols")
+	t := &Table{byName: map[string][]int{}, f: f}
+	seen := map[mergeKey]bool{}
+
+	dyn, err := f.f.DynamicSymbols()
+	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+		return nil, fmt.Errorf("read .dynsym: %w", err)
+	}
+	for _, ds := range dyn {
+		s := Symbol{
+			Name:    ds.Name,
+			Value:   ds.Value,
+			Size:    ds.Size,
+			Type:    elf.ST_TYPE(ds.Info),
+			Bind:    elf.ST_BIND(ds.Info),
+			Section: ds.Section,
+			Dynamic: true,
+		}
+		if ds.HasVersion && ds.VersionIndex.Index() > 1 {
+			s.Version = ds.Version
+			// A defined symbol's version is the default one unless
+			// VERSYM_HIDDEN is set ("name@VER" rather than "name@@VER").
+			s.DefaultVersion = s.Version != "" && s.Defined() && !ds.VersionIndex.IsHidden()
+		}
+		if s.Name == "" {
+			continue
+		}
+		seen[mergeKey{s.Name, s.Value, s.Defined()}] = true
+		t.add(s)
+	}
+
+	st, err := f.f.Symbols()
+	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+		return nil, fmt.Errorf("read .symtab: %w", err)
+	}
+	file := ""
+	for _, es := range st {
+		typ, bind := elf.ST_TYPE(es.Info), elf.ST_BIND(es.Info)
+		if typ == elf.STT_FILE {
+			file = es.Name
+			continue
+		}
+		if es.Name == "" {
+			continue // section symbols and other nameless entries
+		}
+		name, ver, def := splitVersion(es.Name)
+		s := Symbol{
+			Name:           name,
+			Version:        ver,
+			DefaultVersion: def && es.Section != elf.SHN_UNDEF,
+			Value:          es.Value,
+			Size:           es.Size,
+			Type:           typ,
+			Bind:           bind,
+			Section:        es.Section,
+		}
+		if bind == elf.STB_LOCAL {
+			s.File = file
+		} else if seen[mergeKey{name, s.Value, s.Defined()}] {
+			continue // already there from .dynsym, with its version
+		}
+		t.add(s)
+	}
+
+	for _, s := range t.syms {
+		if !s.Defined() {
+			continue
+		}
+		if s.IsFunc() {
+			t.funcs = append(t.funcs, s)
+		}
+		if s.Section < elf.SHN_LORESERVE && (s.Size > 0 || s.Type == elf.STT_FUNC) {
+			t.sized = append(t.sized, s)
+		}
+	}
+	sortSyms(t.funcs)
+	sortSyms(t.sized)
+	return t, nil
+}
+
+// sortSyms orders by address, then globals before locals, then by name, so
+// that the results of Functions and Containing are deterministic.
+func sortSyms(s []Symbol) {
+	sort.SliceStable(s, func(i, j int) bool {
+		a, b := s[i], s[j]
+		if a.Value != b.Value {
+			return a.Value < b.Value
+		}
+		if (a.Bind == elf.STB_LOCAL) != (b.Bind == elf.STB_LOCAL) {
+			return a.Bind != elf.STB_LOCAL
+		}
+		return a.Name < b.Name
+	})
+}
+
+func (t *Table) add(s Symbol) {
+	t.byName[s.Name] = append(t.byName[s.Name], len(t.syms))
+	t.syms = append(t.syms, s)
+}
+
+// All returns every symbol of the table (defined and undefined, except
+// nameless and STT_FILE entries), .dynsym first.
+func (t *Table) All() []Symbol {
+	return append([]Symbol(nil), t.syms...)
+}
+
+// Lookup returns the defined symbols named name. name may carry a version:
+// "memcpy@GLIBC_2.14" matches that version whether it is the default or not,
+// "memcpy@@GLIBC_2.14" only the default version. For a bare name defined with
+// several versions only the default-version definition(s) are returned, as the
+// dynamic linker would bind an unversioned reference. Local symbols of the same
+// name (static functions of different files) are all returned; use
+// LookupLocal or Unique to tell them apart.
+func (t *Table) Lookup(name string) []Symbol {
+	base, ver, def := splitVersion(name)
+	var out []Symbol
+	for _, i := range t.byName[base] {
+		s := t.syms[i]
+		if !s.Defined() {
+			continue
+		}
+		if ver != "" && (s.Version != ver || (def && !s.DefaultVersion)) {
+			continue
+		}
+		out = append(out, s)
+	}
+	if ver == "" {
+		hasDefault := false
+		versions := map[string]bool{}
+		for _, s := range out {
+			hasDefault = hasDefault || s.DefaultVersion
+			if s.Bind != elf.STB_LOCAL {
+				versions[s.Version] = true
+			}
+		}
+		if hasDefault && len(versions) > 1 {
+			kept := out[:0]
+			for _, s := range out {
+				if s.DefaultVersion || s.Bind == elf.STB_LOCAL {
+					kept = append(kept, s)
+				}
+			}
+			out = kept
+		}
+	}
+	return out
+}
+
+// LookupLocal returns the defined local symbols named name whose STT_FILE has
+// the same base name as file ("lib1.c" matches "src/lib1.c").
+func (t *Table) LookupLocal(name, file string) []Symbol {
+	want := path.Base(file)
+	var out []Symbol
+	for _, i := range t.byName[name] {
+		s := t.syms[i]
+		if s.Bind == elf.STB_LOCAL && s.Defined() && s.File != "" && path.Base(s.File) == want {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Unique resolves name to exactly one defined symbol. name is as for Lookup;
+// "name" followed by a file ("helper", "lib1.c") can be resolved with
+// UniqueLocal. Aliases (several names of one address) count as one: the same
+// address and size under the same name is not ambiguous. It returns an error
+// wrapping ErrNotFound or ErrAmbiguous.
+func (t *Table) Unique(name string) (Symbol, error) {
+	return unique(name, t.Lookup(name))
+}
+
+// UniqueLocal is Unique for LookupLocal.
+func (t *Table) UniqueLocal(name, file string) (Symbol, error) {
+	return unique(name+" in "+file, t.LookupLocal(name, file))
+}
+
+func unique(what string, c []Symbol) (Symbol, error) {
+	if len(c) == 0 {
+		return Symbol{}, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	for _, s := range c[1:] {
+		if s.Value != c[0].Value || s.Size != c[0].Size {
+			var where []string
+			for _, s := range c {
+				w := fmt.Sprintf("%#x", s.Value)
+				if s.File != "" {
+					w += " (" + s.File + ")"
+				}
+				where = append(where, w)
+			}
+			return Symbol{}, fmt.Errorf("%s: %w: defined at %s", what, ErrAmbiguous, strings.Join(where, ", "))
+		}
+	}
+	return c[0], nil
+}
+
+// Functions returns the defined STT_FUNC and STT_GNU_IFUNC symbols sorted by
+// Value.
+func (t *Table) Functions() []Symbol {
+	return append([]Symbol(nil), t.funcs...)
+}
+
+// Containing returns the function symbol whose [Value, Value+Size) contains
+// addr. When several do (aliases), the one starting closest to addr wins, and
+// globals win over locals.
+func (t *Table) Containing(addr uint64) (Symbol, bool) {
+	// funcs is sorted by Value (ties: globals first), so walking back from
+	// the last symbol starting at or before addr finds the closest start
+	// first. The walk continues past non-matching symbols because a large
+	// function may enclose smaller symbols (rare, but cheap to honour).
+	i := sort.Search(len(t.funcs), func(i int) bool { return t.funcs[i].Value > addr })
+	for j := i - 1; j >= 0; j-- {
+		if s := t.funcs[j]; addr-s.Value < s.Size {
+			return s, true
+		}
+	}
+	return Symbol{}, false
+}
+
+// NextAfter returns the address of the first defined symbol (of any type, with
+// a size or of type STT_FUNC) that starts strictly after addr in the same
+// section as addr. Together with SectionEnd it bounds the padding that
+// follows a function.
+func (t *Table) NextAfter(addr uint64) (uint64, bool) {
+	sec := t.sectionIndexAt(addr)
+	if sec == -2 {
+		return 0, false
+	}
+	i := sort.Search(len(t.sized), func(i int) bool { return t.sized[i].Value > addr })
+	for ; i < len(t.sized); i++ {
+		s := t.sized[i]
+		if sec < 0 || s.Section == elf.SectionIndex(sec) {
+			return s.Value, true
+		}
+	}
+	return 0, false
+}
+
+// sectionIndexAt returns the index of the SHF_ALLOC section containing addr,
+// or -1 when the file has no section headers.
+func (t *Table) sectionIndexAt(addr uint64) int {
+	if t.f == nil || len(t.f.f.Sections) <= 1 {
+		return -1
+	}
+	s := t.f.allocSectionAt(addr)
+	if s == nil {
+		return -2 // no section: nothing can be "in the same section"
+	}
+	for i, x := range t.f.f.Sections {
+		if x == s {
+			return i
+		}
+	}
+	return -2
+}

@@ -1,0 +1,534 @@
+package engine
+
+import (
+	"debug/elf"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/linker"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/procmaps"
+	"github.com/hotpatch/hotpatch/internal/record"
+)
+
+const pageSize = 4096
+
+// Options control apply and revert.
+type Options struct {
+	// Timeout bounds how long apply or revert keeps retrying while it is not
+	// safe to write (a thread sits inside bytes being replaced). Default 10s.
+	Timeout time.Duration
+	// Realtime raises the tracer to SCHED_FIFO during the stop window.
+	Realtime bool
+}
+
+func (o Options) timeout() time.Duration {
+	if o.Timeout <= 0 {
+		return 10 * time.Second
+	}
+	return o.Timeout
+}
+
+// FuncReport describes one redirected function.
+type FuncReport struct {
+	Name  string `json:"name"`
+	Entry uint64 `json:"entry"`
+	At    uint64 `json:"at"`
+	New   uint64 `json:"new"`
+	Kind  string `json:"kind"`
+}
+
+// ApplyReport is the result of Apply.
+type ApplyReport struct {
+	PatchID        string        `json:"patch_id"`
+	PID            int           `json:"pid"`
+	Target         string        `json:"target"`
+	BuildID        string        `json:"build_id"`
+	Region         uint64        `json:"region"`
+	RegionSize     uint64        `json:"region_size"`
+	Functions      []FuncReport  `json:"functions"`
+	AlreadyApplied bool          `json:"already_applied,omitempty"`
+	Attempts       int           `json:"attempts"`
+	Pause          time.Duration `json:"pause_ns"`
+	Elapsed        time.Duration `json:"elapsed_ns"`
+}
+
+// prepared is everything about one apply that can be computed before any
+// thread of the target is stopped.
+type prepared struct {
+	t       *target
+	mod     *module
+	arch    arch.Arch
+	objs    []*linker.Prepared
+	funcs   []plannedFunc
+	hdrSize uint64
+	size    uint64
+	reach   []uint64 // addresses the region must be within ±2 GiB of
+	low     uint64   // region must end below this (0: no limit)
+}
+
+type plannedFunc struct {
+	spec   patchfile.Function
+	obj    int
+	fn     arch.Func
+	layout []uint64 // per-object link offsets, filled by link
+}
+
+func prepare(pid int, p *patchfile.Patch) (*prepared, error) {
+	t, err := readTarget(pid)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := t.findBuildID(p.Target.BuildID)
+	if err != nil {
+		return nil, err
+	}
+	a, err := arch.ForMachine(mod.f.Machine())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", mod.Path, err)
+	}
+	t.arch = a
+	pp := &prepared{t: t, mod: mod, arch: a}
+	objIndex := map[string]int{}
+	res := &resolver{t: t, patched: mod}
+	for i, name := range p.Objects() {
+		o, err := linker.ParseObject(p.Member(name))
+		if err != nil {
+			return nil, fmt.Errorf("object %s: %w", name, err)
+		}
+		if o.Arch().Machine() != a.Machine() {
+			return nil, fmt.Errorf("object %s is for %s, target %s is %s", name, o.Arch().Name(), mod.Path, a.Name())
+		}
+		lp, err := linker.Prepare(o, res)
+		if err != nil {
+			return nil, fmt.Errorf("link %s against process %d: %w", name, pid, err)
+		}
+		objIndex[name] = i
+		pp.objs = append(pp.objs, lp)
+		pp.reach = append(pp.reach, lp.Reach()...)
+		if lim, ok := lp.NeedsLow(); ok && (pp.low == 0 || lim < pp.low) {
+			pp.low = lim
+		}
+	}
+	for _, f := range p.Functions {
+		if f.New {
+			continue
+		}
+		code, err := mod.f.ReadVirt(f.Addr, int(f.Size))
+		if err != nil {
+			return nil, fmt.Errorf("function %s: read %s: %w", f.Name, mod.Path, err)
+		}
+		var tail []byte
+		if next, ok := mod.syms.NextAfter(f.Addr); ok && next > f.Addr+f.Size {
+			n := next - (f.Addr + f.Size)
+			if n > 32 {
+				n = 32
+			}
+			tail, _ = mod.f.ReadVirt(f.Addr+f.Size, int(n))
+		} else if end, ok := mod.f.SectionEnd(f.Addr); ok && end > f.Addr+f.Size {
+			n := end - (f.Addr + f.Size)
+			if n > 32 {
+				n = 32
+			}
+			tail, _ = mod.f.ReadVirt(f.Addr+f.Size, int(n))
+		}
+		entry := f.Addr + mod.Bias
+		pp.funcs = append(pp.funcs, plannedFunc{spec: f, obj: objIndex[f.Object],
+			fn: arch.Func{Name: f.Name, Addr: entry, Code: code, Tail: tail}})
+	}
+	// The header: its size depends only on the number of redirects and names,
+	// so encode a worst case once to size it.
+	dry := &record.Record{ID: p.ID, Description: p.Description, Target: mod.Path, BuildID: p.Target.BuildID,
+		AppliedAt: math.MaxInt64, Base: math.MaxUint64, Size: math.MaxUint64, TextStart: math.MaxUint64, TextEnd: math.MaxUint64}
+	for _, f := range pp.funcs {
+		dry.Redirects = append(dry.Redirects, record.Redirect{Func: f.spec.Name, Addr: math.MaxUint64, Entry: math.MaxUint64,
+			New: math.MaxUint64, Orig: make([]byte, 16), Jump: make([]byte, 16), Kind: "jmp abs64 (padding)"})
+	}
+	hdr, err := record.Encode(dry, record.StateApplied)
+	if err != nil {
+		return nil, err
+	}
+	pp.hdrSize = roundUp(uint64(len(hdr)), pageSize)
+	pp.size = pp.hdrSize
+	for _, o := range pp.objs {
+		pp.size += roundUp(o.Size(), pageSize)
+	}
+	return pp, nil
+}
+
+func roundUp(x, a uint64) uint64 { return (x + a - 1) / a * a }
+
+// window returns the range [lo, hi) of region start addresses that keep every
+// address in reach within a signed 32-bit displacement of the whole region.
+func window(reach []uint64, size, low uint64) (lo, hi uint64) {
+	lo, hi = 0x10000, uint64(0x7fff_ffff_f000)
+	const span = 1<<31 - pageSize
+	for _, a := range reach {
+		if a+span > size && a+span-size < hi {
+			hi = a + span - size
+		}
+		if a > span && a-span > lo {
+			lo = a - span
+		}
+	}
+	if low != 0 && low-size < hi {
+		hi = low - size
+	}
+	return lo, hi
+}
+
+// image is the linked patch at one base address.
+type image struct {
+	base    uint64
+	objs    []*linker.Image
+	plans   []arch.Redirect
+	textLo  uint64
+	textHi  uint64
+	rec     *record.Record
+	hdr     []byte
+	segData []segment
+}
+
+type segment struct {
+	addr uint64
+	data []byte
+	prot int
+}
+
+func (pp *prepared) link(base uint64, p *patchfile.Patch) (*image, error) {
+	im := &image{base: base, textLo: math.MaxUint64}
+	off := base + pp.hdrSize
+	for i, o := range pp.objs {
+		li, err := o.Link(off)
+		if err != nil {
+			return nil, fmt.Errorf("link object %d at %#x: %w", i, off, err)
+		}
+		im.objs = append(im.objs, li)
+		for _, s := range li.Segments {
+			a := li.Base + s.Offset
+			im.segData = append(im.segData, segment{addr: a, data: s.Data, prot: s.Prot})
+			if s.Prot&unix.PROT_EXEC != 0 {
+				im.textLo = min(im.textLo, a)
+				im.textHi = max(im.textHi, a+uint64(len(s.Data)))
+			}
+		}
+		off += roundUp(o.Size(), pageSize)
+	}
+	if im.textLo == math.MaxUint64 {
+		im.textLo, im.textHi = base, base
+	}
+	im.rec = &record.Record{ID: p.ID, Description: p.Description, Target: pp.mod.Path, BuildID: p.Target.BuildID,
+		AppliedAt: time.Now().Unix(), Base: base, Size: pp.size, TextStart: im.textLo, TextEnd: im.textHi}
+	for _, f := range pp.funcs {
+		dest, ok := im.objs[f.obj].Symbols[f.spec.Name]
+		if !ok {
+			return nil, fmt.Errorf("patch object does not define %s", f.spec.Name)
+		}
+		r, err := pp.arch.PlanRedirect(f.fn, dest)
+		if err != nil {
+			return nil, fmt.Errorf("redirect %s: %w", f.spec.Name, err)
+		}
+		im.plans = append(im.plans, r)
+		im.rec.Redirects = append(im.rec.Redirects, record.Redirect{Func: f.spec.Name, Addr: r.Addr, Entry: f.fn.Addr,
+			New: dest, Orig: r.Orig, Jump: r.Jump, Kind: r.Kind})
+	}
+	hdr, err := record.Encode(im.rec, record.StateApplying)
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(hdr)) > pp.hdrSize {
+		return nil, fmt.Errorf("internal error: header of %d bytes exceeds its %d reserved", len(hdr), pp.hdrSize)
+	}
+	im.hdr = hdr
+	return im, nil
+}
+
+// chooseBase picks the region's address from a fresh view of the maps.
+func (pp *prepared) chooseBase(maps []procmaps.Mapping) (uint64, error) {
+	reach := append([]uint64(nil), pp.reach...)
+	var entries []uint64
+	for _, f := range pp.funcs {
+		entries = append(entries, f.fn.Addr)
+	}
+	near := pp.mod.Start
+	if len(entries) > 0 {
+		near = entries[0]
+	}
+	// Prefer a place from which every redirect is a 5-byte jmp rel32; if the
+	// functions are spread too far apart, satisfy only the linker's needs and
+	// let far functions take the absolute jump.
+	for _, rs := range [][]uint64{append(append([]uint64(nil), reach...), entries...), reach} {
+		lo, hi := window(rs, pp.size, pp.low)
+		if lo >= hi {
+			continue
+		}
+		if a, ok := procmaps.FindHole(maps, pp.size, lo, hi+pp.size, near); ok {
+			return a, nil
+		}
+	}
+	return 0, fmt.Errorf("no free address range of %d bytes within reach (±2 GiB) of the patched code and the data it uses", pp.size)
+}
+
+// Apply applies patch p to process pid.
+func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
+	start := time.Now()
+	rep := &ApplyReport{PatchID: p.ID, PID: pid, BuildID: p.Target.BuildID}
+	pp, err := prepare(pid, p)
+	if err != nil {
+		return nil, err
+	}
+	rep.Target = pp.mod.Path
+	if recs, err := readRecords(pid, pp.t.maps); err == nil {
+		for _, r := range recs {
+			if r.ID == p.ID && r.State == record.StateApplied {
+				rep.AlreadyApplied = true
+				rep.Region, rep.RegionSize = r.Base, r.Size
+				for _, rd := range r.Redirects {
+					rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind})
+				}
+				rep.Elapsed = time.Since(start)
+				return rep, nil
+			}
+		}
+	}
+	// Link once before stopping at the place that is free now; the stop
+	// re-checks the maps and relinks only if that place was taken meanwhile.
+	base, err := pp.chooseBase(pp.t.maps)
+	if err != nil {
+		return nil, err
+	}
+	im, err := pp.link(base, p)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Detach()
+
+	deadline := time.Now().Add(opt.timeout())
+	backoff := time.Millisecond
+	for {
+		rep.Attempts++
+		busy, err := applyOnce(pr, pp, p, &im)
+		if err == nil && busy == nil {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: %v after %d attempts in %v; try again when the process is less busy, or raise --timeout",
+				ErrUnsafe, busy, rep.Attempts, opt.timeout())
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 100*time.Millisecond)
+	}
+	if err := pr.Detach(); err != nil {
+		return nil, fmt.Errorf("detach: %w", err)
+	}
+	rep.Pause = pr.Pause()
+	rep.Region, rep.RegionSize = im.base, pp.size
+	for i, r := range im.plans {
+		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Entry: pp.funcs[i].fn.Addr,
+			At: r.Addr, New: im.rec.Redirects[i].New, Kind: r.Kind})
+	}
+	rep.Elapsed = time.Since(start)
+	return rep, nil
+}
+
+// busyError says why it is not safe to write right now; Apply retries.
+type busyError struct{ msg string }
+
+func (b *busyError) Error() string { return b.msg }
+
+// applyOnce stops the process and either installs the patch completely, or
+// returns with the process resumed and nothing changed (busy: retry later;
+// err: give up). On return without error and without busy, the process is
+// still stopped with the patch installed.
+func applyOnce(pr *proc.Process, pp *prepared, p *patchfile.Patch, imp **image) (*busyError, error) {
+	if err := pr.Stop(); err != nil {
+		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)
+	}
+	maps, err := procmaps.Read(pr.Pid())
+	if err != nil {
+		pr.Resume()
+		return nil, fmt.Errorf("read maps: %w", err)
+	}
+	im := *imp
+	if !holeFree(maps, im.base, pp.size) {
+		base, err := pp.chooseBase(maps)
+		if err != nil {
+			pr.Resume()
+			return nil, err
+		}
+		if im, err = pp.link(base, p); err != nil {
+			pr.Resume()
+			return nil, err
+		}
+		*imp = im
+	}
+	// Run-pre: the bytes about to be replaced must be the ones the patch was
+	// planned against (same file, nobody else patched them).
+	for i, r := range im.plans {
+		cur := make([]byte, len(r.Orig))
+		if err := pr.ReadMem(r.Addr, cur); err != nil {
+			pr.Resume()
+			return nil, fmt.Errorf("read %s at %#x: %w", pp.funcs[i].spec.Name, r.Addr, err)
+		}
+		if string(cur) != string(r.Orig) {
+			pr.Resume()
+			return nil, fmt.Errorf("%w: %s at %#x holds % x, expected % x (already patched by another tool or patch?)",
+				ErrMismatch, pp.funcs[i].spec.Name, r.Addr, cur, r.Orig)
+		}
+	}
+	for _, th := range pr.Threads() {
+		pc := th.Regs.PC()
+		for i, r := range im.plans {
+			if r.Contains(pc) {
+				pr.Resume()
+				return &busyError{fmt.Sprintf("thread %d is executing inside the first bytes of %s (pc %#x)",
+					th.TID, pp.funcs[i].spec.Name, pc)}, nil
+			}
+		}
+	}
+	if err := install(pr, pp, im); err != nil {
+		pr.Resume()
+		return nil, err
+	}
+	return nil, nil
+}
+
+func holeFree(maps []procmaps.Mapping, base, size uint64) bool {
+	for _, m := range maps {
+		if m.Start < base+size && base < m.End {
+			return false
+		}
+	}
+	return true
+}
+
+// stepError names the step of an apply that failed.
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string { return fmt.Sprintf("%s: %v", e.step, e.err) }
+func (e *stepError) Unwrap() error { return e.err }
+
+// install maps the region, writes the code and the header, protects it and
+// writes the redirects, all with the process stopped. On failure it undoes
+// every step already done and returns the error; the caller resumes.
+//
+// Order of writes (what a crash of hotpatch at any point leaves):
+//  1. region mapped, header in state "applying", code written: the process
+//     runs unchanged, status shows a stale "applying" region;
+//  2. the jumps are written one by one: the window where a crash leaves some
+//     functions redirected and others not is these few writes;
+//  3. state "applied".
+func install(pr *proc.Process, pp *prepared, im *image) (err error) {
+	var mapped bool
+	var written []int
+	defer func() {
+		if err == nil {
+			return
+		}
+		for i := len(written) - 1; i >= 0; i-- {
+			r := im.plans[written[i]]
+			if werr := pr.WriteMem(r.Addr, r.Orig); werr != nil {
+				err = fmt.Errorf("%w (and restoring %s failed: %v)", err, pp.funcs[written[i]].spec.Name, werr)
+			}
+		}
+		if mapped {
+			if uerr := pr.Munmap(im.base, pp.size); uerr != nil {
+				err = fmt.Errorf("%w (and unmapping the region failed: %v)", err, uerr)
+			}
+		}
+	}()
+	fail := func(step string, e error) error { return &stepError{step, e} }
+
+	if err := faultHook("map"); err != nil {
+		return fail("map", err)
+	}
+	fd, err := pr.MemfdCreate(record.NamePrefix+im.rec.ID, unix.MFD_CLOEXEC)
+	if err != nil {
+		return fail("map", fmt.Errorf("memfd_create in target: %w", err))
+	}
+	if err := pr.Ftruncate(fd, pp.size); err != nil {
+		pr.Close(fd)
+		return fail("map", fmt.Errorf("ftruncate in target: %w", err))
+	}
+	// MAP_PRIVATE: our writes go to private copies of the pages, so a child
+	// the target forks later gets its own copy and patching or reverting one
+	// process never changes another. MAP_FIXED_NOREPLACE (Linux 4.17, mmap(2))
+	// fails with EEXIST instead of replacing anything mapped there.
+	addr, err := pr.Mmap(im.base, pp.size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED_NOREPLACE, fd, 0)
+	pr.Close(fd)
+	if err != nil {
+		return fail("map", fmt.Errorf("mmap %d bytes at %#x in target: %w", pp.size, im.base, err))
+	}
+	if addr != im.base {
+		pr.Munmap(addr, pp.size)
+		return fail("map", fmt.Errorf("mmap returned %#x instead of %#x (kernel without MAP_FIXED_NOREPLACE?)", addr, im.base))
+	}
+	mapped = true
+
+	if err := faultHook("write"); err != nil {
+		return fail("write", err)
+	}
+	if err := pr.WriteMem(im.base, im.hdr); err != nil {
+		return fail("write", fmt.Errorf("header: %w", err))
+	}
+	for _, s := range im.segData {
+		if err := pr.WriteMem(s.addr, s.data); err != nil {
+			return fail("write", fmt.Errorf("segment at %#x: %w", s.addr, err))
+		}
+	}
+	if err := faultHook("protect"); err != nil {
+		return fail("protect", err)
+	}
+	// W^X: code becomes read-execute and constants read-only only after they
+	// are written; nothing is ever writable and executable at once.
+	if err := pr.Mprotect(im.base, pp.hdrSize, unix.PROT_READ); err != nil {
+		return fail("protect", fmt.Errorf("header: %w", err))
+	}
+	for _, s := range im.segData {
+		if s.prot == unix.PROT_READ|unix.PROT_WRITE {
+			continue
+		}
+		if err := pr.Mprotect(s.addr, roundUp(uint64(len(s.data)), pageSize), s.prot); err != nil {
+			return fail("protect", fmt.Errorf("segment at %#x: %w", s.addr, err))
+		}
+	}
+	for i, r := range im.plans {
+		if err := faultHook("redirect"); err != nil {
+			return fail("redirect", err)
+		}
+		if err := pr.WriteMem(r.Addr, r.Jump); err != nil {
+			return fail("redirect", fmt.Errorf("%s at %#x: %w", pp.funcs[i].spec.Name, r.Addr, err))
+		}
+		written = append(written, i)
+	}
+	if err := faultHook("commit"); err != nil {
+		return fail("commit", err)
+	}
+	if err := pr.WriteMem(im.base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
+		return fail("commit", err)
+	}
+	return nil
+}
+
+// BuildIDString formats a build-id.
+func BuildIDString(b []byte) string { return hex.EncodeToString(b) }
+
+var _ = elf.EM_X86_64
+var _ = errors.Is

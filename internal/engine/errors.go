@@ -1,0 +1,29 @@
+// Package engine applies, reverts and reports hotpatches on live processes.
+//
+// It ties the other packages together: it finds the patched file in the
+// process (procmaps, elfsym), resolves and links the new code (linker), then,
+// with every thread stopped (proc), checks that redirecting is safe, maps a
+// region for the code, writes it, writes the redirecting jumps (arch) and the
+// record (record), and resumes. Every step before the resume can fail; each
+// failure rolls back what was done, so a process is either patched completely
+// or left exactly as it was.
+package engine
+
+import "errors"
+
+// Sentinel errors callers (the CLI's exit codes, tests) branch on.
+var (
+	// ErrNoTarget: the process does not map the file the patch was built for.
+	ErrNoTarget = errors.New("process does not run the patch's target")
+	// ErrMismatch: the running code is not what the patch was built against.
+	ErrMismatch = errors.New("running code does not match the patch")
+	// ErrUnsafe: redirecting is not safe right now (a thread is inside the
+	// bytes being replaced) and did not become safe before the timeout.
+	ErrUnsafe = errors.New("not safe to patch now")
+	// ErrNotApplied: no patch of that id is applied in the process.
+	ErrNotApplied = errors.New("patch not applied")
+	// ErrAlreadyApplied: the patch is already applied (a no-op).
+	ErrAlreadyApplied = errors.New("patch already applied")
+	// ErrResolve: a symbol the patch needs cannot be resolved in the target.
+	ErrResolve = errors.New("cannot resolve symbol in target")
+)

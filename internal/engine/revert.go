@@ -1,0 +1,176 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/procmaps"
+	"github.com/hotpatch/hotpatch/internal/record"
+)
+
+// RevertReport is the result of Revert.
+type RevertReport struct {
+	PatchID   string        `json:"patch_id"`
+	PID       int           `json:"pid"`
+	Functions []string      `json:"functions"`
+	Freed     bool          `json:"region_freed"`
+	Retained  string        `json:"region_retained_because,omitempty"`
+	Attempts  int           `json:"attempts"`
+	Pause     time.Duration `json:"pause_ns"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+}
+
+// Revert puts back the original bytes of every function patch id redirected
+// in process pid, and frees the patch's region once no thread can be
+// executing in it.
+func Revert(pid int, id string, opt Options) (*RevertReport, error) {
+	start := time.Now()
+	st, err := Status(pid)
+	if err != nil {
+		return nil, err
+	}
+	var base uint64
+	for _, p := range st.Patches {
+		if p.ID == id && p.State == record.StateApplied {
+			base = p.Base
+		}
+	}
+	if base == 0 {
+		return nil, fmt.Errorf("%w: process %d has no applied patch %q", ErrNotApplied, pid, id)
+	}
+	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Detach()
+	rep := &RevertReport{PatchID: id, PID: pid}
+	deadline := time.Now().Add(opt.timeout())
+	backoff := time.Millisecond
+	for {
+		rep.Attempts++
+		busy, err := revertOnce(pr, base, rep)
+		if err != nil {
+			return nil, err
+		}
+		if busy == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: %v after %d attempts in %v", ErrUnsafe, busy, rep.Attempts, opt.timeout())
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 100*time.Millisecond)
+	}
+	if err := pr.Detach(); err != nil {
+		return nil, fmt.Errorf("detach: %w", err)
+	}
+	rep.Pause = pr.Pause()
+	rep.Elapsed = time.Since(start)
+	return rep, nil
+}
+
+func revertOnce(pr *proc.Process, base uint64, rep *RevertReport) (*busyError, error) {
+	if err := pr.Stop(); err != nil {
+		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)
+	}
+	resumeErr := func(err error) (*busyError, error) { pr.Resume(); return nil, err }
+	// Re-read the record with the process stopped: it is the truth.
+	rec, state, err := readRecord(pr.ReadMem, base)
+	if err != nil {
+		return resumeErr(err)
+	}
+	if state != record.StateApplied {
+		return resumeErr(fmt.Errorf("%w: patch %s is %s", ErrNotApplied, rec.ID, state))
+	}
+	for _, rd := range rec.Redirects {
+		cur := make([]byte, len(rd.Jump))
+		if err := pr.ReadMem(rd.Addr, cur); err != nil {
+			return resumeErr(fmt.Errorf("read %s at %#x: %w", rd.Func, rd.Addr, err))
+		}
+		if string(cur) != string(rd.Jump) {
+			return resumeErr(fmt.Errorf("%w: %s at %#x holds % x, not this patch's jump % x: something else changed it; not reverting",
+				ErrMismatch, rd.Func, rd.Addr, cur, rd.Jump))
+		}
+	}
+	threads := pr.Threads()
+	for _, th := range threads {
+		for _, rd := range rec.Redirects {
+			if pc := th.Regs.PC(); pc > rd.Addr && pc < rd.Addr+uint64(len(rd.Jump)) {
+				pr.Resume()
+				return &busyError{fmt.Sprintf("thread %d is inside the jump of %s (pc %#x)", th.TID, rd.Func, pc)}, nil
+			}
+		}
+	}
+	if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverting)); err != nil {
+		return resumeErr(fmt.Errorf("mark reverting: %w", err))
+	}
+	for i := len(rec.Redirects) - 1; i >= 0; i-- {
+		rd := rec.Redirects[i]
+		if err := pr.WriteMem(rd.Addr, rd.Orig); err != nil {
+			// Put back the jumps restored so far: all or nothing.
+			for j := i + 1; j < len(rec.Redirects); j++ {
+				pr.WriteMem(rec.Redirects[j].Addr, rec.Redirects[j].Jump)
+			}
+			pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateApplied))
+			return resumeErr(fmt.Errorf("restore %s at %#x: %w", rd.Func, rd.Addr, err))
+		}
+	}
+	rep.Functions = nil
+	for _, rd := range rec.Redirects {
+		rep.Functions = append(rep.Functions, rd.Func)
+	}
+	// The region can go only if no thread can still execute in it: not
+	// running there now and no return address into it on any stack.
+	if why := regionInUse(pr, threads, rec.Base, rec.Base+rec.Size); why != "" {
+		rep.Retained = why
+		if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted)); err != nil {
+			return resumeErr(fmt.Errorf("mark reverted: %w", err))
+		}
+		return nil, nil
+	}
+	if err := pr.Munmap(rec.Base, rec.Size); err != nil {
+		rep.Retained = fmt.Sprintf("munmap failed: %v", err)
+		pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted))
+		return nil, nil
+	}
+	rep.Freed = true
+	return nil, nil
+}
+
+// maxStackScan bounds the bytes of one thread's stack scanned for return
+// addresses into a region.
+const maxStackScan = 8 << 20
+
+// regionInUse reports why [lo, hi) may still be executed by some thread: its
+// pc is there, or a word on its stack (a conservative scan from the stack
+// pointer to the top of the stack mapping) points there. "" when free.
+func regionInUse(pr *proc.Process, threads []proc.Thread, lo, hi uint64) string {
+	maps, err := procmaps.Read(pr.Pid())
+	if err != nil {
+		return fmt.Sprintf("cannot read maps to check stacks: %v", err)
+	}
+	for _, th := range threads {
+		if pc := th.Regs.PC(); pc >= lo && pc < hi {
+			return fmt.Sprintf("thread %d is executing in it (pc %#x)", th.TID, pc)
+		}
+		sp := th.Regs.SP()
+		m, ok := procmaps.Find(maps, sp)
+		if !ok {
+			return fmt.Sprintf("thread %d: stack pointer %#x is in no mapping", th.TID, sp)
+		}
+		end := min(m.End, sp+maxStackScan)
+		sp &^= 7
+		buf := make([]byte, end-sp)
+		if err := pr.ReadMem(sp, buf); err != nil {
+			return fmt.Sprintf("thread %d: cannot read its stack: %v", th.TID, err)
+		}
+		for i := 0; i+8 <= len(buf); i += 8 {
+			if w := binary.LittleEndian.Uint64(buf[i:]); w >= lo && w < hi {
+				return fmt.Sprintf("thread %d may return into it (stack word %#x at %#x)", th.TID, w, sp+uint64(i))
+			}
+		}
+	}
+	return ""
+}

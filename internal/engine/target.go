@@ -1,0 +1,367 @@
+package engine
+
+import (
+	"debug/elf"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/elfsym"
+	"github.com/hotpatch/hotpatch/internal/linker"
+	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/procmaps"
+)
+
+// fileCache keeps parsed ELF files by device and inode, so that patching many
+// processes of one executable parses it once. A mapped file is immutable while
+// mapped: replacing it on disk gives a new inode.
+var fileCache sync.Map // key string -> *loadedFile
+
+type loadedFile struct {
+	once    sync.Once
+	f       *elfsym.File
+	syms    *elfsym.Table
+	buildID string
+	relocs  []elfsym.DynReloc
+	relErr  error
+	relOnce sync.Once
+	err     error
+}
+
+func (l *loadedFile) dynRelocs() ([]elfsym.DynReloc, error) {
+	l.relOnce.Do(func() { l.relocs, l.relErr = l.f.DynRelocs() })
+	return l.relocs, l.relErr
+}
+
+// module is one mapped file of the target with its parsed ELF.
+type module struct {
+	*procmaps.Module
+	*loadedFile
+}
+
+// target is hotpatch's view of one process: its mappings and modules, read
+// once before any thread is stopped.
+type target struct {
+	pid  int
+	maps []procmaps.Mapping
+	mods []*module // executable first, then libraries in load order
+	mem  procmaps.MemReader
+	arch arch.Arch // of the patched module
+}
+
+func readTarget(pid int) (*target, error) {
+	maps, err := procmaps.Read(pid)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: process %d does not exist", proc.ErrNoProcess, pid)
+		}
+		return nil, fmt.Errorf("read maps of %d: %w", pid, err)
+	}
+	t := &target{pid: pid, maps: maps}
+	t.mem = func(addr uint64, b []byte) error { return proc.ReadMem(pid, addr, b) }
+	mods, err := procmaps.Modules(pid, maps, t.mem)
+	if err != nil {
+		return nil, fmt.Errorf("modules of %d: %w", pid, err)
+	}
+	for _, m := range mods {
+		t.mods = append(t.mods, &module{Module: m})
+	}
+	return t, nil
+}
+
+// load parses a module's file (once per file on this host).
+func (t *target) load(m *module) error {
+	if m.loadedFile != nil {
+		return m.err
+	}
+	key := fmt.Sprintf("%s:%d", m.Dev, m.Inode)
+	v, _ := fileCache.LoadOrStore(key, &loadedFile{})
+	lf := v.(*loadedFile)
+	lf.once.Do(func() {
+		fh, err := m.Open(t.pid)
+		if err != nil {
+			lf.err = err
+			return
+		}
+		ef, err := elfsym.Open(fh)
+		if err != nil {
+			fh.Close()
+			lf.err = fmt.Errorf("%s: %w", m.Path, err)
+			return
+		}
+		lf.f = ef
+		if id, err := ef.BuildID(); err == nil {
+			lf.buildID = hex.EncodeToString(id)
+		}
+		lf.syms, lf.err = ef.Symbols()
+		if lf.err != nil {
+			lf.err = fmt.Errorf("symbols of %s: %w", m.Path, lf.err)
+		}
+	})
+	m.loadedFile = lf
+	return lf.err
+}
+
+// findBuildID returns the module whose build-id is id.
+func (t *target) findBuildID(id string) (*module, error) {
+	var seen []string
+	for _, m := range t.mods {
+		if err := t.load(m); err != nil {
+			continue
+		}
+		if m.buildID == id {
+			return m, nil
+		}
+		if m.IsExe {
+			seen = append(seen, fmt.Sprintf("%s (build-id %s)", m.Path, m.buildID))
+		}
+	}
+	return nil, fmt.Errorf("%w: no file mapped by process %d has build-id %s (its executable is %s)",
+		ErrNoTarget, t.pid, id, strings.Join(seen, ", "))
+}
+
+// resolver resolves the symbols of one patch object against the target.
+type resolver struct {
+	t       *target
+	patched *module
+}
+
+var _ linker.Resolver = (*resolver)(nil)
+
+func (r *resolver) Resolve(ref linker.SymbolRef) (linker.Resolution, error) {
+	name := ref.Name
+	if ref.Defined {
+		// A data object the patch defines: bind it to the target's existing
+		// copy when the patched file has one, so the new code sees the live
+		// value (a fresh copy would silently fork the program's state).
+		s, ok, err := r.findLocalOrGlobal(name, ref.File, ref.Local, true)
+		if err != nil || !ok {
+			return linker.Resolution{}, err
+		}
+		if s.Size != ref.Size {
+			return linker.Resolution{}, fmt.Errorf("%w: variable %s is %d bytes in the patch but %d bytes in the running program: a live variable cannot change size",
+				ErrResolve, name, ref.Size, s.Size)
+		}
+		return r.resolution(r.patched, s)
+	}
+	// 1. A static of the patched file from the same source file.
+	if ref.File != "" {
+		if ss := r.patched.syms.LookupLocal(name, ref.File); len(ss) == 1 {
+			return r.resolution(r.patched, ss[0])
+		}
+	}
+	// 2. Globals: the executable first, then libraries in load order.
+	for _, m := range r.t.mods {
+		if err := r.t.load(m); err != nil {
+			continue
+		}
+		for _, s := range m.syms.Lookup(name) {
+			if s.Bind == elf.STB_LOCAL || s.Section == elf.SHN_UNDEF {
+				continue
+			}
+			return r.resolution(m, s)
+		}
+	}
+	// 3. A static of the patched file whose name is unique.
+	s, ok, err := r.findLocalOrGlobal(name, "", true, false)
+	if err != nil {
+		return linker.Resolution{}, err
+	}
+	if ok {
+		return r.resolution(r.patched, s)
+	}
+	return linker.Resolution{}, nil
+}
+
+// findLocalOrGlobal looks a name up in the patched module only.
+func (r *resolver) findLocalOrGlobal(name, file string, local, wantData bool) (elfsym.Symbol, bool, error) {
+	keep := func(ss []elfsym.Symbol) []elfsym.Symbol {
+		var out []elfsym.Symbol
+		for _, s := range ss {
+			if s.Section == elf.SHN_UNDEF {
+				continue
+			}
+			if wantData && s.Type != elf.STT_OBJECT && s.Type != elf.STT_TLS {
+				continue
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	if local && file != "" {
+		if ss := keep(r.patched.syms.LookupLocal(name, file)); len(ss) == 1 {
+			return ss[0], true, nil
+		}
+	}
+	var all []elfsym.Symbol
+	for _, s := range keep(r.patched.syms.Lookup(name)) {
+		if local || s.Bind != elf.STB_LOCAL {
+			all = append(all, s)
+		}
+	}
+	if !local {
+		if len(all) > 0 {
+			return all[0], true, nil
+		}
+		return elfsym.Symbol{}, false, nil
+	}
+	// Collapse the same symbol seen in .symtab and .dynsym.
+	uniq := map[uint64]elfsym.Symbol{}
+	for _, s := range all {
+		uniq[s.Value] = s
+	}
+	switch len(uniq) {
+	case 0:
+		return elfsym.Symbol{}, false, nil
+	case 1:
+		return all[0], true, nil
+	}
+	var files []string
+	for _, s := range all {
+		files = append(files, filepath.Base(s.File))
+	}
+	return elfsym.Symbol{}, false, fmt.Errorf("%w: %s is defined in several source files of %s (%s): compile the patch from the file that defines the one you mean (its STT_FILE name decides)",
+		ErrResolve, name, r.patched.Path, strings.Join(files, ", "))
+}
+
+func (r *resolver) resolution(m *module, s elfsym.Symbol) (linker.Resolution, error) {
+	switch s.Type {
+	case elf.STT_TLS:
+		off, err := r.t.tpoff(m, s)
+		if err != nil {
+			return linker.Resolution{}, err
+		}
+		return linker.Resolution{Found: true, TPOff: off}, nil
+	case elf.STT_GNU_IFUNC:
+		addr, err := r.t.ifunc(m, s)
+		if err != nil {
+			return linker.Resolution{}, err
+		}
+		return linker.Resolution{Found: true, Addr: addr}, nil
+	}
+	return linker.Resolution{Found: true, Addr: s.Value + m.Bias}, nil
+}
+
+// ifunc returns the implementation of a GNU indirect function that the target
+// itself uses, never the resolver: calling the resolver's address would return
+// a pointer instead of doing the work. The dynamic linker stored the chosen
+// implementation in a GOT slot; find one:
+//  1. a JUMP_SLOT/GLOB_DAT relocation for the name in any loaded module whose
+//     slot is already bound (points outside that module's own PLT);
+//  2. an R_X86_64_IRELATIVE relocation in the defining module whose addend is
+//     the resolver (how a library calls its own IFUNCs);
+//  3. a lazily bound slot of the executable: its PLT stub still reaches the
+//     implementation through the dynamic linker.
+func (t *target) ifunc(def *module, s elfsym.Symbol) (uint64, error) {
+	readSlot := func(m *module, off uint64) (uint64, bool) {
+		var b [8]byte
+		if err := t.mem(off+m.Bias, b[:]); err != nil {
+			return 0, false
+		}
+		v := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+			uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+		return v, v != 0
+	}
+	var lazy uint64
+	for _, m := range t.mods {
+		if t.load(m) != nil {
+			continue
+		}
+		rels, err := m.dynRelocs()
+		if err != nil {
+			continue
+		}
+		for _, rel := range rels {
+			if t.arch.DynRelocKind(rel.Type) != arch.DynSlot || baseName(rel.Sym) != s.Name {
+				continue
+			}
+			v, ok := readSlot(m, rel.Offset)
+			if !ok {
+				continue
+			}
+			if m.Contains(v) {
+				if lazy == 0 && m.IsExe {
+					lazy = v
+				}
+				continue
+			}
+			if def.Contains(v) {
+				return v, nil
+			}
+		}
+	}
+	if rels, err := def.dynRelocs(); err == nil {
+		for _, rel := range rels {
+			if t.arch.DynRelocKind(rel.Type) == arch.DynIRelative && uint64(rel.Addend) == s.Value {
+				if v, ok := readSlot(def, rel.Offset); ok && def.Contains(v) {
+					return v, nil
+				}
+			}
+		}
+	}
+	if lazy != 0 {
+		return lazy, nil
+	}
+	return 0, fmt.Errorf("%w: %s is a GNU indirect function of %s and the process has not resolved it anywhere (no bound GOT slot): call it from the target first, or link the patch to a specific implementation",
+		ErrResolve, s.Name, def.Path)
+}
+
+// tpoff returns the offset from the thread pointer of a thread-local
+// variable (x86-64 TLS variant II: blocks lie below the thread pointer).
+//   - In the executable, the static linker's rule applies: the executable's
+//     block ends at the thread pointer, so tpoff = st_value - roundup(memsz, align)
+//     (Drepper, "ELF Handling For Thread-Local Storage", §4.3).
+//   - In a shared library the dynamic linker chose the block's place; learn it
+//     from a bound R_X86_64_TPOFF64 GOT slot of that library, whose value is
+//     block offset + symbol value + addend.
+func (t *target) tpoff(m *module, s elfsym.Symbol) (int64, error) {
+	if m.IsExe {
+		memsz, align, ok := m.f.TLS()
+		if !ok {
+			return 0, fmt.Errorf("%w: %s: thread-local %s but no PT_TLS", ErrResolve, m.Path, s.Name)
+		}
+		if align == 0 {
+			align = 1
+		}
+		size := (memsz + align - 1) / align * align
+		return int64(s.Value) - int64(size), nil
+	}
+	rels, err := m.dynRelocs()
+	if err == nil {
+		syms := m.syms
+		for _, rel := range rels {
+			if t.arch.DynRelocKind(rel.Type) != arch.DynTPOff {
+				continue
+			}
+			var v [8]byte
+			if t.mem(rel.Offset+m.Bias, v[:]) != nil {
+				continue
+			}
+			got := int64(uint64(v[0]) | uint64(v[1])<<8 | uint64(v[2])<<16 | uint64(v[3])<<24 |
+				uint64(v[4])<<32 | uint64(v[5])<<40 | uint64(v[6])<<48 | uint64(v[7])<<56)
+			var symVal uint64
+			if rel.Sym != "" {
+				ss := syms.Lookup(baseName(rel.Sym))
+				if len(ss) == 0 {
+					continue
+				}
+				symVal = ss[0].Value
+			}
+			block := got - int64(symVal) - rel.Addend
+			return block + int64(s.Value), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: thread-local %s of %s: the library has no initial-exec TLS slot to learn its TLS offset from", ErrResolve, s.Name, m.Path)
+}
+
+func baseName(sym string) string {
+	if i := strings.IndexByte(sym, '@'); i >= 0 {
+		return sym[:i]
+	}
+	return sym
+}

@@ -1,0 +1,122 @@
+package linker
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+)
+
+// Segment is one page-aligned part of the patch region.
+type Segment struct {
+	// Offset is the segment's offset from the region base (page-aligned).
+	Offset uint64
+	// Data is the segment's full contents, bss zero-filled.
+	Data []byte
+	// Prot is the protection the segment needs (ProtRead, ProtWrite, ProtExec:
+	// Linux PROT_* values).
+	Prot int
+	// Name is "text", "rodata" or "data".
+	Name string
+}
+
+// Image is a patch linked for one base address.
+type Image struct {
+	Base     uint64
+	Size     uint64
+	Segments []Segment
+	// Symbols maps the object's defined functions and data objects to their
+	// run-time addresses (for objects bound to the target, the target's copy).
+	// Local symbols are keyed by name too; when a name is taken the key is
+	// "name@section".
+	Symbols map[string]uint64
+}
+
+// Link applies every relocation for a region starting at base (a multiple of
+// PageSize). It is pure arithmetic and may be called several times with
+// different bases. A relocation whose value does not fit yields an error
+// wrapping arch.ErrRelocOverflow; see Reach and NeedsLow for where the region
+// may be placed.
+func (p *Prepared) Link(base uint64) (*Image, error) {
+	if base%PageSize != 0 {
+		return nil, fmt.Errorf("link at %#x: base is not page-aligned", base)
+	}
+	if base+p.size < base {
+		return nil, fmt.Errorf("link at %#x: region of %#x bytes wraps around the address space", base, p.size)
+	}
+	a := p.arch
+	img := &Image{Base: base, Size: p.size, Symbols: make(map[string]uint64, len(p.syms))}
+	for _, sg := range p.segs {
+		img.Segments = append(img.Segments, Segment{
+			Offset: sg.off,
+			Data:   append([]byte(nil), sg.tmpl...),
+			Prot:   sg.prot,
+			Name:   sg.name,
+		})
+	}
+	// bytesAt returns the image bytes at region offset off.
+	bytesAt := func(off uint64) []byte {
+		for i := range img.Segments {
+			sg := &img.Segments[i]
+			if off >= sg.Offset && off-sg.Offset < uint64(len(sg.Data)) {
+				return sg.Data[off-sg.Offset:]
+			}
+		}
+		panic(fmt.Sprintf("linker: offset %#x outside every segment", off)) // layout bug
+	}
+
+	for i, dest := range p.stubs {
+		copy(bytesAt(p.stubAt[i]), a.FarStub(dest))
+	}
+	ptr := uint64(a.PtrSize())
+	gotAddr := base + p.gotOff
+	for i, slot := range p.got {
+		l := p.symLoc[slot.sym]
+		v := l.addr(base)
+		if slot.tls {
+			v = uint64(l.tpoff)
+		}
+		b := bytesAt(p.gotOff + uint64(i)*ptr)
+		if ptr == 4 {
+			binary.LittleEndian.PutUint32(b, uint32(v))
+		} else {
+			binary.LittleEndian.PutUint64(b, v)
+		}
+	}
+
+	for k := range p.relocs {
+		pr := &p.relocs[k]
+		sec := &p.o.secs[pr.sec]
+		off := p.secLoc[pr.sec].v + pr.r.off
+		l := p.symLoc[pr.r.sym]
+		v := arch.RelocValues{
+			P:     base + off,
+			S:     l.addr(base),
+			A:     pr.r.addend,
+			GOT:   gotAddr,
+			TPOff: l.tpoff,
+		}
+		if pr.got >= 0 {
+			v.GOTEntry = gotAddr + uint64(pr.got)*ptr
+		}
+		place := bytesAt(off)
+		err := a.ApplyReloc(pr.r.typ, place, v)
+		if pr.stub >= 0 && errors.Is(err, arch.ErrRelocOverflow) {
+			// Out of direct reach: call the far stub instead, which jumps to
+			// the destination. The stub takes the symbol's place (S); the
+			// addend is the usual call bias (-4 on x86-64, 0 on arm64), so
+			// the call lands on the stub's first byte.
+			v.S = base + p.stubAt[pr.stub]
+			err = a.ApplyReloc(pr.r.typ, place, v)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("link at %#x: relocation at %s+%#x against %s: %w", base, sec.name, pr.r.off, p.o.symName(pr.r.sym), err)
+		}
+	}
+
+	for _, s := range p.syms {
+		img.Symbols[s.key] = p.symLoc[s.sym].addr(base)
+	}
+	return img, nil
+}

@@ -1,0 +1,506 @@
+package linker
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+)
+
+// Memory protections of segments. The values are Linux's PROT_* constants
+// (mman.h, the same on every Linux architecture); they are spelled out here so
+// that the linker builds on any host.
+const (
+	ProtRead  = 0x1
+	ProtWrite = 0x2
+	ProtExec  = 0x4
+)
+
+// PageSize is the alignment of segments and of the region base.
+const PageSize = 4096
+
+// maxSize bounds the size of a patch region (and of any section in it), so that
+// hostile objects cannot make the linker allocate unbounded memory.
+const maxSize = 256 << 20
+
+// gotSymbol is the name the assembler uses for the address of the GOT.
+const gotSymbol = "_GLOBAL_OFFSET_TABLE_"
+
+// Resolver tells the linker where things live in the target.
+type Resolver interface {
+	// Resolve returns the run-time address in the target of an undefined symbol, or, for a defined data
+	// object (ref.Defined), Found=true to bind the object's whole section to the target's existing copy instead
+	// of allocating a fresh one (how a patch reaches the target's static variables). For TLS symbols it
+	// returns the offset from the thread pointer in TPOff.
+	Resolve(ref SymbolRef) (Resolution, error)
+}
+
+// SymbolRef is a symbol the linker asks a Resolver about.
+type SymbolRef struct {
+	Name string
+	// File is the object's STT_FILE name, which locates Local symbols in the
+	// target's symbol table.
+	File    string
+	Local   bool
+	Weak    bool
+	Type    elf.SymType
+	Size    uint64
+	Defined bool
+	TLS     bool
+}
+
+// Resolution is a Resolver's answer.
+type Resolution struct {
+	Found bool
+	Addr  uint64
+	TPOff int64
+}
+
+// loc is where a symbol or section is at run time: an offset in the patch
+// region (abs false) or an absolute address in the target (abs true).
+type loc struct {
+	abs   bool
+	v     uint64
+	tpoff int64
+}
+
+func (l loc) addr(base uint64) uint64 {
+	if l.abs {
+		return l.v
+	}
+	return base + l.v
+}
+
+type segLayout struct {
+	name string
+	off  uint64 // offset in the region
+	prot int
+	tmpl []byte // initial contents, full size
+}
+
+type preparedReloc struct {
+	sec  int
+	r    rela
+	info arch.RelocInfo
+	got  int // GOT slot index, -1 if none
+	stub int // far-call stub index, -1 if none
+}
+
+type gotSlot struct {
+	sym uint32
+	tls bool
+}
+
+type imageSym struct {
+	key string
+	sym int
+}
+
+// Prepared is an object whose symbols are resolved and whose layout is fixed;
+// only the base address is left open.
+type Prepared struct {
+	o      *Object
+	arch   arch.Arch
+	size   uint64
+	segs   []segLayout
+	secLoc []loc // by section index; meaningful for loaded (or bound) sections
+	secSeg []int // segment holding each section, -1 if not in the image
+	placed []bool
+	symLoc []loc // by symbol index
+	relocs []preparedReloc
+
+	gotOff uint64
+	got    []gotSlot
+	stubs  []uint64 // destinations
+	stubAt []uint64 // region offsets of the stubs
+	reach  []uint64
+	low    uint64
+	syms   []imageSym
+}
+
+// Size returns the number of bytes the patch region needs (a multiple of PageSize).
+func (p *Prepared) Size() uint64 { return p.size }
+
+// Reach returns, sorted, the target addresses (the value S+A each one
+// computes) that PC-relative relocations with a 32-bit field, other than calls
+// (which go through stubs when needed), must reach: the region must be placed
+// so that every one is within ±2 GiB of every byte of it.
+func (p *Prepared) Reach() []uint64 { return append([]uint64(nil), p.reach...) }
+
+// NeedsLow reports whether absolute 32-bit relocations (R_X86_64_32, 32S)
+// refer to the patch itself; if so the whole region must lie below limit
+// (base+Size() <= limit): 2 GiB for sign-extended fields, 4 GiB for
+// zero-extended ones.
+func (p *Prepared) NeedsLow() (limit uint64, ok bool) { return p.low, p.low != 0 }
+
+// Prepare resolves the object's symbols through r, classifies its relocations
+// and lays it out. Unresolved symbols are all reported in one error wrapping
+// ErrUnresolved; unsupported relocations are refused with an error wrapping
+// arch.ErrUnsupportedReloc that names the type, symbol and section.
+//
+// Writable data objects defined by the object are offered to r first (with
+// SymbolRef.Defined): when r finds them in the target the section holding the
+// object is bound to the target's copy, not allocated, and its relocations
+// are not applied (the target's copy is already relocated). Read-only objects
+// are always allocated fresh, since the patch may have changed their contents.
+func Prepare(o *Object, r Resolver) (*Prepared, error) {
+	a := o.arch
+	p := &Prepared{
+		o:      o,
+		arch:   a,
+		secLoc: make([]loc, len(o.secs)),
+		secSeg: make([]int, len(o.secs)),
+		placed: make([]bool, len(o.secs)),
+		symLoc: make([]loc, len(o.syms)),
+	}
+	for i := range p.secSeg {
+		p.secSeg[i] = -1
+	}
+	symPlaced := make([]bool, len(o.syms))
+
+	// 1. Offer writable data objects to the resolver for binding.
+	symsIn := make([]int, len(o.secs)) // named symbols per section
+	for i := 1; i < len(o.syms); i++ {
+		s := &o.syms[i]
+		if s.defined() && s.shndx < shnLoReserve && s.typ != elf.STT_SECTION && s.typ != elf.STT_FILE {
+			symsIn[s.shndx]++
+		}
+	}
+	var commons []int
+	for i := 1; i < len(o.syms); i++ {
+		s := &o.syms[i]
+		if s.typ != elf.STT_OBJECT || !s.defined() || s.shndx == elf.SHN_ABS {
+			continue
+		}
+		common := s.shndx == elf.SHN_COMMON
+		if !common && o.secs[s.shndx].kind != kindData && o.secs[s.shndx].kind != kindBSS {
+			continue
+		}
+		res, err := r.Resolve(SymbolRef{
+			Name: s.name, File: o.file, Local: s.bind == elf.STB_LOCAL, Weak: s.bind == elf.STB_WEAK,
+			Type: s.typ, Size: s.size, Defined: true,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", s.name, err)
+		}
+		switch {
+		case common && res.Found:
+			p.symLoc[i] = loc{abs: true, v: res.Addr}
+			symPlaced[i] = true
+		case common:
+			commons = append(commons, i)
+		case res.Found:
+			sec := &o.secs[s.shndx]
+			if symsIn[s.shndx] > 1 {
+				return nil, bad("section %s holds %s and %d other symbols; it cannot be bound to the target's %s alone (build with -fdata-sections)", sec.name, s.name, symsIn[s.shndx]-1, s.name)
+			}
+			p.secLoc[s.shndx] = loc{abs: true, v: res.Addr - s.value}
+			p.placed[s.shndx] = true
+		}
+	}
+
+	// 2. Classify relocations and find the undefined symbols they need.
+	type undef struct {
+		refs []string
+	}
+	need := map[uint32]*undef{}
+	var needOrder []uint32
+	usesGOT := false
+	var errs []error
+	for si := range o.secs {
+		sec := &o.secs[si]
+		if p.placed[si] {
+			continue // bound to the target's copy, which is already relocated
+		}
+		for _, rl := range sec.relas {
+			info, err := a.RelocInfo(rl.typ)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("relocation at %s+%#x against %s: %w", sec.name, rl.off, o.symName(rl.sym), err))
+				continue
+			}
+			sym := &o.syms[rl.sym]
+			if info.TLS && rl.sym != 0 && sym.typ != elf.STT_TLS {
+				errs = append(errs, bad("TLS relocation %s at %s+%#x against non-TLS symbol %s", info.Name, sec.name, rl.off, o.symName(rl.sym)))
+				continue
+			}
+			if info.GOT {
+				usesGOT = true
+			}
+			if rl.sym != 0 && !sym.defined() {
+				if sym.name == gotSymbol {
+					usesGOT = true
+				} else {
+					u := need[rl.sym]
+					if u == nil {
+						u = &undef{}
+						need[rl.sym] = u
+						needOrder = append(needOrder, rl.sym)
+					}
+					if len(u.refs) == 0 || u.refs[len(u.refs)-1] != sec.name {
+						u.refs = append(u.refs, sec.name)
+					}
+				}
+			}
+			if sym.defined() && sym.shndx < shnLoReserve && o.secs[sym.shndx].kind == kindSkip {
+				errs = append(errs, bad("relocation %s at %s+%#x refers to %s in section %s, which is not loaded", info.Name, sec.name, rl.off, o.symName(rl.sym), o.secs[sym.shndx].name))
+				continue
+			}
+			p.relocs = append(p.relocs, preparedReloc{sec: si, r: rl, info: info, got: -1, stub: -1})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	// 3. Resolve undefined symbols.
+	var unresolved []string
+	for _, i := range needOrder {
+		sym := &o.syms[i]
+		res, err := r.Resolve(SymbolRef{
+			Name: sym.name, File: o.file, Local: sym.bind == elf.STB_LOCAL, Weak: sym.bind == elf.STB_WEAK,
+			Type: sym.typ, Size: sym.size, TLS: sym.typ == elf.STT_TLS,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", sym.name, err)
+		}
+		switch {
+		case res.Found:
+			p.symLoc[i] = loc{abs: true, v: res.Addr, tpoff: res.TPOff}
+		case sym.bind == elf.STB_WEAK:
+			// An undefined weak symbol that nobody defines is 0 (psABI / gABI).
+			p.symLoc[i] = loc{abs: true}
+		default:
+			unresolved = append(unresolved, fmt.Sprintf("%s (referenced from %s)", sym.name, strings.Join(need[i].refs, ", ")))
+			continue
+		}
+		symPlaced[i] = true
+	}
+	if len(unresolved) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrUnresolved, strings.Join(unresolved, "; "))
+	}
+
+	// 4. Far-call stubs and GOT slots.
+	stubIdx := map[uint64]int{}
+	gotIdx := map[gotSlot]int{}
+	symAbs := func(i uint32) (uint64, bool) {
+		s := &o.syms[i]
+		switch {
+		case i == 0:
+			return 0, true
+		case !s.defined():
+			return p.symLoc[i].v, s.name != gotSymbol
+		case s.shndx == elf.SHN_ABS:
+			return s.value, true
+		case s.shndx == elf.SHN_COMMON:
+			return p.symLoc[i].v, symPlaced[i]
+		case s.shndx < shnLoReserve && p.placed[s.shndx] && p.secLoc[s.shndx].abs:
+			if s.typ == elf.STT_SECTION {
+				return p.secLoc[s.shndx].v, true
+			}
+			return p.secLoc[s.shndx].v + s.value, true
+		}
+		return 0, false
+	}
+	for k := range p.relocs {
+		pr := &p.relocs[k]
+		if pr.info.GOT {
+			key := gotSlot{sym: pr.r.sym, tls: pr.info.TLS}
+			idx, ok := gotIdx[key]
+			if !ok {
+				idx = len(p.got)
+				gotIdx[key] = idx
+				p.got = append(p.got, key)
+			}
+			pr.got = idx
+		}
+		if pr.info.Call {
+			if dest, ok := symAbs(pr.r.sym); ok {
+				idx, ok := stubIdx[dest]
+				if !ok {
+					idx = len(p.stubs)
+					stubIdx[dest] = idx
+					p.stubs = append(p.stubs, dest)
+				}
+				pr.stub = idx
+			}
+		}
+	}
+
+	// 5. Layout: text (+ stubs), rodata (+ GOT), data + bss (+ commons).
+	var off uint64
+	var tooBig bool
+	place := func(size, align uint64) uint64 {
+		if align > 1 {
+			off = (off + align - 1) &^ (align - 1)
+		}
+		at := off
+		off += size
+		if off > maxSize || size > maxSize {
+			tooBig = true
+		}
+		return at
+	}
+	placeSecs := func(kinds ...secKind) {
+		for _, kind := range kinds {
+			for si := range o.secs {
+				if o.secs[si].kind != kind || p.placed[si] {
+					continue
+				}
+				p.secLoc[si] = loc{v: place(o.secs[si].size, o.secs[si].align)}
+				p.placed[si] = true
+				p.secSeg[si] = len(p.segs)
+			}
+		}
+	}
+	segStart := func() uint64 {
+		off = (off + PageSize - 1) &^ (PageSize - 1)
+		return off
+	}
+	type span struct{ start, end uint64 }
+
+	start := segStart()
+	placeSecs(kindText)
+	if len(p.stubs) > 0 {
+		stubSize := uint64(len(a.FarStub(0)))
+		slot := (stubSize + 7) &^ 7
+		for range p.stubs {
+			p.stubAt = append(p.stubAt, place(slot, 16))
+		}
+	}
+	text := span{start, off}
+	p.segs = append(p.segs, segLayout{name: "text", off: start, prot: ProtRead | ProtExec})
+
+	start = segStart()
+	placeSecs(kindRodata)
+	if usesGOT {
+		p.gotOff = place(uint64(len(p.got))*uint64(a.PtrSize()), uint64(a.PtrSize()))
+	}
+	rodata := span{start, off}
+	p.segs = append(p.segs, segLayout{name: "rodata", off: start, prot: ProtRead})
+
+	start = segStart()
+	placeSecs(kindData, kindBSS)
+	for _, i := range commons {
+		s := &o.syms[i]
+		p.symLoc[i] = loc{v: place(s.size, s.value)}
+		symPlaced[i] = true
+	}
+	data := span{start, off}
+	p.segs = append(p.segs, segLayout{name: "data", off: start, prot: ProtRead | ProtWrite})
+	segStart()
+	if tooBig {
+		return nil, bad("patch needs more than %d bytes", maxSize)
+	}
+	p.size = off
+
+	// Build the segment templates; drop empty segments.
+	spans := []span{text, rodata, data}
+	var segs []segLayout
+	segMap := make([]int, len(p.segs))
+	for i, sg := range p.segs {
+		segMap[i] = -1
+		sp := spans[i]
+		if sp.end == sp.start {
+			continue
+		}
+		sg.tmpl = make([]byte, sp.end-sp.start)
+		segMap[i] = len(segs)
+		segs = append(segs, sg)
+	}
+	for si := range o.secs {
+		if p.secSeg[si] < 0 {
+			continue
+		}
+		p.secSeg[si] = segMap[p.secSeg[si]]
+		if p.secSeg[si] < 0 {
+			continue // empty section in an empty (dropped) segment
+		}
+		sg := &segs[p.secSeg[si]]
+		copy(sg.tmpl[p.secLoc[si].v-sg.off:], o.secs[si].data)
+	}
+	p.segs = segs
+
+	// Section and symbol locations.
+	for i := 1; i < len(o.syms); i++ {
+		s := &o.syms[i]
+		switch {
+		case symPlaced[i]:
+		case !s.defined():
+			if s.name == gotSymbol {
+				p.symLoc[i] = loc{v: p.gotOff}
+			}
+		case s.shndx == elf.SHN_ABS:
+			p.symLoc[i] = loc{abs: true, v: s.value}
+		case s.shndx < shnLoReserve && p.placed[s.shndx]:
+			l := p.secLoc[s.shndx]
+			if s.typ != elf.STT_SECTION {
+				l.v += s.value
+			}
+			p.symLoc[i] = l
+		}
+	}
+
+	// 6. Placement constraints.
+	reach := map[uint64]bool{}
+	for k := range p.relocs {
+		pr := &p.relocs[k]
+		if pr.info.GOT || pr.info.TLS || pr.info.Size >= a.PtrSize() || pr.info.Size == 0 || !p.inImage(pr.sec) {
+			continue
+		}
+		l := p.symLoc[pr.r.sym]
+		switch {
+		case pr.info.PCRel && !pr.info.Call && l.abs && pr.r.sym != 0:
+			reach[l.v+uint64(pr.r.addend)] = true
+		case !pr.info.PCRel && !l.abs:
+			if lim := lowLimit(a, pr); lim != 0 && (p.low == 0 || lim < p.low) {
+				p.low = lim
+			}
+		}
+	}
+	for v := range reach {
+		p.reach = append(p.reach, v)
+	}
+	sort.Slice(p.reach, func(i, j int) bool { return p.reach[i] < p.reach[j] })
+
+	// Symbols of the image: globals first so that they keep their plain names.
+	seen := map[string]bool{}
+	for pass := 0; pass < 2; pass++ {
+		for i := 1; i < len(o.syms); i++ {
+			s := &o.syms[i]
+			if (s.bind == elf.STB_LOCAL) != (pass == 1) || !s.defined() || s.name == "" ||
+				(s.typ != elf.STT_FUNC && s.typ != elf.STT_OBJECT) {
+				continue
+			}
+			if s.shndx < shnLoReserve && !p.placed[s.shndx] {
+				continue
+			}
+			key := s.name
+			if seen[key] {
+				key = s.name + "@" + o.secName(s.shndx)
+			}
+			seen[key] = true
+			p.syms = append(p.syms, imageSym{key: key, sym: i})
+		}
+	}
+	return p, nil
+}
+
+// inImage reports whether section si is copied into the region (not bound to
+// the target).
+func (p *Prepared) inImage(si int) bool { return p.secSeg[si] >= 0 }
+
+// lowLimit finds, by asking the arch, the smallest power of two that an
+// absolute relocation cannot hold: the region must lie below it.
+func lowLimit(a arch.Arch, pr *preparedReloc) uint64 {
+	buf := make([]byte, pr.info.Size)
+	for k := 12; k < 64; k++ {
+		err := a.ApplyReloc(pr.r.typ, buf, arch.RelocValues{S: 1 << k})
+		if errors.Is(err, arch.ErrRelocOverflow) {
+			return 1 << k
+		}
+	}
+	return 0
+}

@@ -1,0 +1,398 @@
+//go:build linux
+
+package proc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// System call injection.
+//
+// We never write code into the target. A `syscall` instruction already
+// present in its executable memory (the [vdso] always has one, in the
+// fallback paths of clock_gettime & co.) is borrowed: a stopped thread gets
+// rip pointing at it and the system call number and arguments in the
+// registers of the kernel calling convention, runs exactly that one
+// instruction under PTRACE_SYSCALL (entry stop, then exit stop), and gets its
+// registers back. See prepareSyscall and restartFixup for the
+// register-level details.
+
+// Syscall runs system call nr with args on a stopped thread of the process
+// and returns its result. A result in [-4095, -1] is returned as an error
+// wrapping the unix.Errno. The thread is chosen among the stopped threads,
+// preferring one that is not inside a system call.
+func (p *Process) Syscall(nr uint64, args ...uint64) (uint64, error) {
+	var ret uint64
+	err := p.do(func() error {
+		t, err := p.injectionThread()
+		if err != nil {
+			return err
+		}
+		ret, err = p.inject(t, nr, args)
+		return err
+	})
+	return ret, err
+}
+
+// syscallOn is Syscall on a given thread (tests).
+func (p *Process) syscallOn(tid int, nr uint64, args ...uint64) (uint64, error) {
+	var ret uint64
+	err := p.do(func() error {
+		if !p.stopped {
+			return fmt.Errorf("system call %d: %w", nr, ErrNotStopped)
+		}
+		t := p.threads[tid]
+		if t == nil {
+			return fmt.Errorf("system call %d: thread %d: %w", nr, tid, ErrNoProcess)
+		}
+		var err error
+		ret, err = p.inject(t, nr, args)
+		return err
+	})
+	return ret, err
+}
+
+// injectionThread picks the thread to run an injected system call on.
+// Preferred: a thread stopped outside any system call in an interrupt stop
+// with no signal pending, since its registers are those of plain user code.
+// A thread blocked in a system call works too (see restartFixup). Threads in
+// a signal-delivery-stop or a group-stop are taken last.
+func (p *Process) injectionThread() (*thread, error) {
+	if !p.stopped {
+		return nil, fmt.Errorf("process %d: %w", p.pid, ErrNotStopped)
+	}
+	if p.injectTID != 0 {
+		if t := p.threads[p.injectTID]; t != nil {
+			return t, nil
+		}
+	}
+	var best *thread
+	bestScore := -1
+	for _, t := range p.sortedThreads() {
+		score := 0
+		switch t.state {
+		case stopEvent, stopSyscall:
+			score = 2
+		case stopSignal:
+			score = 1
+		}
+		if len(t.sigs) == 0 {
+			score += 2
+		}
+		if !t.regs.inSyscall() {
+			score += 4
+		}
+		if t.tid == p.pid {
+			score++ // the main thread: its stack is the largest
+		}
+		if score > bestScore {
+			best, bestScore = t, score
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("process %d: no stopped thread: %w", p.pid, ErrExited)
+	}
+	return best, nil
+}
+
+// syscallAddr returns the address of a `syscall` instruction in the
+// target's executable memory, preferring the [vdso].
+func (p *Process) syscallAddr() (uint64, error) {
+	if p.sysAddr != 0 {
+		b := make([]byte, len(syscallInsn))
+		if err := readMem(p.pid, p.mem, p.sysAddr, b); err == nil && bytes.Equal(b, syscallInsn) {
+			return p.sysAddr, nil
+		}
+		p.sysAddr = 0
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.pid))
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/%d/maps: %w", p.pid, err)
+	}
+	ms, err := parseMaps(data)
+	if err != nil {
+		return 0, fmt.Errorf("process %d: %w", p.pid, err)
+	}
+	// [vdso] first, then the other executable mappings in order.
+	var cands []mapping
+	for _, m := range ms {
+		if strings.Contains(m.Perms, "r") && strings.Contains(m.Perms, "x") {
+			if m.Path == "[vdso]" {
+				cands = append([]mapping{m}, cands...)
+			} else if m.Path != "[vsyscall]" {
+				cands = append(cands, m)
+			}
+		}
+	}
+	const chunk = 64 << 10
+	buf := make([]byte, chunk+len(syscallInsn)-1)
+	for _, m := range cands {
+		for a := m.Start; a < m.End; a += chunk {
+			n := min(uint64(len(buf)), m.End-a)
+			b := buf[:n]
+			if err := readMem(p.pid, p.mem, a, b); err != nil {
+				break
+			}
+			for off := 0; ; {
+				i := bytes.Index(b[off:], syscallInsn)
+				if i < 0 {
+					break
+				}
+				addr := a + uint64(off+i)
+				if addr%uint64(syscallInsnAlign) == 0 {
+					p.sysAddr = addr
+					return addr, nil
+				}
+				off += i + 1
+			}
+		}
+	}
+	return 0, fmt.Errorf("process %d: no system call instruction in executable memory", p.pid)
+}
+
+// inject runs one system call on stopped thread t and restores its
+// registers. On a failure other than the call's own -errno, the process is
+// detached before inject returns (every error path leaves the target
+// running).
+func (p *Process) inject(t *thread, nr uint64, args []uint64) (uint64, error) {
+	return p.injectThen(t, nr, args, nil)
+}
+
+// injectThen is inject; undo, if not nil, runs after the call whatever its
+// outcome and before a detach forced by a failure (so that memory we
+// changed is restored while the threads are still stopped).
+func (p *Process) injectThen(t *thread, nr uint64, args []uint64, undo func() error) (uint64, error) {
+	if !injectionSupported {
+		_, err := prepareSyscall(t.regs, 0, nr, args)
+		return 0, err
+	}
+	ret, err := p.inject1(t, nr, args)
+	if undo != nil {
+		if uerr := undo(); uerr != nil && err == nil {
+			err = uerr
+		}
+	}
+	if err != nil {
+		if !p.finished {
+			p.detachAll()
+		}
+		return 0, err
+	}
+	if e := int64(ret); e < 0 && e >= -4095 {
+		return ret, fmt.Errorf("system call %d in process %d: %w", nr, p.pid, unix.Errno(-e))
+	}
+	return ret, nil
+}
+
+func (p *Process) inject1(t *thread, nr uint64, args []uint64) (uint64, error) {
+	pc, err := p.syscallAddr()
+	if err != nil {
+		return 0, err
+	}
+	r, err := prepareSyscall(t.regs, pc, nr, args)
+	if err != nil {
+		return 0, err
+	}
+	if err := setRegs(t.tid, &r); err != nil {
+		return 0, p.threadErr(err)
+	}
+	// From here the thread runs our registers; restore them whatever happens.
+	t.injected = true
+	// PTRACE_SYSCALL with data 0: a signal-delivery-stop the thread was in is
+	// left without delivering the signal; we owe it (t.sigs) and re-deliver it
+	// at Resume/Detach.
+	if err := ptrace(unix.PTRACE_SYSCALL, t.tid, 0, 0); err != nil {
+		return 0, p.threadErr(fmt.Errorf("PTRACE_SYSCALL %d: %w", t.tid, err))
+	}
+	t.state = running
+	deadline := time.Now().Add(p.opt.Timeout)
+	entered := false
+	var ret uint64
+	for done := false; !done; {
+		ev, sig, err := p.waitStop(t, deadline)
+		if err != nil {
+			p.recoverThread(t)
+			return 0, err
+		}
+		switch ev {
+		case evGone:
+			return 0, fmt.Errorf("system call %d: thread %d exited: %w", nr, t.tid, ErrExited)
+		case evSyscall:
+			cur, err := getRegs(t.tid)
+			if err != nil {
+				return 0, p.threadErr(err)
+			}
+			if !entered {
+				if !cur.isSyscallEntry(nr) {
+					t.state = stopSyscall
+					p.restore(t)
+					return 0, fmt.Errorf("system call %d on thread %d: unexpected registers at syscall-entry-stop", nr, t.tid)
+				}
+				entered = true
+			} else {
+				ret = cur.syscallResult()
+				done = true
+				continue
+			}
+		case evSignal:
+			// A signal arrived before the thread reached our instruction
+			// (signals are delivered on the way back to user mode). Keep it
+			// for later and go on without it.
+			t.sigs = append(t.sigs, sig)
+		}
+		// Event stops (a pending PTRACE_INTERRUPT, a group-stop) and the
+		// entry stop: go on to the next stop.
+		if err := ptrace(unix.PTRACE_SYSCALL, t.tid, 0, 0); err != nil {
+			return 0, p.threadErr(fmt.Errorf("PTRACE_SYSCALL %d: %w", t.tid, err))
+		}
+	}
+	t.state = stopSyscall
+	if err := p.restore(t); err != nil {
+		return 0, err
+	}
+	return ret, nil
+}
+
+// restore puts back the registers the thread had when it was stopped. The
+// restart fixup is applied only when it is resumed (release), so that while
+// the process is stopped its registers read exactly as before.
+func (p *Process) restore(t *thread) error {
+	if err := setRegs(t.tid, &t.regs); err != nil {
+		return p.threadErr(err)
+	}
+	return nil
+}
+
+// recoverThread brings a thread that did not finish an injected call back
+// to a stop, so its registers can be restored before detaching.
+func (p *Process) recoverThread(t *thread) {
+	ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0)
+	ev, sig, err := p.waitStop(t, time.Now().Add(p.opt.Timeout))
+	if err != nil || ev == evGone {
+		return // left to the kernel's detach at thread exit
+	}
+	if ev == evSignal {
+		t.sigs = append(t.sigs, sig)
+		t.state = stopSignal
+	} else {
+		t.state = stopEvent
+	}
+	p.restore(t)
+}
+
+func (p *Process) threadErr(err error) error {
+	if errors.Is(err, unix.ESRCH) && !p.alive() {
+		return fmt.Errorf("process %d: %w (%v)", p.pid, ErrExited, err)
+	}
+	return err
+}
+
+// waitStop polls thread t until it reports a stop or exit, or deadline.
+func (p *Process) waitStop(t *thread, deadline time.Time) (stopEv, int, error) {
+	backoff := 10 * time.Microsecond
+	for {
+		ev, sig, err := p.poll(t)
+		if err != nil || ev != evNone {
+			return ev, sig, err
+		}
+		if time.Now().After(deadline) {
+			if !p.alive() {
+				return evNone, 0, fmt.Errorf("process %d: %w", p.pid, ErrExited)
+			}
+			return evNone, 0, fmt.Errorf("thread %d of process %d: %w", t.tid, p.pid, ErrTimeout)
+		}
+		nap(backoff)
+		backoff = min(backoff*2, time.Millisecond)
+	}
+}
+
+// Mmap maps memory in the process (mmap(2)) and returns its address.
+func (p *Process) Mmap(addr, length uint64, prot, flags int, fd int, off uint64) (uint64, error) {
+	ret, err := p.Syscall(unix.SYS_MMAP, addr, length, uint64(prot), uint64(flags), uint64(int64(fd)), off)
+	if err != nil {
+		return 0, fmt.Errorf("mmap(%#x, %#x) in process %d: %w", addr, length, p.pid, err)
+	}
+	return ret, nil
+}
+
+// Munmap unmaps memory in the process (munmap(2)).
+func (p *Process) Munmap(addr, length uint64) error {
+	if _, err := p.Syscall(unix.SYS_MUNMAP, addr, length); err != nil {
+		return fmt.Errorf("munmap(%#x, %#x) in process %d: %w", addr, length, p.pid, err)
+	}
+	return nil
+}
+
+// Mprotect changes the protection of memory in the process (mprotect(2)).
+func (p *Process) Mprotect(addr, length uint64, prot int) error {
+	if _, err := p.Syscall(unix.SYS_MPROTECT, addr, length, uint64(prot)); err != nil {
+		return fmt.Errorf("mprotect(%#x, %#x, %#x) in process %d: %w", addr, length, prot, p.pid, err)
+	}
+	return nil
+}
+
+// Ftruncate sets the size of file descriptor fd of the process (ftruncate(2)).
+func (p *Process) Ftruncate(fd int, size uint64) error {
+	if _, err := p.Syscall(unix.SYS_FTRUNCATE, uint64(fd), size); err != nil {
+		return fmt.Errorf("ftruncate(%d, %d) in process %d: %w", fd, size, p.pid, err)
+	}
+	return nil
+}
+
+// Close closes file descriptor fd of the process (close(2)).
+func (p *Process) Close(fd int) error {
+	if _, err := p.Syscall(unix.SYS_CLOSE, uint64(fd)); err != nil {
+		return fmt.Errorf("close(%d) in process %d: %w", fd, p.pid, err)
+	}
+	return nil
+}
+
+// mfdNameMax is MFD_NAME_MAX_LEN (mm/memfd.c): 249 bytes without the NUL.
+const mfdNameMax = 249
+
+// MemfdCreate creates an anonymous file in the process (memfd_create(2))
+// and returns its descriptor. The name is written temporarily on the
+// injecting thread's stack, below its red zone (the psABI allows code to
+// use the 128 bytes below rsp without moving rsp), and the bytes it covered
+// are restored afterwards.
+func (p *Process) MemfdCreate(name string, flags int) (int, error) {
+	if len(name) > mfdNameMax || strings.IndexByte(name, 0) >= 0 {
+		return -1, fmt.Errorf("memfd_create %q: name longer than %d bytes or contains NUL", name, mfdNameMax)
+	}
+	fd := -1
+	err := p.do(func() error {
+		t, err := p.injectionThread()
+		if err != nil {
+			return err
+		}
+		scratch := make([]byte, len(name)+1)
+		copy(scratch, name)
+		addr := (t.regs.SP() - redZone - uint64(len(scratch))) &^ 15
+		saved := make([]byte, len(scratch))
+		if err := readMem(p.pid, p.mem, addr, saved); err != nil {
+			return fmt.Errorf("memfd_create: read scratch stack of thread %d: %w", t.tid, err)
+		}
+		if err := writeMem(p.mem, addr, scratch); err != nil {
+			return fmt.Errorf("memfd_create: write scratch stack of thread %d: %w", t.tid, err)
+		}
+		ret, ierr := p.injectThen(t, unix.SYS_MEMFD_CREATE, []uint64{addr, uint64(flags)}, func() error {
+			if err := writeMem(p.mem, addr, saved); err != nil {
+				return fmt.Errorf("memfd_create: restore scratch stack of thread %d: %w", t.tid, err)
+			}
+			return nil
+		})
+		if ierr != nil {
+			return fmt.Errorf("memfd_create(%q) in process %d: %w", name, p.pid, ierr)
+		}
+		fd = int(ret)
+		return nil
+	})
+	return fd, err
+}

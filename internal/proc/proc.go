@@ -1,0 +1,964 @@
+//go:build linux
+
+// Package proc controls a live process with ptrace: it seizes every thread,
+// stops and resumes them, reads their registers, reads and writes the
+// process's memory, runs system calls inside the process (mmap, mprotect,
+// memfd_create, ...) and detaches leaving no trace.
+//
+// # Threading
+//
+// Linux accepts ptrace requests for a tracee only from the thread that
+// attached to it (ptrace(2): "the tracer" is a thread, not a process). Every
+// ptrace request of a Process therefore runs on one goroutine locked to its
+// OS thread with runtime.LockOSThread; the exported methods send closures to
+// it over a channel and wait for their result, as go-delve does. That
+// goroutine never unlocks its thread. When it returns (after Detach, or after
+// a failed Attach) the Go runtime terminates the locked thread, and the kernel
+// detaches every tracee still attached to it (exit_ptrace, kernel/exit.c):
+// even in the worst case the target is left running.
+//
+// # States
+//
+// Attach seizes every thread with PTRACE_SEIZE, which does not stop them.
+// While the process runs, the ptrace goroutine services the stops the kernel
+// still reports to us (new threads created with PTRACE_O_TRACECLONE, signals
+// that must be passed on, group-stops) so the program keeps running normally;
+// it wakes up on SIGCHLD and on a short tick.
+//
+// Stop interrupts every thread with PTRACE_INTERRUPT and waits for each of
+// them with wait4(tid, __WALL|WNOHANG), never wait4(-1): the caller may have
+// children of its own. Resume continues them; Detach detaches them, from
+// either state.
+package proc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Options tune a Process.
+type Options struct {
+	// Timeout bounds every wait on the target (stopping the threads, an
+	// injected system call). Zero means DefaultTimeout.
+	Timeout time.Duration
+	// Realtime raises the ptrace thread to SCHED_FIFO for the stop window
+	// only (from Stop to Resume or Detach), so that the target's threads are
+	// stopped for as short a time as possible on a busy machine. Without the
+	// privilege (EPERM) it is silently ignored.
+	Realtime bool
+}
+
+// DefaultTimeout is the wait timeout when Options.Timeout is zero.
+const DefaultTimeout = 2 * time.Second
+
+// Thread is one stopped thread.
+type Thread struct {
+	TID  int
+	Regs Regs
+}
+
+// stopKind says in which kind of ptrace-stop a thread is (ptrace(2),
+// "Stopped states"); it decides how the thread may be resumed.
+type stopKind int
+
+const (
+	running     stopKind = iota
+	stopEvent            // PTRACE_EVENT_STOP after PTRACE_INTERRUPT or as a new thread
+	stopSignal           // signal-delivery-stop; the signal is in sigs[0]
+	stopGroup            // group-stop (PTRACE_EVENT_STOP with a stopping signal)
+	stopSyscall          // syscall-exit-stop at the end of an injected system call
+)
+
+type thread struct {
+	tid   int
+	state stopKind
+	// sigs are signals we intercepted and owe the thread: re-delivered when
+	// it is resumed or detached.
+	sigs []int
+	// regs are the registers when the thread stopped (valid while stopped).
+	regs Regs
+	// injected: we ran a system call on the thread in this stop window. Its
+	// registers have been restored to regs, but it sits in a
+	// syscall-exit-stop, so the restart fixup must be applied when it leaves.
+	injected bool
+}
+
+// Process is a process we are attached to. Its methods are safe for use by
+// one goroutine at a time (calls are serialised).
+type Process struct {
+	pid int
+	opt Options
+
+	mu       sync.Mutex // serialises calls, guards detached
+	detached bool
+	reqs     chan func()
+	mem      *os.File // /proc/PID/mem, O_RDWR
+
+	pauseNs atomic.Int64
+
+	// Owned by the ptrace goroutine.
+	tracerTID  int
+	threads    map[int]*thread
+	stopped    bool
+	exited     bool
+	finished   bool // the loop must return
+	pauseStart time.Time
+	realtime   bool
+	sysAddr    uint64
+	// injectTID, when non-zero, forces the thread Syscall runs on (tests).
+	injectTID int
+}
+
+// Attach seizes every thread of process pid with PTRACE_SEIZE. The threads
+// keep running; call Stop to stop them. The returned Process must be
+// detached with Detach.
+func Attach(pid int, opt Options) (*Process, error) {
+	if opt.Timeout <= 0 {
+		opt.Timeout = DefaultTimeout
+	}
+	if pid <= 0 {
+		return nil, fmt.Errorf("process %d does not exist: %w", pid, ErrNoProcess)
+	}
+	if pid == os.Getpid() {
+		return nil, fmt.Errorf("attach to process %d: cannot trace ourselves: %w", pid, ErrPermission)
+	}
+	if err := checkAttachable(pid); err != nil {
+		return nil, err
+	}
+	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
+	if err != nil {
+		return nil, openErr(pid, err)
+	}
+	p := &Process{
+		pid:     pid,
+		opt:     opt,
+		reqs:    make(chan func()),
+		mem:     mem,
+		threads: map[int]*thread{},
+	}
+	ready := make(chan error, 1)
+	go p.loop(ready)
+	if err := <-ready; err != nil {
+		mem.Close()
+		p.detached = true
+		return nil, err
+	}
+	return p, nil
+}
+
+func openErr(pid int, err error) error {
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, unix.ESRCH):
+		return goneErr(pid)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("open /proc/%d/mem: %w (%v)", pid, ErrPermission, err)
+	}
+	return fmt.Errorf("open /proc/%d/mem: %w", pid, err)
+}
+
+// goneErr describes a process that vanished under us: ErrExited when it is
+// still there as a zombie, ErrNoProcess when it is not there at all.
+func goneErr(pid int) error {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		return fmt.Errorf("process %d has exited: %w", pid, ErrExited)
+	}
+	return fmt.Errorf("process %d does not exist: %w", pid, ErrNoProcess)
+}
+
+// checkAttachable refuses zombies, kernel threads and already traced
+// processes before anything is done to them.
+func checkAttachable(pid int) error {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("process %d does not exist: %w", pid, ErrNoProcess)
+		}
+		return fmt.Errorf("read /proc/%d/stat: %w", pid, err)
+	}
+	st, err := parseStat(data)
+	if err != nil {
+		return fmt.Errorf("process %d: %w", pid, err)
+	}
+	if st.Flags&pfKthread != 0 {
+		return fmt.Errorf("process %d: %w", pid, ErrKernelThread)
+	}
+	if st.State == 'Z' || st.State == 'X' {
+		// The leader of a live multi-threaded process is a zombie when it
+		// called pthread_exit; the process is a zombie only when no task
+		// is left alive.
+		if !anyLiveTask(pid) {
+			return fmt.Errorf("process %d is a zombie (it exited and waits for its parent to reap it): %w", pid, ErrExited)
+		}
+	}
+	return checkTracer(pid, pid, 0)
+}
+
+func anyLiveTask(pid int) bool {
+	tids, err := listTasks(pid)
+	if err != nil {
+		return false
+	}
+	for _, tid := range tids {
+		if st, err := taskState(pid, tid); err == nil && st != 'Z' && st != 'X' {
+			return true
+		}
+	}
+	return false
+}
+
+// checkTracer returns ErrAlreadyTraced when task tid of pid is traced by
+// someone other than self (a tracer thread id, or 0).
+func checkTracer(pid, tid, self int) error {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			return goneErr(pid)
+		}
+		return fmt.Errorf("read status of task %d: %w", tid, err)
+	}
+	st, err := parseStatus(data)
+	if err != nil {
+		return fmt.Errorf("process %d: %w", pid, err)
+	}
+	if st.TracerPid != 0 && st.TracerPid != self {
+		who := strconv.Itoa(st.TracerPid)
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", st.TracerPid)); err == nil {
+			who += " (" + string(bytes.TrimSpace(comm)) + ")"
+		}
+		return fmt.Errorf("process %d is already traced by process %s; detach the debugger or tracer first: %w",
+			pid, who, ErrAlreadyTraced)
+	}
+	return nil
+}
+
+func listTasks(pid int) ([]int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, err
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
+}
+
+func taskState(pid, tid int) (byte, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	if err != nil {
+		return 0, err
+	}
+	st, err := parseStat(data)
+	if err != nil {
+		return 0, err
+	}
+	return st.State, nil
+}
+
+// nap sleeps on the ptrace thread with nanosleep(2) directly: the thread is
+// locked to its goroutine anyway, and a direct sleep wakes up far more
+// precisely than a Go timer handing the goroutine back to a locked thread.
+func nap(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	unix.Nanosleep(&ts, nil)
+}
+
+// alive reports whether the process still has a live task.
+func (p *Process) alive() bool { return anyLiveTask(p.pid) }
+
+// Pid returns the process id.
+func (p *Process) Pid() int { return p.pid }
+
+// Pause returns the duration of the last stop window: from the first
+// PTRACE_INTERRUPT of Stop to the last thread resumed or detached.
+func (p *Process) Pause() time.Duration { return time.Duration(p.pauseNs.Load()) }
+
+// loop is the ptrace goroutine. It seizes the process, reports on ready,
+// then runs requests until Detach.
+func (p *Process) loop(ready chan<- error) {
+	// Never unlocked: see the package comment. Returning from this goroutine
+	// terminates the thread, which detaches whatever is still attached.
+	runtime.LockOSThread()
+	p.tracerTID = unix.Gettid()
+	if err := p.seizeAll(); err != nil {
+		ready <- err
+		return
+	}
+	// Tracee stops are announced to the tracer with SIGCHLD; a tick covers
+	// coalesced or missed signals.
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, unix.SIGCHLD)
+	defer signal.Stop(sigc)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	ready <- nil
+	for !p.finished {
+		select {
+		case f := <-p.reqs:
+			f()
+		case <-sigc:
+			p.service()
+		case <-tick.C:
+			p.service()
+		}
+	}
+}
+
+// do runs f on the ptrace goroutine.
+func (p *Process) do(f func() error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.detached {
+		return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
+	}
+	errc := make(chan error, 1)
+	p.reqs <- func() { errc <- f() }
+	err := <-errc
+	if p.finished {
+		p.detached = true
+		p.mem.Close()
+	}
+	return err
+}
+
+const seizeOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACESYSGOOD
+
+func ptrace(req, tid int, addr, data uintptr) error {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, data, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// seizeAll seizes every task until a scan of /proc/PID/task finds nothing
+// new. Threads created by a seized thread are attached by the kernel
+// (PTRACE_O_TRACECLONE); the rescans catch threads created by threads not
+// yet seized.
+func (p *Process) seizeAll() error {
+	deadline := time.Now().Add(p.opt.Timeout)
+	for first := true; ; first = false {
+		n, err := p.scanTasks(first)
+		if err != nil {
+			return err
+		}
+		if n == 0 && !first {
+			return nil
+		}
+		if len(p.threads) == 0 {
+			return fmt.Errorf("process %d: no live thread to attach to: %w", p.pid, ErrExited)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("attach to process %d: thread list does not settle: %w", p.pid, ErrTimeout)
+		}
+	}
+}
+
+// scanTasks seizes or adopts every task of /proc/PID/task we do not know
+// yet and returns how many it added.
+func (p *Process) scanTasks(first bool) (int, error) {
+	tids, err := listTasks(p.pid)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			if first {
+				return 0, goneErr(p.pid)
+			}
+			return 0, fmt.Errorf("process %d: %w", p.pid, ErrExited)
+		}
+		return 0, fmt.Errorf("list threads of %d: %w", p.pid, err)
+	}
+	added := 0
+	for _, tid := range tids {
+		if _, ok := p.threads[tid]; ok {
+			continue
+		}
+		st, err := taskState(p.pid, tid)
+		if err != nil || st == 'Z' || st == 'X' {
+			continue // exited, or a zombie leader (main thread called pthread_exit)
+		}
+		err = ptrace(unix.PTRACE_SEIZE, tid, 0, seizeOptions)
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.ESRCH):
+			continue // the thread exited meanwhile
+		case errors.Is(err, unix.EPERM):
+			// Already traced: by us when the kernel attached it as the child
+			// of a seized thread (PTRACE_O_TRACECLONE); by someone else
+			// otherwise. A zombie also gives EPERM.
+			if terr := checkTracer(p.pid, tid, p.tracerTID); terr != nil {
+				if errors.Is(terr, ErrNoProcess) {
+					continue
+				}
+				return 0, terr
+			}
+			if st, err := taskState(p.pid, tid); err != nil || st == 'Z' || st == 'X' {
+				continue
+			}
+			if !p.tracedByUs(tid) {
+				return 0, fmt.Errorf("attach to process %d (thread %d): %w; check /proc/sys/kernel/yama/ptrace_scope and CAP_SYS_PTRACE",
+					p.pid, tid, ErrPermission)
+			}
+		default:
+			return 0, fmt.Errorf("PTRACE_SEIZE %d: %w", tid, err)
+		}
+		p.threads[tid] = &thread{tid: tid}
+		added++
+	}
+	return added, nil
+}
+
+func (p *Process) tracedByUs(tid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", p.pid, tid))
+	if err != nil {
+		return false
+	}
+	st, err := parseStatus(data)
+	return err == nil && st.TracerPid == p.tracerTID
+}
+
+// stopEv is a decoded wait status.
+type stopEv int
+
+const (
+	evNone    stopEv = iota
+	evGone           // the thread exited (or is no longer ours)
+	evInt            // PTRACE_EVENT_STOP with SIGTRAP: interrupt or new thread
+	evGroup          // PTRACE_EVENT_STOP with a stopping signal: group-stop
+	evSignal         // signal-delivery-stop
+	evSyscall        // syscall-entry/exit-stop (SIGTRAP|0x80)
+	evClone          // PTRACE_EVENT_CLONE
+	evOther          // other ptrace-event-stop (exec, ...)
+)
+
+// poll does one wait4(tid, __WALL|WNOHANG) and decodes the result. It
+// records exits (removing the thread) and new threads announced by
+// PTRACE_EVENT_CLONE.
+func (p *Process) poll(t *thread) (stopEv, int, error) {
+	if t.tid == p.pid {
+		// Never reap the leader's exit status: when the caller is also the
+		// real parent (a test that started the target with os/exec), the
+		// status would be lost to it. Peek with WNOWAIT; once we detach (our
+		// thread exits), the kernel hands the zombie to the real parent
+		// (exit_ptrace).
+		exited, err := peekExit(t.tid)
+		if err != nil {
+			if errors.Is(err, unix.ECHILD) {
+				p.gone(t.tid)
+				return evGone, 0, nil
+			}
+			return evNone, 0, nil
+		}
+		if exited {
+			p.gone(t.tid)
+			return evGone, 0, nil
+		}
+	}
+	var ws unix.WaitStatus
+	wpid, err := unix.Wait4(t.tid, &ws, unix.WALL|unix.WNOHANG, nil)
+	if err != nil {
+		if errors.Is(err, unix.EINTR) {
+			return evNone, 0, nil
+		}
+		if errors.Is(err, unix.ECHILD) {
+			p.gone(t.tid)
+			return evGone, 0, nil
+		}
+		return evNone, 0, fmt.Errorf("wait4 %d: %w", t.tid, err)
+	}
+	if wpid == 0 {
+		return evNone, 0, nil
+	}
+	switch {
+	case ws.Exited(), ws.Signaled():
+		p.gone(t.tid)
+		return evGone, 0, nil
+	case !ws.Stopped():
+		return evNone, 0, nil
+	}
+	sig := int(ws>>8) & 0xff
+	event := int(ws>>16) & 0xff
+	switch {
+	case sig == int(unix.SIGTRAP)|0x80:
+		return evSyscall, 0, nil
+	case event == unix.PTRACE_EVENT_STOP:
+		switch unix.Signal(sig) {
+		case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+			return evGroup, sig, nil
+		}
+		return evInt, 0, nil
+	case event == unix.PTRACE_EVENT_CLONE:
+		msg, err := unix.PtraceGetEventMsg(t.tid)
+		if err == nil && msg != 0 {
+			if _, ok := p.threads[int(msg)]; !ok {
+				p.threads[int(msg)] = &thread{tid: int(msg)}
+			}
+		}
+		return evClone, 0, nil
+	case event != 0:
+		return evOther, 0, nil
+	}
+	return evSignal, sig, nil
+}
+
+// Values of si_code for SIGCHLD (<asm-generic/siginfo.h>).
+const (
+	cldExited = 1
+	cldKilled = 2
+	cldDumped = 3
+)
+
+// peekExit reports whether task tid has an exit status waiting for us,
+// without consuming it (waitid(2) with WNOWAIT).
+func peekExit(tid int) (bool, error) {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, tid, &info, unix.WEXITED|unix.WSTOPPED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
+	if err != nil {
+		return false, err
+	}
+	// With WNOHANG and nothing to report, the kernel leaves si_pid (and
+	// si_signo) zero.
+	if info.Signo == 0 {
+		return false, nil
+	}
+	switch info.Code {
+	case cldExited, cldKilled, cldDumped:
+		return true, nil
+	}
+	return false, nil
+}
+
+func (p *Process) gone(tid int) {
+	delete(p.threads, tid)
+	if tid == p.pid {
+		// wait4 reports the leader only when the whole thread group is dead.
+		p.exited = true
+	}
+	if len(p.threads) == 0 {
+		p.exited = true
+	}
+}
+
+// service handles the stops of a running process: the program must go on as
+// if it were not traced.
+func (p *Process) service() {
+	if p.stopped || p.finished {
+		return
+	}
+	// A few passes catch the stops that follow one another (a clone event,
+	// then the new thread's first stop); bounded so that a program that
+	// creates threads without pause cannot keep us from our requests.
+	for pass, progress := 0, true; progress && pass < 8; pass++ {
+		progress = false
+		for _, t := range p.sortedThreads() {
+			if t.state != running {
+				continue
+			}
+			ev, sig, err := p.poll(t)
+			if err != nil {
+				continue
+			}
+			progress = progress || ev != evNone
+			switch ev {
+			case evInt, evSyscall, evClone, evOther:
+				ptrace(unix.PTRACE_CONT, t.tid, 0, 0)
+			case evSignal:
+				ptrace(unix.PTRACE_CONT, t.tid, 0, uintptr(sig))
+			case evGroup:
+				// Keep the job-control stop in effect, but let us be
+				// notified when it ends (ptrace(2), PTRACE_LISTEN).
+				ptrace(unix.PTRACE_LISTEN, t.tid, 0, 0)
+			}
+		}
+	}
+}
+
+func (p *Process) sortedThreads() []*thread {
+	ts := make([]*thread, 0, len(p.threads))
+	for _, t := range p.threads {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i].tid < ts[j].tid })
+	return ts
+}
+
+// Stop interrupts every thread and waits until all of them are stopped.
+// On error the process is detached (and left running) before Stop returns.
+func (p *Process) Stop() error {
+	return p.do(func() error {
+		if p.stopped {
+			return nil
+		}
+		p.pauseStart = time.Now()
+		p.setRealtime(true)
+		if err := p.stopAll(); err != nil {
+			p.detachAll()
+			return err
+		}
+		p.stopped = true
+		return nil
+	})
+}
+
+// stopAll interrupts and waits for every thread, re-scanning
+// /proc/PID/task until every task is known and stopped, then reads the
+// registers.
+func (p *Process) stopAll() error {
+	for _, t := range p.threads {
+		if t.state == running {
+			ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0) // ESRCH: exited; wait4 tells
+		}
+	}
+	deadline := time.Now().Add(p.opt.Timeout)
+	backoff := 20 * time.Microsecond
+	lastZombieCheck := time.Now()
+	for {
+		waiting := 0
+		progress := false
+		for _, t := range p.sortedThreads() {
+			if t.state != running {
+				continue
+			}
+			ev, sig, err := p.poll(t)
+			if err != nil {
+				return err
+			}
+			if ev != evNone {
+				progress = true
+			}
+			switch ev {
+			case evNone:
+				waiting++
+			case evInt:
+				t.state = stopEvent
+			case evGroup:
+				t.state = stopGroup
+			case evSignal:
+				t.state = stopSignal
+				t.sigs = append(t.sigs, sig)
+			case evClone, evOther, evSyscall:
+				// A trap in the middle of a system call (clone, exec)
+				// consumes our interrupt ("any trap clears pending STOP
+				// trap", kernel/signal.c ptrace_stop). Interrupt again and
+				// continue: the thread finishes the call and stops at
+				// its way back to user mode, where registers are those of
+				// the program and a system call may be injected. The new
+				// thread of a clone reports its own PTRACE_EVENT_STOP.
+				ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0)
+				if err := ptrace(unix.PTRACE_CONT, t.tid, 0, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+					return fmt.Errorf("PTRACE_CONT %d: %w", t.tid, err)
+				}
+				waiting++
+			}
+		}
+		if p.exited {
+			return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+		}
+		if waiting == 0 {
+			// Every known thread is stopped: nothing can create a thread
+			// now, so a task we do not know yet was missed; adopt it.
+			n, err := p.scanTasks(false)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+			for _, t := range p.threads {
+				if t.state == running {
+					ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0)
+				}
+			}
+			continue
+		}
+		now := time.Now()
+		if now.After(deadline) {
+			if !p.alive() {
+				return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+			}
+			return fmt.Errorf("stop process %d: %d threads did not stop within %v: %w", p.pid, waiting, p.opt.Timeout, ErrTimeout)
+		}
+		if now.Sub(lastZombieCheck) > 20*time.Millisecond {
+			// A leader that called pthread_exit is a zombie that never
+			// reports while other threads live; stop waiting for it.
+			lastZombieCheck = now
+			for _, t := range p.sortedThreads() {
+				if t.state != running {
+					continue
+				}
+				if st, err := taskState(p.pid, t.tid); err != nil || st == 'Z' || st == 'X' {
+					delete(p.threads, t.tid)
+				}
+			}
+			if len(p.threads) == 0 {
+				p.exited = true
+				return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+			}
+		}
+		if progress {
+			backoff = 20 * time.Microsecond
+		} else {
+			nap(backoff)
+			backoff = min(backoff*2, time.Millisecond)
+		}
+	}
+	for _, t := range p.threads {
+		r, err := getRegs(t.tid)
+		if err != nil {
+			if !p.alive() {
+				return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+			}
+			return err
+		}
+		t.regs = r
+	}
+	return nil
+}
+
+// Threads returns the stopped threads and their registers, sorted by TID. It
+// returns nil when the process is not stopped.
+func (p *Process) Threads() []Thread {
+	var out []Thread
+	p.do(func() error {
+		if !p.stopped {
+			return nil
+		}
+		for _, t := range p.sortedThreads() {
+			out = append(out, Thread{TID: t.tid, Regs: t.regs})
+		}
+		return nil
+	})
+	return out
+}
+
+// Resume continues every thread (they stay seized), re-delivering the
+// signals intercepted while they were stopped.
+func (p *Process) Resume() error {
+	return p.do(func() error {
+		if !p.stopped {
+			return nil
+		}
+		var firstErr error
+		for _, t := range p.sortedThreads() {
+			if err := p.release(t, false); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		p.endWindow()
+		if firstErr != nil {
+			p.detachAll()
+			return firstErr
+		}
+		return nil
+	})
+}
+
+func (p *Process) endWindow() {
+	p.stopped = false
+	if !p.pauseStart.IsZero() {
+		p.pauseNs.Store(int64(time.Since(p.pauseStart)))
+		p.pauseStart = time.Time{}
+	}
+	p.setRealtime(false)
+}
+
+// release resumes (PTRACE_CONT) or detaches (PTRACE_DETACH) a stopped
+// thread, restoring what we changed and re-delivering its signals.
+func (p *Process) release(t *thread, detach bool) error {
+	if t.state == running {
+		return nil
+	}
+	if t.injected {
+		r := restartFixup(t.regs)
+		if err := setRegs(t.tid, &r); err != nil && !errors.Is(err, unix.ESRCH) {
+			return err
+		}
+		t.injected = false
+	}
+	// The data argument delivers a signal only from a signal-delivery-stop or
+	// a syscall-stop (where the kernel queues it again, see
+	// ptrace_report_syscall); from an event-stop it would be ignored, so
+	// those signals are sent again with tgkill.
+	sig := 0
+	extra := t.sigs
+	if len(t.sigs) > 0 && (t.state == stopSignal || t.state == stopSyscall) {
+		sig, extra = t.sigs[0], t.sigs[1:]
+	}
+	req, name := unix.PTRACE_CONT, "PTRACE_CONT"
+	switch {
+	case detach:
+		req, name = unix.PTRACE_DETACH, "PTRACE_DETACH"
+	case t.state == stopGroup:
+		req, name = unix.PTRACE_LISTEN, "PTRACE_LISTEN"
+	}
+	err := ptrace(req, t.tid, 0, uintptr(sig))
+	t.state = running
+	for _, s := range extra {
+		unix.Tgkill(p.pid, t.tid, unix.Signal(s))
+	}
+	t.sigs = nil
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("%s %d: %w", name, t.tid, err)
+	}
+	return nil
+}
+
+// Detach detaches every thread, from the stopped or the running state,
+// restoring registers we changed and re-delivering intercepted signals. It
+// is idempotent and always safe to defer.
+func (p *Process) Detach() error {
+	p.mu.Lock()
+	if p.detached {
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	err := p.do(func() error { return p.detachAll() })
+	if errors.Is(err, ErrDetached) {
+		return nil
+	}
+	return err
+}
+
+// detachAll detaches everything and ends the ptrace goroutine. Threads it
+// cannot detach (one that would not stop) are detached by the kernel when
+// the goroutine's thread exits.
+func (p *Process) detachAll() error {
+	defer func() { p.finished = true }()
+	var firstErr error
+	if !p.stopped && !p.exited && len(p.threads) > 0 {
+		// PTRACE_DETACH needs a stopped tracee.
+		if p.pauseStart.IsZero() {
+			p.pauseStart = time.Now()
+		}
+		if err := p.stopAll(); err != nil && !errors.Is(err, ErrExited) {
+			firstErr = err
+		}
+	}
+	for _, t := range p.sortedThreads() {
+		if err := p.release(t, true); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	p.threads = map[int]*thread{}
+	p.endWindow()
+	if firstErr != nil {
+		return fmt.Errorf("detach from process %d: %w", p.pid, firstErr)
+	}
+	return nil
+}
+
+// setRealtime moves the ptrace thread to SCHED_FIFO (with
+// SCHED_RESET_ON_FORK, so nothing it might spawn inherits it) or back to
+// SCHED_OTHER. Lacking the privilege is not an error.
+func (p *Process) setRealtime(on bool) {
+	if !p.opt.Realtime || on == p.realtime {
+		return
+	}
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+	if on {
+		attr.Policy = unix.SCHED_FIFO
+		attr.Priority = 1
+		attr.Flags = unix.SCHED_FLAG_RESET_ON_FORK
+	}
+	if err := unix.SchedSetAttr(0, &attr, 0); err == nil {
+		p.realtime = on
+	}
+}
+
+// ReadMem reads len(b) bytes at addr of the process.
+func (p *Process) ReadMem(addr uint64, b []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.detached {
+		return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
+	}
+	return readMem(p.pid, p.mem, addr, b)
+}
+
+// WriteMem writes b at addr of the process. Writes go through
+// /proc/PID/mem, which the kernel performs with FOLL_FORCE (proc(5)): they
+// succeed on read-only mappings such as program text, breaking
+// copy-on-write for private file mappings, as a debugger's breakpoints do.
+func (p *Process) WriteMem(addr uint64, b []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.detached {
+		return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
+	}
+	return writeMem(p.mem, addr, b)
+}
+
+func writeMem(f *os.File, addr uint64, b []byte) error {
+	for done := 0; done < len(b); {
+		n, err := unix.Pwrite(int(f.Fd()), b[done:], int64(addr)+int64(done))
+		if err != nil {
+			return fmt.Errorf("write %d bytes at %#x: %w", len(b), addr, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("write %d bytes at %#x: %w", len(b), addr, io.ErrShortWrite)
+		}
+		done += n
+	}
+	return nil
+}
+
+// ReadMem reads len(b) bytes at addr of process pid without attaching to it
+// (process_vm_readv(2), falling back to /proc/PID/mem).
+func ReadMem(pid int, addr uint64, b []byte) error {
+	return readMem(pid, nil, addr, b)
+}
+
+func readMem(pid int, mem *os.File, addr uint64, b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	local := []unix.Iovec{{Base: &b[0]}}
+	local[0].SetLen(len(b))
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}
+	n, err := unix.ProcessVMReadv(pid, local, remote, 0)
+	if err == nil && n == len(b) {
+		return nil
+	}
+	if errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("read memory of process %d: process %d does not exist: %w", pid, pid, ErrNoProcess)
+	}
+	// process_vm_readv stops at the first page that is not readable by the
+	// process itself (PROT_NONE, execute-only); /proc/PID/mem reads with
+	// FOLL_FORCE.
+	if n < 0 {
+		n = 0
+	}
+	if mem == nil {
+		f, oerr := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+		if oerr != nil {
+			return fmt.Errorf("read %d bytes at %#x of process %d: %w", len(b), addr, pid, openErr(pid, oerr))
+		}
+		defer f.Close()
+		mem = f
+	}
+	for n < len(b) {
+		m, perr := unix.Pread(int(mem.Fd()), b[n:], int64(addr)+int64(n))
+		if perr != nil {
+			return fmt.Errorf("read %d bytes at %#x of process %d: %w", len(b), addr, pid, perr)
+		}
+		if m == 0 {
+			return fmt.Errorf("read %d bytes at %#x of process %d: %w", len(b), addr, pid, io.ErrUnexpectedEOF)
+		}
+		n += m
+	}
+	return nil
+}
