@@ -504,7 +504,11 @@ func (p *Process) poll(t *thread) (stopEv, int, error) {
 		msg, err := unix.PtraceGetEventMsg(t.tid)
 		if err == nil && msg != 0 {
 			if _, ok := p.threads[int(msg)]; !ok {
-				p.threads[int(msg)] = &thread{tid: int(msg)}
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", p.pid, msg)); err == nil {
+					p.threads[int(msg)] = &thread{tid: int(msg)}
+				} else {
+					p.releaseForeign(int(msg))
+				}
 			}
 		}
 		return evClone, 0, nil
@@ -539,6 +543,26 @@ func peekExit(tid int) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// releaseForeign detaches a task PTRACE_O_TRACECLONE attached us to that is
+// not a thread of the process (clone(2) without CLONE_THREAD: a new process
+// sharing memory). It reports its first stop right away; detach it there.
+func (p *Process) releaseForeign(tid int) {
+	deadline := time.Now().Add(p.opt.Timeout)
+	for time.Now().Before(deadline) {
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+		if wpid == tid && ws.Stopped() {
+			ptrace(unix.PTRACE_DETACH, tid, 0, 0)
+			return
+		}
+		nap(50 * time.Microsecond)
+	}
+	// Not stopped in time: the kernel detaches it when our thread exits.
 }
 
 func (p *Process) gone(tid int) {
