@@ -285,7 +285,8 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 		return nil, err
 	}
 	rep.Target = pp.mod.Path
-	if recs, err := readRecords(pid, pp.t.maps); err == nil {
+	recs, _ := readRecords(pid, pp.t.maps)
+	{
 		for _, r := range recs {
 			if r.ID == p.ID && r.State == record.StateApplied {
 				rep.AlreadyApplied = true
@@ -297,6 +298,9 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 				return rep, nil
 			}
 		}
+	}
+	if err := runPre(pp, recs); err != nil {
+		return nil, err
 	}
 	// Link once before stopping at the place that is free now; the stop
 	// re-checks the maps and relinks only if that place was taken meanwhile.

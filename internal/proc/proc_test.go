@@ -978,3 +978,48 @@ func checkPolicy(t *testing.T, p *Process, want uint32) {
 		t.Errorf("SCHED_RESET_ON_FORK not set")
 	}
 }
+
+// A clone(2) without CLONE_THREAD creates a process the kernel attaches to us
+// (PTRACE_O_TRACECLONE); it must be let go, not treated as a thread.
+func TestCloneOfProcessIsReleased(t *testing.T) {
+	requirePtrace(t)
+	tg := start(t, "cloner")
+	tg.readUntil(t, "ready")
+	pid := tg.pid()
+	done := tg.addr(t, "done")
+	p, err := Attach(pid, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Detach()
+	for i := 0; i < 10; i++ {
+		c0 := readU64s(t, pid, done, 1)[0]
+		deadline := time.Now().Add(3 * time.Second)
+		for readU64s(t, pid, done, 1)[0] < c0+2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("children stopped running while attached")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(p.Threads()); n != 1 {
+			t.Errorf("%d threads, want 1", n)
+		}
+		if err := p.Resume(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	c0 := readU64s(t, pid, done, 1)[0]
+	time.Sleep(30 * time.Millisecond)
+	if c1 := readU64s(t, pid, done, 1)[0]; c1 <= c0 {
+		t.Errorf("no child ran after detach")
+	}
+	if err := tg.cmd.Process.Signal(unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+}
