@@ -107,12 +107,13 @@ func (p *Process) injectionThread() (*thread, error) {
 func (p *Process) syscallAddr() (uint64, error) {
 	if p.sysAddr != 0 {
 		b := make([]byte, len(syscallInsn))
-		if err := readMem(p.pid, p.mem, p.sysAddr, b); err == nil && bytes.Equal(b, syscallInsn) {
+		if err := readMem(p.memTID, p.mem, p.sysAddr, b); err == nil && bytes.Equal(b, syscallInsn) {
 			return p.sysAddr, nil
 		}
 		p.sysAddr = 0
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.pid))
+	// Through a live thread: a zombie main thread has an empty maps file.
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/maps", p.pid, liveTask(p.pid)))
 	if err != nil {
 		return 0, fmt.Errorf("read /proc/%d/maps: %w", p.pid, err)
 	}
@@ -137,7 +138,7 @@ func (p *Process) syscallAddr() (uint64, error) {
 		for a := m.Start; a < m.End; a += chunk {
 			n := min(uint64(len(buf)), m.End-a)
 			b := buf[:n]
-			if err := readMem(p.pid, p.mem, a, b); err != nil {
+			if err := readMem(p.memTID, p.mem, a, b); err != nil {
 				break
 			}
 			for off := 0; ; {
@@ -376,7 +377,7 @@ func (p *Process) MemfdCreate(name string, flags int) (int, error) {
 		copy(scratch, name)
 		addr := (t.regs.SP() - redZone - uint64(len(scratch))) &^ 15
 		saved := make([]byte, len(scratch))
-		if err := readMem(p.pid, p.mem, addr, saved); err != nil {
+		if err := readMem(p.memTID, p.mem, addr, saved); err != nil {
 			return fmt.Errorf("memfd_create: read scratch stack of thread %d: %w", t.tid, err)
 		}
 		if err := writeMem(p.mem, addr, scratch); err != nil {

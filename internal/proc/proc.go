@@ -98,8 +98,9 @@ type thread struct {
 // Process is a process we are attached to. Its methods are safe for use by
 // one goroutine at a time (calls are serialised).
 type Process struct {
-	pid int
-	opt Options
+	pid    int
+	memTID int // a live thread, for process_vm_readv (see Attach)
+	opt    Options
 
 	mu       sync.Mutex // serialises calls, guards detached
 	detached bool
@@ -137,12 +138,17 @@ func Attach(pid int, opt Options) (*Process, error) {
 	if err := checkAttachable(pid); err != nil {
 		return nil, err
 	}
-	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
+	// The memory is reached through a live thread: when the main thread has
+	// called pthread_exit, it is a zombie without an mm, and both
+	// /proc/PID/mem and process_vm_readv(PID) fail with ESRCH.
+	memTID := liveTask(pid)
+	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/task/%d/mem", pid, memTID), os.O_RDWR, 0)
 	if err != nil {
 		return nil, openErr(pid, err)
 	}
 	p := &Process{
 		pid:     pid,
+		memTID:  memTID,
 		opt:     opt,
 		reqs:    make(chan func()),
 		mem:     mem,
@@ -203,6 +209,24 @@ func checkAttachable(pid int) error {
 		}
 	}
 	return checkTracer(pid, pid, 0)
+}
+
+// liveTask returns pid if its main thread is alive, else another live
+// thread of the process, else pid.
+func liveTask(pid int) int {
+	if st, err := taskState(pid, pid); err != nil || (st != 'Z' && st != 'X') {
+		return pid
+	}
+	tids, err := listTasks(pid)
+	if err != nil {
+		return pid
+	}
+	for _, tid := range tids {
+		if st, err := taskState(pid, tid); err == nil && st != 'Z' && st != 'X' {
+			return tid
+		}
+	}
+	return pid
 }
 
 func anyLiveTask(pid int) bool {
@@ -910,7 +934,7 @@ func (p *Process) ReadMem(addr uint64, b []byte) error {
 	if p.detached {
 		return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
 	}
-	return readMem(p.pid, p.mem, addr, b)
+	return readMem(p.memTID, p.mem, addr, b)
 }
 
 // WriteMem writes b at addr of the process. Writes go through
@@ -943,7 +967,7 @@ func writeMem(f *os.File, addr uint64, b []byte) error {
 // ReadMem reads len(b) bytes at addr of process pid without attaching to it
 // (process_vm_readv(2), falling back to /proc/PID/mem).
 func ReadMem(pid int, addr uint64, b []byte) error {
-	return readMem(pid, nil, addr, b)
+	return readMem(liveTask(pid), nil, addr, b)
 }
 
 func readMem(pid int, mem *os.File, addr uint64, b []byte) error {

@@ -1023,3 +1023,42 @@ func TestCloneOfProcessIsReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestZombieLeader(t *testing.T) {
+	requirePtrace(t)
+	tg := start(t, "leaderexit")
+	tg.readUntil(t, "ready")
+	pid := tg.pid()
+	for i := 0; ; i++ {
+		if st, err := taskState(pid, pid); err == nil && st == 'Z' {
+			break
+		}
+		if i > 500 {
+			t.Fatal("leader never became a zombie")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	p, err := Attach(pid, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Detach()
+	for i := 0; i < 3; i++ {
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(p.Threads()); n != 2 {
+			t.Errorf("%d threads, want 2", n)
+		}
+		if _, err := p.Syscall(unix.SYS_GETPID); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Resume(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	countersAdvance(t, pid, tg.addr(t, "counters"), 2)
+}
