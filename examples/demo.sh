@@ -26,11 +26,16 @@ trap 'kill $pid 2>/dev/null || true' EXIT
 sleep 1.3
 tail -n 4 "$out/service.log"
 
-step "build the patch from fix.o"
-"$out/hotpatch" build --target "$out/service" --new "$out/fix.o" -o "$out/fix.hp" --id demo-fix-1
+step "generate a signing key (the vendor's), build and sign the patch from fix.o"
+rm -f "$out/demo.key" "$out/demo.key.pub"
+"$out/hotpatch" keygen -o "$out/demo.key"
+"$out/hotpatch" build --target "$out/service" --new "$out/fix.o" -o "$out/fix.hp" --id demo-fix-1 --key "$out/demo.key"
 
-step "apply it to the running process $pid"
-"$out/hotpatch" apply "$out/fix.hp" --pid "$pid"
+step "verify the patch with the vendor's public key (what an operator does before applying)"
+"$out/hotpatch" verify "$out/fix.hp" --trust "$out/demo.key.pub"
+
+step "apply it to the running process $pid, trusting that key"
+"$out/hotpatch" apply "$out/fix.hp" --pid "$pid" --trust "$out/demo.key.pub"
 sleep 1.3
 tail -n 4 "$out/service.log"
 

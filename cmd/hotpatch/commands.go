@@ -16,6 +16,7 @@ import (
 func newBuildCmd() *cobra.Command {
 	var opt build.Options
 	var out string
+	bundle := new(buildBundleFlags) // --key, --cold (cold.go)
 	c := &cobra.Command{
 		Use:   "build --target FILE --new NEW.o [--new NEW2.o ...] -o PATCH",
 		Short: "Build a patch from object files holding the fixed functions",
@@ -34,6 +35,9 @@ Compile NEW.o with the target's compiler and flags plus
 			}
 			p, rep, err := build.ByName(opt)
 			if err != nil {
+				return err
+			}
+			if err := bundle.finish(cmd, p, opt.Target); err != nil {
 				return err
 			}
 			if err := p.WriteFile(out); err != nil {
@@ -61,6 +65,7 @@ Compile NEW.o with the target's compiler and flags plus
 	c.Flags().StringVarP(&out, "output", "o", "", "patch file to write")
 	c.Flags().StringVar(&opt.ID, "id", "", "patch id (default: derived from the contents)")
 	c.Flags().StringVar(&opt.Description, "description", "", "free text stored in the patch")
+	bundle.addFlags(c)
 	return c
 }
 
@@ -72,21 +77,27 @@ func engineOptions(c *cobra.Command) *engine.Options {
 }
 
 func newApplyCmd() *cobra.Command {
-	var pid int
+	var pids []int
 	c := &cobra.Command{
-		Use:   "apply PATCH --pid PID",
-		Short: "Apply a patch to a running process",
+		Use:   "apply PATCH [--pid PID ...]",
+		Short: "Apply a patch to a running process, or to every process running its target",
 		Args:  cobra.ExactArgs(1),
 	}
 	opt := engineOptions(c)
-	c.Flags().IntVar(&pid, "pid", 0, "process to patch")
+	c.Flags().IntSliceVar(&pids, "pid", nil, "process to patch (repeatable; default: every process that maps the patch's target)")
+	ff := addFleetFlags(c, true)
+	bf := addApplyBundleFlags(c) // --trust, --allow-unsigned, --no-cold, --cold-only, --force-cold (cold.go)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		if pid <= 0 {
-			return usageError{fmt.Errorf("apply needs --pid")}
-		}
-		p, err := patchfile.ReadFile(args[0])
-		if err != nil {
+		p, done, err := bf.open(cmd, args[0]) // verify the bundle, then the coldpatch
+		if err != nil || done {
 			return err
+		}
+		if len(pids) != 1 {
+			return runFleetApply(cmd, p, pids, *opt, ff)
+		}
+		pid := pids[0]
+		if pid <= 0 {
+			return usageError{fmt.Errorf("apply: --pid must be positive")}
 		}
 		rep, err := engine.Apply(pid, p, *opt)
 		if err != nil {
@@ -111,17 +122,19 @@ func newApplyCmd() *cobra.Command {
 }
 
 func newRevertCmd() *cobra.Command {
-	var pid int
+	var pids []int
 	c := &cobra.Command{
-		Use:   "revert PATCH_ID|PATCH_FILE --pid PID",
-		Short: "Revert a patch in a running process",
+		Use:   "revert PATCH_ID|PATCH_FILE [--pid PID ...]",
+		Short: "Revert a patch in a running process, or in every process that has it",
 		Args:  cobra.ExactArgs(1),
 	}
 	opt := engineOptions(c)
-	c.Flags().IntVar(&pid, "pid", 0, "process to revert the patch in")
+	c.Flags().IntSliceVar(&pids, "pid", nil, "process to revert the patch in (repeatable; default: every process that has it)")
+	ff := addFleetFlags(c, false)
+	rc := addRevertColdFlags(c) // --no-cold, --cold-only, --force-cold (cold.go)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		if pid <= 0 {
-			return usageError{fmt.Errorf("revert needs --pid")}
+		if done, err := rc.restore(cmd, args[0]); err != nil || done { // the coldpatch first
+			return err
 		}
 		id := args[0]
 		if st, err := os.Stat(id); err == nil && !st.IsDir() {
@@ -130,6 +143,13 @@ func newRevertCmd() *cobra.Command {
 				return err
 			}
 			id = p.ID
+		}
+		if len(pids) != 1 {
+			return runFleetRevert(cmd, id, pids, *opt, ff)
+		}
+		pid := pids[0]
+		if pid <= 0 {
+			return usageError{fmt.Errorf("revert: --pid must be positive")}
 		}
 		rep, err := engine.Revert(pid, id, *opt)
 		if err != nil {
@@ -150,14 +170,18 @@ func newRevertCmd() *cobra.Command {
 }
 
 func newStatusCmd() *cobra.Command {
-	var pid int
+	var pids []int
 	c := &cobra.Command{
-		Use:   "status --pid PID",
-		Short: "Show the patches applied to a running process",
+		Use:   "status [--pid PID ...]",
+		Short: "Show the patches applied to a running process, or every patched process",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(pids) != 1 {
+				return runFleetStatus(cmd, pids)
+			}
+			pid := pids[0]
 			if pid <= 0 {
-				return usageError{fmt.Errorf("status needs --pid")}
+				return usageError{fmt.Errorf("status: --pid must be positive")}
 			}
 			rep, err := engine.Status(pid)
 			if err != nil {
@@ -181,6 +205,6 @@ func newStatusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().IntVar(&pid, "pid", 0, "process to inspect")
+	c.Flags().IntSliceVar(&pids, "pid", nil, "process to inspect (repeatable; default: every patched process)")
 	return c
 }

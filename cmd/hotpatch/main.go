@@ -47,6 +47,8 @@ func exitCode(err error) int {
 		return exitNotApplied
 	case errors.Is(err, patchfile.ErrBadPatch), errors.Is(err, linker.ErrBadObject):
 		return exitBadInput
+	case bundleExit(err) != 0: // signatures, trust, coldpatch (cold.go)
+		return bundleExit(err)
 	case errors.Is(err, engine.ErrMismatch), errors.Is(err, engine.ErrUnsafe), errors.Is(err, engine.ErrResolve),
 		errors.Is(err, build.ErrUnsafeTarget), errors.Is(err, build.ErrNotFound), errors.Is(err, linker.ErrUnresolved),
 		errors.Is(err, arch.ErrUnsupportedReloc), errors.Is(err, arch.ErrRelocOverflow), errors.Is(err, arch.ErrNotPatchable):
@@ -109,5 +111,6 @@ patch or object file.`,
 	root.PersistentFlags().BoolVar(&jsonOut, "json", false, "print one JSON document instead of text")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBuildCmd(), newApplyCmd(), newRevertCmd(), newStatusCmd())
+	root.AddCommand(newKeygenCmd(), newVerifyCmd(), newInspectCmd())
 	return root
 }

@@ -47,6 +47,17 @@ type Arch interface {
 	// DynRelocKind classifies a dynamic relocation type found in a loaded
 	// module (.rela.dyn/.rela.plt), for reading what the dynamic linker bound.
 	DynRelocKind(t uint32) DynKind
+
+	// UnwindRegs names the DWARF register numbers the stack unwinder tracks.
+	UnwindRegs() UnwindRegs
+}
+
+// UnwindRegs are DWARF register numbers (the psABI's DWARF register mapping).
+type UnwindRegs struct {
+	SP, FP, RA uint64
+	// CallLen is how far a return address lies past the start of its call
+	// instruction at least; unwinders look up pc-1 for caller frames.
+	CallLen uint64
 }
 
 // DynKind is what a dynamic relocation tells hotpatch about the process.

@@ -36,9 +36,12 @@ var ErrNotFound = errors.New("function not found in target")
 
 // Options for a by-name build.
 type Options struct {
-	Target      string   // executable or shared library
-	New         []string // relocatable objects holding the new functions
-	ID          string   // patch id; derived from the contents when empty
+	Target string   // executable or shared library
+	New    []string // relocatable objects holding the new functions
+	// Old, when set, selects diff mode (see Diff): Old[i] is the build of
+	// New[i]'s translation unit before the fix.
+	Old         []string
+	ID          string // patch id; derived from the contents when empty
 	Description string
 }
 
@@ -58,6 +61,10 @@ type Report struct {
 	BuildID  string `json:"build_id"`
 	Replaced []Func `json:"replaced"`
 	Added    []Func `json:"added"`
+	// Diff mode only: functions left to the target, and the data objects and
+	// string literals of the objects with their status.
+	Unchanged []Func     `json:"unchanged,omitempty"`
+	Data      []DataItem `json:"data,omitempty"`
 }
 
 // ByName builds a patch in by-name mode.

@@ -16,6 +16,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/procmaps"
 	"github.com/hotpatch/hotpatch/internal/record"
+	"github.com/hotpatch/hotpatch/internal/unwind"
 )
 
 const pageSize = 4096
@@ -27,6 +28,18 @@ type Options struct {
 	Timeout time.Duration
 	// Realtime raises the tracer to SCHED_FIFO during the stop window.
 	Realtime bool
+	// Consistency is ConsistencyStack (default) or ConsistencyEntry.
+	Consistency string
+}
+
+func (o Options) consistency() (string, error) {
+	switch o.Consistency {
+	case "", ConsistencyStack:
+		return ConsistencyStack, nil
+	case ConsistencyEntry:
+		return ConsistencyEntry, nil
+	}
+	return "", fmt.Errorf("unknown consistency model %q (want %q or %q)", o.Consistency, ConsistencyStack, ConsistencyEntry)
 }
 
 func (o Options) timeout() time.Duration {
@@ -55,6 +68,7 @@ type ApplyReport struct {
 	RegionSize     uint64        `json:"region_size"`
 	Functions      []FuncReport  `json:"functions"`
 	AlreadyApplied bool          `json:"already_applied,omitempty"`
+	Consistency    string        `json:"consistency"`
 	Attempts       int           `json:"attempts"`
 	Pause          time.Duration `json:"pause_ns"`
 	Elapsed        time.Duration `json:"elapsed_ns"`
@@ -70,8 +84,9 @@ type prepared struct {
 	funcs   []plannedFunc
 	hdrSize uint64
 	size    uint64
-	reach   []uint64 // addresses the region must be within ±2 GiB of
-	low     uint64   // region must end below this (0: no limit)
+	reach   []uint64         // addresses the region must be within ±2 GiB of
+	low     uint64           // region must end below this (0: no limit)
+	unw     *unwind.Unwinder // set for the stack consistency model
 }
 
 type plannedFunc struct {
@@ -279,10 +294,22 @@ func (pp *prepared) chooseBase(maps []procmaps.Mapping) (uint64, error) {
 // Apply applies patch p to process pid.
 func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 	start := time.Now()
-	rep := &ApplyReport{PatchID: p.ID, PID: pid, BuildID: p.Target.BuildID}
+	cons, err := opt.consistency()
+	if err != nil {
+		return nil, err
+	}
+	rep := &ApplyReport{PatchID: p.ID, PID: pid, BuildID: p.Target.BuildID, Consistency: cons}
+	unlock, err := lockProcess(pid, opt.timeout())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	pp, err := prepare(pid, p)
 	if err != nil {
 		return nil, err
+	}
+	if cons == ConsistencyStack {
+		pp.unw = pp.t.unwinder()
 	}
 	rep.Target = pp.mod.Path
 	recs, _ := readRecords(pid, pp.t.maps)
@@ -380,21 +407,38 @@ func applyOnce(pr *proc.Process, pp *prepared, p *patchfile.Patch, imp **image) 
 		}
 		*imp = im
 	}
-	// Run-pre: the bytes about to be replaced must be the ones the patch was
-	// planned against (same file, nobody else patched them).
-	for i, r := range im.plans {
+	// The bytes about to be replaced must be the ones the patch was planned
+	// against, or the jump of an applied patch of ours: then this patch
+	// stacks on top of it, and reverting it restores that jump.
+	applied, err := readRecords(pr.Pid(), maps)
+	if err != nil {
+		pr.Resume()
+		return nil, err
+	}
+	for i := range im.plans {
+		r := &im.plans[i]
 		cur := make([]byte, len(r.Orig))
 		if err := pr.ReadMem(r.Addr, cur); err != nil {
 			pr.Resume()
 			return nil, fmt.Errorf("read %s at %#x: %w", pp.funcs[i].spec.Name, r.Addr, err)
 		}
-		if string(cur) != string(r.Orig) {
-			pr.Resume()
-			return nil, fmt.Errorf("%w: %s at %#x holds % x, expected % x (already patched by another tool or patch?)",
-				ErrMismatch, pp.funcs[i].spec.Name, r.Addr, cur, r.Orig)
+		if string(cur) == string(r.Orig) {
+			continue
 		}
+		if below := jumpOwner(applied, r.Addr, cur); below != nil {
+			r.Orig = cur
+			im.rec.Redirects[i].Orig = cur
+			continue
+		}
+		pr.Resume()
+		return nil, fmt.Errorf("%w: %s at %#x holds % x, expected % x (changed by another tool?)",
+			ErrMismatch, pp.funcs[i].spec.Name, r.Addr, cur, r.Orig)
 	}
-	for _, th := range pr.Threads() {
+	if hdr, err := record.Encode(im.rec, record.StateApplying); err == nil && uint64(len(hdr)) <= pp.hdrSize {
+		im.hdr = hdr
+	}
+	threads := pr.Threads()
+	for _, th := range threads {
 		pc := th.Regs.PC()
 		for i, r := range im.plans {
 			if r.Contains(pc) {
@@ -402,6 +446,16 @@ func applyOnce(pr *proc.Process, pp *prepared, p *patchfile.Patch, imp **image) 
 				return &busyError{fmt.Sprintf("thread %d is executing inside the first bytes of %s (pc %#x)",
 					th.TID, pp.funcs[i].spec.Name, pc)}, nil
 			}
+		}
+	}
+	if pp.unw != nil {
+		var spans []span
+		for _, f := range pp.funcs {
+			spans = append(spans, span{f.fn.Addr, f.fn.Addr + uint64(len(f.fn.Code)), f.spec.Name})
+		}
+		if busy := pp.t.activeOnStacks(pr, pp.unw, threads, maps, spans); busy != nil {
+			pr.Resume()
+			return busy, nil
 		}
 	}
 	if err := install(pr, pp, im); err != nil {
@@ -513,6 +567,7 @@ func install(pr *proc.Process, pp *prepared, im *image) (err error) {
 			return fail("protect", fmt.Errorf("segment at %#x: %w", s.addr, err))
 		}
 	}
+	defer registerEHFrames(pr, pp, im, &err)() // C++ unwind tables; see ehframe.go
 	for i, r := range im.plans {
 		if err := faultHook("redirect"); err != nil {
 			return fail("redirect", err)

@@ -24,6 +24,11 @@ var (
 	ErrNotApplied = errors.New("patch not applied")
 	// ErrAlreadyApplied: the patch is already applied (a no-op).
 	ErrAlreadyApplied = errors.New("patch already applied")
+	// ErrStacked: the patch lies under a newer one that replaced the same
+	// function; revert the newer first (last in, first out).
+	ErrStacked = errors.New("patch is under a newer patch")
+	// ErrBusy: another hotpatch command is working on the process.
+	ErrBusy = errors.New("process busy with another hotpatch command")
 	// ErrResolve: a symbol the patch needs cannot be resolved in the target.
 	ErrResolve = errors.New("cannot resolve symbol in target")
 )

@@ -5,21 +5,24 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/procmaps"
 	"github.com/hotpatch/hotpatch/internal/record"
+	"github.com/hotpatch/hotpatch/internal/unwind"
 )
 
 // RevertReport is the result of Revert.
 type RevertReport struct {
-	PatchID   string        `json:"patch_id"`
-	PID       int           `json:"pid"`
-	Functions []string      `json:"functions"`
-	Freed     bool          `json:"region_freed"`
-	Retained  string        `json:"region_retained_because,omitempty"`
-	Attempts  int           `json:"attempts"`
-	Pause     time.Duration `json:"pause_ns"`
-	Elapsed   time.Duration `json:"elapsed_ns"`
+	PatchID     string        `json:"patch_id"`
+	PID         int           `json:"pid"`
+	Functions   []string      `json:"functions"`
+	Freed       bool          `json:"region_freed"`
+	Retained    string        `json:"region_retained_because,omitempty"`
+	Consistency string        `json:"consistency"`
+	Attempts    int           `json:"attempts"`
+	Pause       time.Duration `json:"pause_ns"`
+	Elapsed     time.Duration `json:"elapsed_ns"`
 }
 
 // Revert puts back the original bytes of every function patch id redirected
@@ -27,6 +30,11 @@ type RevertReport struct {
 // executing in it.
 func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 	start := time.Now()
+	unlock, err := lockProcess(pid, opt.timeout())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := Status(pid)
 	if err != nil {
 		return nil, err
@@ -40,17 +48,37 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 	if base == 0 {
 		return nil, fmt.Errorf("%w: process %d has no applied patch %q", ErrNotApplied, pid, id)
 	}
+	cons, err := opt.consistency()
+	if err != nil {
+		return nil, err
+	}
+	rep := &RevertReport{PatchID: id, PID: pid, Consistency: cons}
+	var t *target
+	var unw *unwind.Unwinder
+	if cons == ConsistencyStack {
+		// Walk stacks with call frame information parsed before the stop.
+		if t, err = readTarget(pid); err != nil {
+			return nil, err
+		}
+		for _, m := range t.mods {
+			if m.IsExe && t.load(m) == nil {
+				t.arch, _ = arch.ForMachine(m.f.Machine())
+			}
+		}
+		if t.arch != nil {
+			unw = t.unwinder()
+		}
+	}
 	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
 	if err != nil {
 		return nil, err
 	}
 	defer pr.Detach()
-	rep := &RevertReport{PatchID: id, PID: pid}
 	deadline := time.Now().Add(opt.timeout())
 	backoff := time.Millisecond
 	for {
 		rep.Attempts++
-		busy, err := revertOnce(pr, base, rep)
+		busy, err := revertOnce(pr, base, rep, t, unw)
 		if err != nil {
 			return nil, err
 		}
@@ -71,7 +99,7 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 	return rep, nil
 }
 
-func revertOnce(pr *proc.Process, base uint64, rep *RevertReport) (*busyError, error) {
+func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw *unwind.Unwinder) (*busyError, error) {
 	if err := pr.Stop(); err != nil {
 		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)
 	}
@@ -90,6 +118,16 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport) (*busyError, e
 			return resumeErr(fmt.Errorf("read %s at %#x: %w", rd.Func, rd.Addr, err))
 		}
 		if string(cur) != string(rd.Jump) {
+			if others, err := readRecords(pr.Pid(), mustMaps(pr.Pid())); err == nil {
+				for _, o := range others {
+					for _, ord := range o.Redirects {
+						if o.State == record.StateApplied && ord.Addr == rd.Addr && string(ord.Orig) == string(rd.Jump) {
+							return resumeErr(fmt.Errorf("%w: patch %s replaced %s again after %s; revert %s first (last in, first out)",
+								ErrStacked, o.ID, rd.Func, rec.ID, o.ID))
+						}
+					}
+				}
+			}
 			return resumeErr(fmt.Errorf("%w: %s at %#x holds % x, not this patch's jump % x: something else changed it; not reverting",
 				ErrMismatch, rd.Func, rd.Addr, cur, rd.Jump))
 		}
@@ -101,6 +139,15 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport) (*busyError, e
 				pr.Resume()
 				return &busyError{fmt.Sprintf("thread %d is inside the jump of %s (pc %#x)", th.TID, rd.Func, pc)}, nil
 			}
+		}
+	}
+	if unw != nil {
+		// Stack model: no thread may be executing in, or due to return into,
+		// the patch's code when the old code comes back.
+		spans := []span{{rec.TextStart, rec.TextEnd, "the code of patch " + rec.ID}}
+		if busy := t.activeOnStacks(pr, unw, threads, mustMaps(pr.Pid()), spans); busy != nil {
+			pr.Resume()
+			return busy, nil
 		}
 	}
 	if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverting)); err != nil {
@@ -128,6 +175,10 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport) (*busyError, e
 		if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted)); err != nil {
 			return resumeErr(fmt.Errorf("mark reverted: %w", err))
 		}
+		return nil, nil
+	}
+	if rep.Retained = deregisterEHFrames(pr, rec.Base, rec.Base+rec.Size); rep.Retained != "" { // see ehframe.go
+		pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted))
 		return nil, nil
 	}
 	if err := pr.Munmap(rec.Base, rec.Size); err != nil {
@@ -173,4 +224,9 @@ func regionInUse(pr *proc.Process, threads []proc.Thread, lo, hi uint64) string 
 		}
 	}
 	return ""
+}
+
+func mustMaps(pid int) []procmaps.Mapping {
+	m, _ := procmaps.Read(pid)
+	return m
 }

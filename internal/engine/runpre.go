@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/record"
 )
 
 // runPre proves, before anything is touched, that the code running in the
@@ -26,10 +27,13 @@ func runPre(pp *prepared, applied []PatchStatus) error {
 		if err := proc.ReadMem(pp.t.pid, f.fn.Addr, cur); err != nil {
 			return fmt.Errorf("run-pre: read %s at %#x: %w", f.spec.Name, f.fn.Addr, err)
 		}
-		// Undo our own redirects in the copy.
+		// Undo our own redirects in the copy: the bottom patch of a stack on
+		// this function holds the original bytes (the others hold the jump of
+		// the patch below them).
 		for _, p := range applied {
 			for _, rd := range p.Redirects {
-				if rd.Addr >= f.fn.Addr && rd.Addr+uint64(len(rd.Orig)) <= f.fn.Addr+uint64(len(cur)) {
+				if rd.Addr >= f.fn.Addr && rd.Addr+uint64(len(rd.Orig)) <= f.fn.Addr+uint64(len(cur)) &&
+					jumpOwner(applied, rd.Addr, rd.Orig) == nil {
 					copy(cur[rd.Addr-f.fn.Addr:], rd.Orig)
 				}
 			}
@@ -41,6 +45,21 @@ func runPre(pp *prepared, applied []PatchStatus) error {
 			if cur[i] != orig[i] {
 				return fmt.Errorf("%w: run-pre check failed for %s: byte %d (address %#x) is %#02x in the process, %#02x in the code the patch was built against (built from other sources or with other compiler flags?)",
 					ErrMismatch, f.spec.Name, i, f.fn.Addr+uint64(i), cur[i], orig[i])
+			}
+		}
+	}
+	return nil
+}
+
+// jumpOwner returns the applied patch whose jump at addr is b, if any.
+func jumpOwner(applied []PatchStatus, addr uint64, b []byte) *PatchStatus {
+	for i := range applied {
+		if applied[i].State != record.StateApplied {
+			continue
+		}
+		for _, rd := range applied[i].Redirects {
+			if rd.Addr == addr && string(rd.Jump) == string(b) {
+				return &applied[i]
 			}
 		}
 	}

@@ -31,6 +31,10 @@ type Image struct {
 	// Local symbols are keyed by name too; when a name is taken the key is
 	// "name@section".
 	Symbols map[string]uint64
+	// EHFrame is the run-time address of the patch's .eh_frame (terminated,
+	// ready for __register_frame), 0 when the object has none. The
+	// EHFrameHeader bytes before it hold the marker (EHFrameMagic).
+	EHFrame uint64
 }
 
 // Link applies every relocation for a region starting at base (a multiple of
@@ -117,6 +121,9 @@ func (p *Prepared) Link(base uint64) (*Image, error) {
 
 	for _, s := range p.syms {
 		img.Symbols[s.key] = p.symLoc[s.sym].addr(base)
+	}
+	if e := p.o.ehFrame; e >= 0 && p.inImage(e) {
+		img.EHFrame = p.secLoc[e].addr(base) + EHFrameHeader
 	}
 	return img, nil
 }

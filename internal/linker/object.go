@@ -108,7 +108,19 @@ type Object struct {
 	file string
 	secs []section
 	syms []symbol // index 0 is the null symbol
+	// ehFrame is the index of the loaded .eh_frame section, -1 if none. Its
+	// data starts with the EHFrameHeader-byte marker.
+	ehFrame int
 }
+
+// EHFrameMagic starts the EHFrameHeader bytes the linker puts in front of a
+// patch's .eh_frame. The engine records in the 8 bytes after it the address
+// it registered with the target's unwinder, so that revert, which knows only
+// the patch region, can find and deregister it.
+const EHFrameMagic = "HPEHFRM\x00"
+
+// EHFrameHeader is the size of the marker in front of .eh_frame.
+const EHFrameHeader = 16
 
 // Arch returns the implementation for the object's machine.
 func (o *Object) Arch() arch.Arch { return o.arch }
@@ -220,7 +232,7 @@ func ParseObject(data []byte) (o *Object, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadObject, err)
 	}
-	o = &Object{arch: a, secs: make([]section, len(f.Sections))}
+	o = &Object{arch: a, secs: make([]section, len(f.Sections)), ehFrame: -1}
 	// Check every section's extent against the file before anything reads
 	// it: debug/elf would otherwise allocate buffers for sizes the file
 	// cannot back before noticing.
@@ -265,8 +277,25 @@ func ParseObject(data []byte) (o *Object, err error) {
 			return nil, bad("section %s holds constructors or destructors: the target's start-up and exit code would never run them for a patch loaded into a running process", s.Name)
 		case s.Type == elf.SHT_NOTE || strings.HasPrefix(s.Name, ".note"):
 			// .note.gnu.property and friends: metadata for the program loader.
+		case (s.Type == shtX8664Unwind || s.Type == elf.SHT_PROGBITS) && s.Name == ".eh_frame" && s.Size > 0 && s.Size <= maxSize && o.ehFrame < 0:
+			// The patch's unwind tables (needed to throw C++ exceptions
+			// through patched code). Loaded read-only behind a marker
+			// (EHFrameMagic, see Image.EHFrame) and followed by the 4-byte
+			// zero terminator that crtend.o adds in a linked program:
+			// __register_frame walks the CIEs/FDEs until a zero length
+			// (libgcc unwind-dw2-fde.c). The engine registers it.
+			d, err := s.Data()
+			if err != nil || uint64(len(d)) != s.Size {
+				return nil, bad("read section %s: %v", s.Name, err)
+			}
+			sec.kind = kindRodata
+			sec.align = max(s.Addralign, 8)
+			sec.data = append(append(append(make([]byte, 0, len(d)+EHFrameHeader+4), EHFrameMagic...), make([]byte, EHFrameHeader-len(EHFrameMagic))...), d...)
+			sec.data = append(sec.data, 0, 0, 0, 0)
+			sec.size = uint64(len(sec.data))
+			o.ehFrame = i
 		case s.Type == shtX8664Unwind || s.Name == ".eh_frame" || s.Name == ".eh_frame_hdr":
-			// Unwind tables would need registering with the unwinder; skipped.
+			// Other unwind sections are not needed at run time.
 		case s.Type == elf.SHT_PROGBITS || s.Type == elf.SHT_NOBITS:
 			if s.Addralign > maxAlign {
 				return nil, bad("section %s asks for %d-byte alignment, more than a page", s.Name, s.Addralign)
@@ -388,6 +417,9 @@ func ParseObject(data []byte) (o *Object, err error) {
 				typ:    uint32(info),
 				sym:    uint32(info >> 32),
 				addend: int64(binary.LittleEndian.Uint64(d[off+16:])),
+			}
+			if int(s.Info) == o.ehFrame {
+				r.off += EHFrameHeader // behind the marker
 			}
 			if int(r.sym) >= len(o.syms) {
 				return nil, bad("relocation at %s+%#x refers to bad symbol index %d", target.name, r.off, r.sym)

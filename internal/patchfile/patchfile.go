@@ -1,19 +1,28 @@
 // Package patchfile reads and writes hotpatch patch files.
 //
-// A patch file is one self-describing file:
+// A patch file (a "bundle") is one self-describing file:
 //
-//	offset size
-//	0      8    magic "HPBUNDLE"
-//	8      4    format version (little endian, currently 1)
-//	12     4    length M of the manifest
-//	16     M    manifest (JSON, see Manifest)
-//	16+M   ...  the members, concatenated in manifest order
+//	offset   size
+//	0        8    magic "HPBUNDLE"
+//	8        4    format version (little endian, currently 2)
+//	12       4    length M of the manifest
+//	16       4    length S of the signature block (0: unsigned)
+//	20       M    manifest (JSON, see Manifest)
+//	20+M     S    signature block (JSON, see Signature)
+//	20+M+S   ...  the members, concatenated in manifest order
 //
-// The manifest names the target by build-id, lists the functions the patch
-// replaces and holds the size and sha256 of every member; Read verifies every
-// member against it before returning anything. Patch files come from outside:
-// Read treats them as hostile (bounded sizes, no panics, safe member names).
-// docs/format.md documents the format for other tools.
+// The manifest names the target by path, build-id and sha256, lists the
+// functions the patch replaces and holds the size and sha256 of every member:
+// the hot objects and, optionally, the coldpatch (the fixed file that replaces
+// the target on disk). Decode verifies every member against it before
+// returning anything. The signature covers the manifest bytes exactly as
+// stored (see SignedMessage), and through the member hashes every member;
+// checking it against trusted keys is the job of package sign, so that
+// callers which build patches in memory (tests, the engine) need no keys.
+//
+// Patch files come from outside: Decode treats them as hostile (bounded
+// sizes, no panics, safe member names). docs/format.md documents the format
+// for other tools.
 package patchfile
 
 import (
@@ -27,33 +36,67 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 )
 
 // Magic starts every patch file.
 const Magic = "HPBUNDLE"
 
-// FormatVersion is the version this package writes and reads.
-const FormatVersion = 1
+// FormatVersion is the version this package writes and reads. Version 1 (no
+// signature block, no coldpatch) was never released and is refused.
+const FormatVersion = 2
 
-// Limits on what Read accepts.
+// HeaderSize is the size of the fixed header before the manifest.
+const HeaderSize = 20
+
+// Limits on what Decode accepts: a bundle claiming more is refused before
+// anything is allocated for it.
 const (
 	MaxManifest  = 1 << 20
+	MaxSignature = 4 << 10
 	MaxMembers   = 256
 	MaxTotalSize = 512 << 20
 )
+
+// Member kinds.
+const (
+	KindObject = "object" // a hot object, loaded into running processes
+	KindCold   = "cold"   // the fixed file that replaces the target on disk
+)
+
+// signaturePrefix separates bundle signatures from any other use of a key
+// (domain separation): the signed message is this prefix followed by the
+// manifest bytes.
+const signaturePrefix = "hotpatch bundle signature v2\x00"
 
 // ErrBadPatch: the file is not a valid patch (truncated, corrupt, wrong
 // version, a member whose hash does not match, ...).
 var ErrBadPatch = errors.New("invalid patch file")
 
+// ErrSignatureStale: the manifest was changed after the patch was signed.
+var ErrSignatureStale = errors.New("manifest changed after signing")
+
 // Target identifies the file a patch applies to.
 type Target struct {
-	// Path is where the file was when the patch was built (informational:
-	// processes are matched by build-id).
+	// Path is where the file was when the patch was built. Processes are
+	// matched by build-id; the coldpatch replaces the file at Path.
 	Path    string `json:"path"`
 	BuildID string `json:"build_id"`
 	Machine string `json:"machine"`
+	// SHA256 is the hash of the original file (required with a coldpatch:
+	// only a file with this content is replaced).
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// Cold describes the coldpatch: the fixed file that replaces Target.Path.
+type Cold struct {
+	// Member is the member holding the fixed file (kind "cold").
+	Member string `json:"member"`
+	// SHA256 is the fixed file's hash (the same as its member's).
+	SHA256 string `json:"sha256"`
+	// BuildID is the fixed file's build-id, if it has one.
+	BuildID string `json:"build_id,omitempty"`
 }
 
 // Function is one function the patch replaces (or adds).
@@ -82,7 +125,8 @@ type Member struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
-	// Kind says what the member is: "object" (a hot object to load).
+	// Kind says what the member is: "object" (a hot object to load) or
+	// "cold" (the fixed file).
 	Kind string `json:"kind"`
 }
 
@@ -93,13 +137,33 @@ type Manifest struct {
 	Description string     `json:"description,omitempty"`
 	Target      Target     `json:"target"`
 	Functions   []Function `json:"functions"`
+	Cold        *Cold      `json:"cold,omitempty"`
 	Members     []Member   `json:"members"`
+}
+
+// Signature is the signature block of a signed bundle.
+type Signature struct {
+	// Algorithm is "ed25519" (the only one defined).
+	Algorithm string `json:"algorithm"`
+	// KeyID names the key: the first 16 hex digits of the sha256 of the raw
+	// public key.
+	KeyID string `json:"key_id"`
+	// PublicKey is the signer's raw public key. It only says who claims to
+	// have signed: trust comes from the verifier's own list of keys.
+	PublicKey []byte `json:"public_key"`
+	// Value is the signature of SignedMessage.
+	Value []byte `json:"signature"`
 }
 
 // Patch is a read, verified patch file.
 type Patch struct {
 	Manifest
 	data map[string][]byte
+	// raw is the manifest exactly as signed (set by Decode of a signed
+	// bundle and by SetSignature); sig is the signature block, nil when
+	// unsigned.
+	raw []byte
+	sig *Signature
 }
 
 // Member returns the contents of a member, nil if there is none of that name.
@@ -109,12 +173,24 @@ func (p *Patch) Member(name string) []byte { return p.data[name] }
 func (p *Patch) Objects() []string {
 	var names []string
 	for _, m := range p.Members {
-		if m.Kind == "object" {
+		if m.Kind == KindObject {
 			names = append(names, m.Name)
 		}
 	}
 	return names
 }
+
+// ColdData returns the fixed file carried by the patch, nil if it has none.
+func (p *Patch) ColdData() []byte {
+	if p.Cold == nil {
+		return nil
+	}
+	return p.data[p.Cold.Member]
+}
+
+// Signature returns the patch's signature block, nil if it is unsigned. It is
+// not checked here: see package sign.
+func (p *Patch) Signature() *Signature { return p.sig }
 
 // New assembles a patch from a manifest (its Members are filled in here) and
 // member contents given in order.
@@ -127,11 +203,10 @@ func New(m Manifest, members []NamedData) (*Patch, error) {
 			return nil, err
 		}
 		if _, dup := p.data[nd.Name]; dup {
-			return nil, fmt.Errorf("duplicate member %q", nd.Name)
+			return nil, fmt.Errorf("%w: duplicate member %q", ErrBadPatch, nd.Name)
 		}
-		sum := sha256.Sum256(nd.Data)
 		m.Members = append(m.Members, Member{Name: nd.Name, Size: int64(len(nd.Data)),
-			SHA256: hex.EncodeToString(sum[:]), Kind: nd.Kind})
+			SHA256: hashHex(nd.Data), Kind: nd.Kind})
 		p.data[nd.Name] = nd.Data
 	}
 	if err := validate(&m); err != nil {
@@ -148,43 +223,162 @@ type NamedData struct {
 	Data []byte
 }
 
-// Encode serialises the patch.
-func (p *Patch) Encode() ([]byte, error) {
-	man, err := json.MarshalIndent(&p.Manifest, "", "  ")
+// AddCold adds the coldpatch: fixed, the file that replaces the target on
+// disk, and origSHA256, the hash of the original target file it may replace.
+// It drops any signature (the manifest changes): sign after adding.
+func (p *Patch) AddCold(fixed []byte, origSHA256, fixedBuildID string) error {
+	if p.Cold != nil {
+		return fmt.Errorf("%w: patch %s already has a coldpatch", ErrBadPatch, p.ID)
+	}
+	name := "cold/" + path.Base(filepath.ToSlash(p.Target.Path))
+	if p.Target.Path == "" || checkName(name) != nil {
+		name = "cold/target"
+	}
+	if _, dup := p.data[name]; dup {
+		return fmt.Errorf("%w: duplicate member %q", ErrBadPatch, name)
+	}
+	m := p.Manifest
+	m.Members = append(append([]Member(nil), p.Members...),
+		Member{Name: name, Size: int64(len(fixed)), SHA256: hashHex(fixed), Kind: KindCold})
+	m.Cold = &Cold{Member: name, SHA256: hashHex(fixed), BuildID: fixedBuildID}
+	m.Target.SHA256 = origSHA256
+	if err := validate(&m); err != nil {
+		return err
+	}
+	p.Manifest = m
+	p.data[name] = fixed
+	p.raw, p.sig = nil, nil
+	return nil
+}
+
+// SignedMessage returns the bytes a signature covers: a fixed prefix
+// (domain separation) and the manifest as it is (or will be) stored. The
+// manifest holds the sha256 of every member, so this covers the whole patch.
+func (p *Patch) SignedMessage() ([]byte, error) {
+	man, err := p.manifestBytes()
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(signaturePrefix), man...), nil
+}
+
+// SetSignature attaches a signature made over SignedMessage (see package
+// sign), or removes it when s is nil. The manifest must not change
+// afterwards: Encode refuses with ErrSignatureStale.
+func (p *Patch) SetSignature(s *Signature) error {
+	if s == nil {
+		p.raw, p.sig = nil, nil
+		return nil
+	}
+	man, err := p.manifestBytes()
+	if err != nil {
+		return err
+	}
+	if _, err := encodeSig(s); err != nil {
+		return err
+	}
+	p.raw, p.sig = man, s
+	return nil
+}
+
+// manifestBytes returns the stored manifest: the signed bytes of a signed
+// patch, else a fresh encoding of the manifest.
+func (p *Patch) manifestBytes() ([]byte, error) {
+	cur, err := json.MarshalIndent(&p.Manifest, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode manifest: %w", err)
 	}
+	if p.raw == nil {
+		return cur, nil
+	}
+	// The signed bytes may be formatted differently (another writer), so
+	// compare canonical forms: decode them and encode them like cur.
+	var m Manifest
+	if err := json.Unmarshal(p.raw, &m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSignatureStale, err)
+	}
+	again, err := json.MarshalIndent(&m, "", "  ")
+	if err != nil || !bytes.Equal(again, cur) {
+		return nil, fmt.Errorf("%w: patch %s (sign it again)", ErrSignatureStale, p.ID)
+	}
+	return p.raw, nil
+}
+
+func encodeSig(s *Signature) ([]byte, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("encode signature: %w", err)
+	}
+	if len(b) > MaxSignature {
+		return nil, fmt.Errorf("%w: signature block of %d bytes (at most %d)", ErrBadPatch, len(b), MaxSignature)
+	}
+	return b, nil
+}
+
+// Encode serialises the patch.
+func (p *Patch) Encode() ([]byte, error) {
+	if err := validate(&p.Manifest); err != nil {
+		return nil, err
+	}
+	man, err := p.manifestBytes()
+	if err != nil {
+		return nil, err
+	}
+	var sig []byte
+	if p.sig != nil {
+		if sig, err = encodeSig(p.sig); err != nil {
+			return nil, err
+		}
+	}
 	var buf bytes.Buffer
 	buf.WriteString(Magic)
-	var hdr [8]byte
+	var hdr [12]byte
 	binary.LittleEndian.PutUint32(hdr[0:], FormatVersion)
 	binary.LittleEndian.PutUint32(hdr[4:], uint32(len(man)))
+	binary.LittleEndian.PutUint32(hdr[8:], uint32(len(sig)))
 	buf.Write(hdr[:])
 	buf.Write(man)
+	buf.Write(sig)
 	for _, m := range p.Members {
 		buf.Write(p.data[m.Name])
 	}
 	return buf.Bytes(), nil
 }
 
-// WriteFile writes the patch to path atomically (temporary file and rename).
+// WriteFile writes the patch to name atomically: a temporary file in the same
+// directory, fsync, rename.
 func (p *Patch) WriteFile(name string) error {
 	b, err := p.Encode()
 	if err != nil {
 		return err
 	}
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	if err := os.Rename(tmp, name); err != nil {
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
 }
 
-// ReadFile reads and verifies a patch file.
+// ReadFile reads and verifies a patch file (member hashes; not the
+// signature, see package sign).
 func ReadFile(name string) (*Patch, error) {
 	f, err := os.Open(name)
 	if err != nil {
@@ -195,10 +389,14 @@ func ReadFile(name string) (*Patch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open patch: %w", err)
 	}
-	if st.Size() > MaxTotalSize+MaxManifest+16 {
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrBadPatch, name)
+	}
+	if st.Size() > MaxTotalSize+MaxManifest+MaxSignature+HeaderSize {
 		return nil, fmt.Errorf("%w: %s is %d bytes, more than any patch may be", ErrBadPatch, name, st.Size())
 	}
-	b, err := io.ReadAll(f)
+	// LimitReader: the file may grow between Stat and the read.
+	b, err := io.ReadAll(io.LimitReader(f, MaxTotalSize+MaxManifest+MaxSignature+HeaderSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
@@ -209,33 +407,39 @@ func ReadFile(name string) (*Patch, error) {
 	return p, nil
 }
 
-// Decode parses and verifies a patch held in memory.
+// Decode parses and verifies a patch held in memory: header, manifest,
+// signature block syntax, and the size and sha256 of every member. The
+// members returned alias b.
 func Decode(b []byte) (p *Patch, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			p, err = nil, fmt.Errorf("%w: %v", ErrBadPatch, r)
 		}
 	}()
-	if len(b) < 16 {
+	if len(b) < HeaderSize {
 		return nil, fmt.Errorf("%w: truncated header (%d bytes)", ErrBadPatch, len(b))
 	}
 	if string(b[:8]) != Magic {
 		return nil, fmt.Errorf("%w: not a hotpatch patch (bad magic)", ErrBadPatch)
 	}
 	if v := binary.LittleEndian.Uint32(b[8:]); v != FormatVersion {
-		return nil, fmt.Errorf("%w: format version %d, this hotpatch reads version %d", ErrBadPatch, v, FormatVersion)
+		return nil, fmt.Errorf("%w: format version %d, this hotpatch reads version %d (rebuild the patch)", ErrBadPatch, v, FormatVersion)
 	}
 	mlen := uint64(binary.LittleEndian.Uint32(b[12:]))
+	slen := uint64(binary.LittleEndian.Uint32(b[16:]))
 	if mlen == 0 || mlen > MaxManifest {
 		return nil, fmt.Errorf("%w: manifest length %d out of bounds", ErrBadPatch, mlen)
 	}
-	if uint64(len(b)-16) < mlen {
-		return nil, fmt.Errorf("%w: truncated manifest (%d of %d bytes)", ErrBadPatch, len(b)-16, mlen)
+	if slen > MaxSignature {
+		return nil, fmt.Errorf("%w: signature length %d out of bounds", ErrBadPatch, slen)
 	}
+	rest := uint64(len(b) - HeaderSize)
+	if rest < mlen+slen {
+		return nil, fmt.Errorf("%w: truncated manifest or signature (%d of %d bytes)", ErrBadPatch, rest, mlen+slen)
+	}
+	raw := b[HeaderSize : HeaderSize+mlen]
 	var m Manifest
-	dec := json.NewDecoder(bytes.NewReader(b[16 : 16+mlen]))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := strictUnmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("%w: manifest: %v", ErrBadPatch, err)
 	}
 	if m.Format != FormatVersion {
@@ -244,25 +448,61 @@ func Decode(b []byte) (p *Patch, err error) {
 	if err := validate(&m); err != nil {
 		return nil, err
 	}
-	off := 16 + mlen
 	p = &Patch{Manifest: m, data: map[string][]byte{}}
+	if slen > 0 {
+		var s Signature
+		if err := strictUnmarshal(b[HeaderSize+mlen:HeaderSize+mlen+slen], &s); err != nil {
+			return nil, fmt.Errorf("%w: signature block: %v", ErrBadPatch, err)
+		}
+		p.sig, p.raw = &s, raw
+	}
+	// Check the total before hashing anything: validate bounded the claimed
+	// sizes, this catches a bundle claiming more than it holds.
+	off := HeaderSize + mlen + slen
+	var total uint64
+	for _, mem := range m.Members {
+		total += uint64(mem.Size)
+	}
+	if total != uint64(len(b))-off {
+		return nil, fmt.Errorf("%w: members need %d bytes, the file has %d after the manifest", ErrBadPatch, total, uint64(len(b))-off)
+	}
 	for _, mem := range m.Members {
 		end := off + uint64(mem.Size)
-		if end > uint64(len(b)) || end < off {
-			return nil, fmt.Errorf("%w: member %q truncated (needs %d bytes, %d left)", ErrBadPatch, mem.Name, mem.Size, uint64(len(b))-off)
-		}
 		data := b[off:end]
-		sum := sha256.Sum256(data)
-		if hex.EncodeToString(sum[:]) != mem.SHA256 {
+		if hashHex(data) != mem.SHA256 {
 			return nil, fmt.Errorf("%w: member %q: sha256 mismatch (corrupt patch)", ErrBadPatch, mem.Name)
 		}
 		p.data[mem.Name] = data
 		off = end
 	}
-	if off != uint64(len(b)) {
-		return nil, fmt.Errorf("%w: %d unexpected bytes after the last member", ErrBadPatch, uint64(len(b))-off)
-	}
 	return p, nil
+}
+
+// strictUnmarshal decodes one JSON value, refusing unknown fields and
+// trailing data.
+func strictUnmarshal(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
+func hashHex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 func checkName(n string) error {
@@ -281,19 +521,23 @@ func validate(m *Manifest) error {
 	if _, err := hex.DecodeString(m.Target.BuildID); err != nil || m.Target.BuildID == "" {
 		return fmt.Errorf("%w: bad target build-id %q", ErrBadPatch, m.Target.BuildID)
 	}
+	if m.Target.SHA256 != "" && !isSHA256(m.Target.SHA256) {
+		return fmt.Errorf("%w: bad target sha256 %q", ErrBadPatch, m.Target.SHA256)
+	}
 	if len(m.Members) > MaxMembers {
 		return fmt.Errorf("%w: %d members (at most %d)", ErrBadPatch, len(m.Members), MaxMembers)
 	}
 	var total int64
-	names := map[string]bool{}
+	members := map[string]Member{}
+	cold := 0
 	for _, mem := range m.Members {
 		if err := checkName(mem.Name); err != nil {
 			return err
 		}
-		if names[mem.Name] {
+		if _, dup := members[mem.Name]; dup {
 			return fmt.Errorf("%w: duplicate member %q", ErrBadPatch, mem.Name)
 		}
-		names[mem.Name] = true
+		members[mem.Name] = mem
 		if mem.Size < 0 || mem.Size > MaxTotalSize {
 			return fmt.Errorf("%w: member %q claims %d bytes", ErrBadPatch, mem.Name, mem.Size)
 		}
@@ -301,19 +545,46 @@ func validate(m *Manifest) error {
 		if total > MaxTotalSize {
 			return fmt.Errorf("%w: members add up to more than %d bytes", ErrBadPatch, MaxTotalSize)
 		}
-		if len(mem.SHA256) != 64 {
+		if !isSHA256(mem.SHA256) {
 			return fmt.Errorf("%w: member %q: bad sha256", ErrBadPatch, mem.Name)
+		}
+		switch mem.Kind {
+		case KindObject:
+		case KindCold:
+			cold++
+		default:
+			return fmt.Errorf("%w: member %q of unknown kind %q", ErrBadPatch, mem.Name, mem.Kind)
 		}
 	}
 	for _, f := range m.Functions {
 		if f.Name == "" {
 			return fmt.Errorf("%w: function without a name", ErrBadPatch)
 		}
-		if !names[f.Object] {
-			return fmt.Errorf("%w: function %s refers to missing member %q", ErrBadPatch, f.Name, f.Object)
+		if members[f.Object].Kind != KindObject {
+			return fmt.Errorf("%w: function %s refers to missing object member %q", ErrBadPatch, f.Name, f.Object)
 		}
 		if len(f.OrigMask) != 0 && len(f.OrigMask) != len(f.Orig) {
 			return fmt.Errorf("%w: function %s: mask and bytes differ in length", ErrBadPatch, f.Name)
+		}
+	}
+	switch {
+	case m.Cold == nil && cold > 0:
+		return fmt.Errorf("%w: cold member without a coldpatch entry", ErrBadPatch)
+	case m.Cold == nil:
+	case cold != 1 || members[m.Cold.Member].Kind != KindCold:
+		return fmt.Errorf("%w: coldpatch member %q missing or not the only cold member", ErrBadPatch, m.Cold.Member)
+	case members[m.Cold.Member].SHA256 != m.Cold.SHA256:
+		return fmt.Errorf("%w: coldpatch sha256 differs from its member's", ErrBadPatch)
+	case !isSHA256(m.Target.SHA256):
+		return fmt.Errorf("%w: coldpatch without the original file's sha256", ErrBadPatch)
+	case m.Target.SHA256 == m.Cold.SHA256:
+		return fmt.Errorf("%w: coldpatch identical to the original file", ErrBadPatch)
+	case !filepath.IsAbs(m.Target.Path) || filepath.Clean(m.Target.Path) != m.Target.Path:
+		return fmt.Errorf("%w: coldpatch target path %q is not a clean absolute path", ErrBadPatch, m.Target.Path)
+	}
+	if m.Cold != nil && m.Cold.BuildID != "" {
+		if _, err := hex.DecodeString(m.Cold.BuildID); err != nil {
+			return fmt.Errorf("%w: bad coldpatch build-id %q", ErrBadPatch, m.Cold.BuildID)
 		}
 	}
 	return nil

@@ -18,3 +18,7 @@ func (Arch) DynRelocKind(t uint32) arch.DynKind {
 	}
 	return arch.DynOther
 }
+
+// UnwindRegs implements arch.Arch: %rsp is DWARF register 7, %rbp 6, and the
+// return address column is 16 (x86-64 psABI, figure 3.36).
+func (Arch) UnwindRegs() arch.UnwindRegs { return arch.UnwindRegs{SP: 7, FP: 6, RA: 16, CallLen: 1} }

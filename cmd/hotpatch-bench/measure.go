@@ -1,0 +1,479 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/engine"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+)
+
+// bench holds what the measurements share: the work directory with the
+// compiled targets and patches, and where progress goes.
+type bench struct {
+	w        *workdir
+	log      io.Writer
+	bin      string // bench.c
+	patch    *patchfile.Patch
+	patchHP  string // its file
+	hotpatch string // the hotpatch binary, for latency
+}
+
+func (b *bench) logf(format string, args ...any) {
+	if b.log != nil {
+		fmt.Fprintf(b.log, format+"\n", args...)
+	}
+}
+
+func newBench(w *workdir, log io.Writer) (*bench, error) {
+	b := &bench{w: w, log: log}
+	var err error
+	if b.bin, err = w.target("bench", "bench.c"); err != nil {
+		return nil, err
+	}
+	obj, err := w.object("bench_fix.o", "bench_fix.c")
+	if err != nil {
+		return nil, err
+	}
+	b.patchHP = "bench_fix.hp"
+	if b.patch, err = w.patch(b.bin, obj, "bench-fix", b.patchHP); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// cycle applies and reverts b.patch once in pid.
+func (b *bench) cycle(pid int, opt engine.Options) (*engine.ApplyReport, *engine.RevertReport, error) {
+	ar, err := engine.Apply(pid, b.patch, opt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("apply to %d: %w", pid, err)
+	}
+	rr, err := engine.Revert(pid, b.patch.ID, opt)
+	if err != nil {
+		return ar, nil, fmt.Errorf("revert in %d: %w", pid, err)
+	}
+	return ar, rr, nil
+}
+
+// PauseRow is the pause of one target configuration.
+type PauseRow struct {
+	Threads  int     `json:"threads"`
+	Load     string  `json:"load"` // busy: threads spin; idle: threads sleep in the kernel
+	Realtime bool    `json:"realtime"`
+	Apply    Summary `json:"apply"`
+	Revert   Summary `json:"revert"`
+	// Retries counts stop windows that found a thread inside the bytes to
+	// replace and had to resume and try again (only the last window of an
+	// operation is its pause).
+	Retries        int           `json:"retries"`
+	ApplyElapsed   time.Duration `json:"apply_elapsed_median_ns"`
+	RevertElapsed  time.Duration `json:"revert_elapsed_median_ns"`
+	ApplyWallClock time.Duration `json:"-"`
+}
+
+// pause measures the stop window of apply and revert, runs times each, for a
+// target with threads threads.
+func (b *bench) pause(threads int, load string, realtime bool, runs int) (PauseRow, error) {
+	row := PauseRow{Threads: threads, Load: load, Realtime: realtime}
+	p, err := start(nil, b.bin, strconv.Itoa(threads), load)
+	if err != nil {
+		return row, err
+	}
+	defer p.kill()
+	if err := p.waitReady(); err != nil {
+		return row, err
+	}
+	opt := engine.Options{Realtime: realtime}
+	// One untimed cycle warms the page cache and the target's code paths.
+	if _, _, err := b.cycle(p.pid, opt); err != nil {
+		return row, err
+	}
+	var ap, rp, ae, re []time.Duration
+	for range runs {
+		ar, rr, err := b.cycle(p.pid, opt)
+		if err != nil {
+			return row, err
+		}
+		ap, rp = append(ap, ar.Pause), append(rp, rr.Pause)
+		ae, re = append(ae, ar.Elapsed), append(re, rr.Elapsed)
+		row.Retries += ar.Attempts - 1 + rr.Attempts - 1
+	}
+	if p.exited() {
+		return row, p.exitErr()
+	}
+	row.Apply, row.Revert = summarize(ap), summarize(rp)
+	row.ApplyElapsed, row.RevertElapsed = summarize(ae).Median, summarize(re).Median
+	return row, nil
+}
+
+// Latency is the wall time of `hotpatch apply` and `hotpatch revert` as
+// subprocesses, start to exit.
+type Latency struct {
+	Apply  Summary `json:"apply"`
+	Revert Summary `json:"revert"`
+	// EngineApply is engine.Apply's own Elapsed (no process start, no patch
+	// file read), for comparison.
+	EngineApply Summary `json:"engine_apply"`
+	// PeakRSSKiB is the largest peak resident set of a hotpatch apply or
+	// revert process (getrusage(2) ru_maxrss of the child).
+	PeakRSSKiB int64 `json:"hotpatch_peak_rss_kib"`
+}
+
+// buildHotpatch builds the hotpatch command into the work directory.
+func (b *bench) buildHotpatch() (string, error) {
+	out := b.w.path("hotpatch")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/hotpatch/hotpatch/cmd/hotpatch")
+	if o, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build hotpatch (run hotpatch-bench inside the module, or pass --hotpatch): %w\n%s", err, o)
+	}
+	return out, nil
+}
+
+// runHotpatch runs the hotpatch binary and returns its wall time and peak RSS.
+func (b *bench) runHotpatch(args ...string) (time.Duration, int64, error) {
+	cmd := exec.Command(b.hotpatch, args...)
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	d := time.Since(t0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("hotpatch %v: %w\n%s", args, err, out)
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss // KiB on Linux, getrusage(2)
+	}
+	return d, rss, nil
+}
+
+func (b *bench) latency(runs int) (Latency, error) {
+	var l Latency
+	p, err := start(nil, b.bin, "1", "idle")
+	if err != nil {
+		return l, err
+	}
+	defer p.kill()
+	if err := p.waitReady(); err != nil {
+		return l, err
+	}
+	pid := strconv.Itoa(p.pid)
+	var ap, rp, ep []time.Duration
+	for i := range runs + 1 {
+		da, ra, err := b.runHotpatch("apply", b.w.path(b.patchHP), "--pid", pid)
+		if err != nil {
+			return l, err
+		}
+		dr, rr, err := b.runHotpatch("revert", b.patch.ID, "--pid", pid)
+		if err != nil {
+			return l, err
+		}
+		ar, _, err := b.cycle(p.pid, engine.Options{})
+		if err != nil {
+			return l, err
+		}
+		if i == 0 {
+			continue // warm-up
+		}
+		ap, rp, ep = append(ap, da), append(rp, dr), append(ep, ar.Elapsed)
+		l.PeakRSSKiB = max(l.PeakRSSKiB, ra, rr)
+	}
+	if p.exited() {
+		return l, p.exitErr()
+	}
+	l.Apply, l.Revert, l.EngineApply = summarize(ap), summarize(rp), summarize(ep)
+	return l, nil
+}
+
+// ScaleRow is the time to patch n processes of the same executable.
+type ScaleRow struct {
+	Procs   int           `json:"procs"`
+	Workers int           `json:"workers"`
+	Apply   time.Duration `json:"apply_total_ns"`
+	Revert  time.Duration `json:"revert_total_ns"`
+	// PausePerProcess summarises the per-process apply pauses.
+	PausePerProcess Summary `json:"apply_pause_per_process"`
+}
+
+// scale starts n one-thread idle targets and applies the patch to all of
+// them with a pool of workers calling engine.Apply, then reverts.
+func (b *bench) scale(n, workers int) (ScaleRow, error) {
+	row := ScaleRow{Procs: n, Workers: workers}
+	var ps []*proc
+	defer func() {
+		for _, p := range ps {
+			p.kill()
+		}
+	}()
+	for range n {
+		p, err := start(nil, b.bin, "1", "idle")
+		if err != nil {
+			return row, err
+		}
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
+		if err := p.waitReady(); err != nil {
+			return row, err
+		}
+	}
+	pauses := make([]time.Duration, n)
+	run := func(op func(i int) error) (time.Duration, error) {
+		var (
+			wg    sync.WaitGroup
+			mu    sync.Mutex
+			first error
+		)
+		next := make(chan int)
+		t0 := time.Now()
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					if err := op(i); err != nil {
+						mu.Lock()
+						first = cmpErr(first, err)
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		for i := range ps {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		return time.Since(t0), first
+	}
+	var err error
+	row.Apply, err = run(func(i int) error {
+		r, err := engine.Apply(ps[i].pid, b.patch, engine.Options{})
+		if err != nil {
+			return fmt.Errorf("apply to %d: %w", ps[i].pid, err)
+		}
+		pauses[i] = r.Pause
+		return nil
+	})
+	if err != nil {
+		return row, err
+	}
+	row.Revert, err = run(func(i int) error {
+		if _, err := engine.Revert(ps[i].pid, b.patch.ID, engine.Options{}); err != nil {
+			return fmt.Errorf("revert in %d: %w", ps[i].pid, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return row, err
+	}
+	for _, p := range ps {
+		if p.exited() {
+			return row, p.exitErr()
+		}
+	}
+	row.PausePerProcess = summarize(pauses)
+	return row, nil
+}
+
+func cmpErr(first, err error) error {
+	if first == nil {
+		return err
+	}
+	return first
+}
+
+// Overhead compares the throughput of a patched function with the same
+// function compiled natively into the binary.
+type Overhead struct {
+	Window time.Duration `json:"window_ns"`
+	// Calls per second: best and median of the windows measured.
+	UnpatchedBest  float64 `json:"unpatched_best"`
+	PatchedBest    float64 `json:"patched_best"`
+	FixedBest      float64 `json:"fixed_best"`
+	PatchedMedian  float64 `json:"patched_median"`
+	FixedMedian    float64 `json:"fixed_median"`
+	RatioBest      float64 `json:"patched_over_fixed_best"`
+	RatioMedian    float64 `json:"patched_over_fixed_median"`
+	Rounds         int     `json:"rounds"`
+	WindowsPerTurn int     `json:"windows_per_turn"`
+}
+
+// overhead runs the overhead target twice: once built from the defective
+// source and patched live, once built from the fixed source. The two take
+// turns (the other one is stopped with SIGSTOP) so they never compete for a
+// CPU, and each turn's first window, which spans the stop, is discarded.
+func (b *bench) overhead(rounds, windows int, window time.Duration) (Overhead, error) {
+	o := Overhead{Window: window, Rounds: rounds, WindowsPerTurn: windows}
+	orig, err := b.w.target("overhead", "overhead.c")
+	if err != nil {
+		return o, err
+	}
+	fixed, err := b.w.target("overhead_fixed", "overhead.c", "-DFIXED")
+	if err != nil {
+		return o, err
+	}
+	obj, err := b.w.object("overhead_fix.o", "overhead_fix.c")
+	if err != nil {
+		return o, err
+	}
+	patch, err := b.w.patch(orig, obj, "overhead-fix", "overhead_fix.hp")
+	if err != nil {
+		return o, err
+	}
+	ms := strconv.Itoa(int(window / time.Millisecond))
+	pa, err := start(nil, orig, ms)
+	if err != nil {
+		return o, err
+	}
+	defer pa.kill()
+	pf, err := start(nil, fixed, ms)
+	if err != nil {
+		return o, err
+	}
+	defer pf.kill()
+	syscall.Kill(pf.pid, syscall.SIGSTOP)
+	sample := func(p *proc) ([]float64, error) {
+		syscall.Kill(p.pid, syscall.SIGCONT)
+		defer syscall.Kill(p.pid, syscall.SIGSTOP)
+		p.drain()
+		var out []float64
+		for i := 0; i <= windows; i++ {
+			l, err := p.waitLine(10*window+5*time.Second, func(l string) bool { _, ok := parseCallsPerSec(l); return ok })
+			if err != nil {
+				return nil, err
+			}
+			if i > 0 {
+				v, _ := parseCallsPerSec(l)
+				out = append(out, v)
+			}
+		}
+		return out, nil
+	}
+	un, err := sample(pa)
+	if err != nil {
+		return o, err
+	}
+	syscall.Kill(pa.pid, syscall.SIGCONT) // ptrace needs it running (a stopped process would be group-stopped)
+	if _, err := engine.Apply(pa.pid, patch, engine.Options{}); err != nil {
+		return o, fmt.Errorf("apply overhead patch: %w", err)
+	}
+	syscall.Kill(pa.pid, syscall.SIGSTOP)
+	var pv, fv []float64
+	for range rounds {
+		s, err := sample(pa)
+		if err != nil {
+			return o, err
+		}
+		pv = append(pv, s...)
+		if s, err = sample(pf); err != nil {
+			return o, err
+		}
+		fv = append(fv, s...)
+	}
+	o.UnpatchedBest, o.PatchedBest, o.FixedBest = maxFloat(un), maxFloat(pv), maxFloat(fv)
+	o.PatchedMedian, o.FixedMedian = medianFloat(pv), medianFloat(fv)
+	o.RatioBest, o.RatioMedian = o.PatchedBest/o.FixedBest, o.PatchedMedian/o.FixedMedian
+	return o, nil
+}
+
+func maxFloat(xs []float64) float64 {
+	m := 0.0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+// Memory is the target's extra resident memory per applied patch and the
+// benchmark's own peak.
+type Memory struct {
+	Patches int     `json:"patches"`
+	Before  memInfo `json:"before"`
+	Applied memInfo `json:"applied"`
+	// Reverted: after reverting every patch. The text pages that held the
+	// jumps stay private copies (copy-on-write happened on the first write).
+	Reverted         memInfo `json:"reverted"`
+	PerPatchRSSKiB   float64 `json:"per_patch_rss_kib"`
+	PerPatchAnonKiB  float64 `json:"per_patch_anon_kib"`
+	PerPatchShmemKiB float64 `json:"per_patch_shmem_kib"`
+	// BenchPeakRSSKiB is this benchmark process's own peak RSS (it ran the
+	// engine in-process for every measurement so far).
+	BenchPeakRSSKiB int64 `json:"bench_peak_rss_kib"`
+}
+
+// memory applies 8 one-function patches (memfn0..memfn7 of bench.c) to one
+// idle target and measures its resident memory before, with all applied,
+// and after reverting them.
+func (b *bench) memory() (Memory, error) {
+	const n = 8
+	m := Memory{Patches: n}
+	var patches []*patchfile.Patch
+	for k := range n {
+		src := fmt.Sprintf("memfn%d.c", k)
+		if err := os.WriteFile(b.w.path(src), fmt.Appendf(nil, "long memfn%d(long x) { return x + %d; }\n", k, 100+k), 0o644); err != nil {
+			return m, err
+		}
+		obj, err := b.w.object(fmt.Sprintf("memfn%d.o", k), src)
+		if err != nil {
+			return m, err
+		}
+		p, err := b.w.patch(b.bin, obj, fmt.Sprintf("memfn%d", k), fmt.Sprintf("memfn%d.hp", k))
+		if err != nil {
+			return m, err
+		}
+		patches = append(patches, p)
+	}
+	p, err := start(nil, b.bin, "1", "idle")
+	if err != nil {
+		return m, err
+	}
+	defer p.kill()
+	if err := p.waitReady(); err != nil {
+		return m, err
+	}
+	if m.Before, err = readMem(p.pid); err != nil {
+		return m, err
+	}
+	for _, pt := range patches {
+		if _, err := engine.Apply(p.pid, pt, engine.Options{}); err != nil {
+			return m, fmt.Errorf("apply %s: %w", pt.ID, err)
+		}
+	}
+	if m.Applied, err = readMem(p.pid); err != nil {
+		return m, err
+	}
+	for _, pt := range patches {
+		if _, err := engine.Revert(p.pid, pt.ID, engine.Options{}); err != nil {
+			return m, fmt.Errorf("revert %s: %w", pt.ID, err)
+		}
+	}
+	if m.Reverted, err = readMem(p.pid); err != nil {
+		return m, err
+	}
+	m.PerPatchRSSKiB = float64(m.Applied.Rss-m.Before.Rss) / n
+	m.PerPatchAnonKiB = float64(m.Applied.RssAnon-m.Before.RssAnon) / n
+	m.PerPatchShmemKiB = float64(m.Applied.RssShmem-m.Before.RssShmem) / n
+	m.BenchPeakRSSKiB = selfPeakRSS()
+	return m, nil
+}
+
+// selfPeakRSS is this process's peak resident set in KiB (getrusage(2)).
+func selfPeakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss
+}
+
+// defaultWorkers is the scale benchmark's pool size: apply spends most of
+// its time waiting for the target (stops, injected system calls), so more
+// workers than CPUs pay off.
+func defaultWorkers() int { return 4 * runtime.NumCPU() }
+

@@ -1,0 +1,389 @@
+package main
+
+// Signed bundles and the coldpatch on the command line: the flags of build,
+// apply and revert that deal with keys, trust and the fixed file, and what
+// those commands do with them before (apply, revert) or after (build) their
+// hotpatch part.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hotpatch/hotpatch/internal/coldpatch"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/sign"
+)
+
+// bundleExit maps the errors of signing, trust and the coldpatch to exit
+// codes (0: none of them).
+func bundleExit(err error) int {
+	switch {
+	case errors.Is(err, sign.ErrBadSignature):
+		return exitBadInput
+	case errors.Is(err, sign.ErrUnsigned), errors.Is(err, sign.ErrUntrusted),
+		errors.Is(err, coldpatch.ErrRefused), errors.Is(err, coldpatch.ErrWrongFile), errors.Is(err, errNoCold):
+		return exitRefused
+	case errors.Is(err, coldpatch.ErrNoBackup):
+		return exitNotApplied
+	}
+	return 0
+}
+
+// errNoCold: --cold-only with a bundle that carries no coldpatch.
+var errNoCold = errors.New("patch has no coldpatch")
+
+// extras collects what a command adds to its output: printed after the
+// command's own text, or merged into its JSON document (see captureJSON).
+type extras struct {
+	fields map[string]any
+	lines  []string
+}
+
+func (e *extras) set(k string, v any) {
+	if e.fields == nil {
+		e.fields = map[string]any{}
+	}
+	e.fields[k] = v
+}
+
+// captureJSON makes c's JSON document (written by RunE to cmd.OutOrStdout)
+// carry e's fields: with --json it redirects the output to a buffer and, once
+// RunE succeeded, merges e into the document and writes it out. In text mode
+// it prints e's lines after the command's own.
+func (e *extras) capture(cmd *cobra.Command) {
+	out := cmd.OutOrStdout()
+	var buf *bytes.Buffer
+	if jsonOut {
+		buf = &bytes.Buffer{}
+		cmd.SetOut(buf)
+	}
+	cmd.PostRunE = func(cmd *cobra.Command, args []string) error {
+		if buf == nil {
+			for _, l := range e.lines {
+				fmt.Fprintln(out, l)
+			}
+			return nil
+		}
+		cmd.SetOut(out)
+		var doc map[string]any
+		if buf.Len() == 0 {
+			doc = map[string]any{}
+		} else if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+			_, err := out.Write(buf.Bytes()) // not one object: leave it alone
+			return err
+		}
+		for k, v := range e.fields {
+			doc[k] = v
+		}
+		return writeJSON(out, doc)
+	}
+}
+
+// buildBundleFlags are build's --key and --cold.
+type buildBundleFlags struct {
+	key, cold string
+}
+
+func (f *buildBundleFlags) addFlags(c *cobra.Command) {
+	c.Flags().StringVar(&f.key, "key", "", "sign the patch with this ed25519 private key (see hotpatch keygen)")
+	c.Flags().StringVar(&f.cold, "cold", "", "add the coldpatch: the fixed (rebuilt) target file that replaces the target on disk")
+}
+
+// finish adds the coldpatch and the signature to a built patch, before it is
+// written.
+func (f *buildBundleFlags) finish(cmd *cobra.Command, p *patchfile.Patch, target string) error {
+	var e extras
+	if f.cold != "" {
+		orig, err := os.ReadFile(target)
+		if err != nil {
+			return fmt.Errorf("coldpatch: read target: %w", err)
+		}
+		fixed, err := os.ReadFile(f.cold)
+		if err != nil {
+			return fmt.Errorf("coldpatch: %w", err)
+		}
+		var funcs []string
+		for _, fn := range p.Functions {
+			if !fn.New {
+				funcs = append(funcs, fn.Name)
+			}
+		}
+		if err := coldpatch.CheckFixed(orig, fixed, funcs); err != nil {
+			return fmt.Errorf("coldpatch %s for %s: %w", f.cold, target, err)
+		}
+		if err := p.AddCold(fixed, hexSHA256(orig), elfBuildID(fixed)); err != nil {
+			return fmt.Errorf("coldpatch: %w", err)
+		}
+		e.set("cold", p.Cold)
+		e.lines = append(e.lines, fmt.Sprintf("  coldpatch %s (sha256 %s) replaces %s (sha256 %s)",
+			f.cold, p.Cold.SHA256, p.Target.Path, p.Target.SHA256))
+	}
+	if f.key != "" {
+		priv, err := sign.LoadPrivateKey(f.key)
+		if err != nil {
+			return err
+		}
+		if err := sign.Sign(p, priv); err != nil {
+			return fmt.Errorf("sign: %w", err)
+		}
+		e.set("signed_by", p.Signature().KeyID)
+		e.lines = append(e.lines, "  signed by key "+p.Signature().KeyID)
+	} else {
+		e.lines = append(e.lines, "  unsigned (apply will refuse it without --allow-unsigned; sign with --key)")
+	}
+	e.capture(cmd)
+	return nil
+}
+
+func hexSHA256(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// elfBuildID returns the GNU build-id of an ELF image, "" if it has none.
+func elfBuildID(b []byte) string {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return ""
+	}
+	for _, s := range f.Sections {
+		if s.Type != elf.SHT_NOTE {
+			continue
+		}
+		d, err := s.Data()
+		if err != nil {
+			continue
+		}
+		// Notes: namesz, descsz, type (4 bytes each), name and desc padded
+		// to 4 bytes (elf(5), "Notes (Nhdr)"); NT_GNU_BUILD_ID is 3.
+		for len(d) >= 12 {
+			nsz, dsz, typ := f.ByteOrder.Uint32(d), f.ByteOrder.Uint32(d[4:]), f.ByteOrder.Uint32(d[8:])
+			n, ds := (uint64(nsz)+3)&^3, (uint64(dsz)+3)&^3
+			if uint64(len(d)-12) < n+ds {
+				break
+			}
+			if typ == 3 && nsz == 4 && string(d[12:15]) == "GNU" {
+				return hex.EncodeToString(d[12+n : 12+n+uint64(dsz)])
+			}
+			d = d[12+n+ds:]
+		}
+	}
+	return ""
+}
+
+// trustFlags select the trusted keys.
+type trustFlags struct {
+	files []string
+	dir   string
+}
+
+func addTrustFlags(c *cobra.Command) *trustFlags {
+	t := &trustFlags{}
+	c.Flags().StringArrayVar(&t.files, "trust", nil, "trust this ed25519 public key (repeatable); keys in --trust-dir are trusted too")
+	c.Flags().StringVar(&t.dir, "trust-dir", sign.DefaultTrustDir, "directory of trusted public keys (*.pub)")
+	return t
+}
+
+func (t *trustFlags) keyring() (*sign.Keyring, error) {
+	var dirs []string
+	if t.dir != "" {
+		dirs = append(dirs, t.dir)
+	}
+	return sign.LoadKeyring(t.files, dirs...)
+}
+
+// sigReport is the signature part of apply's and verify's reports.
+type sigReport struct {
+	Signed  bool   `json:"signed"`
+	Trusted bool   `json:"trusted"`
+	KeyID   string `json:"key_id,omitempty"`
+	Source  string `json:"trusted_by,omitempty"`
+	Warning string `json:"warning,omitempty"`
+}
+
+// verifyBundle reads a bundle (checking every member's hash) and its
+// signature against the trusted keys. An unsigned or untrusted bundle is an
+// error unless allowUnsigned; a signature that does not verify always is.
+func verifyBundle(path string, t *trustFlags, allowUnsigned bool) (*patchfile.Patch, *sigReport, error) {
+	p, err := patchfile.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	ring, err := t.keyring()
+	if err != nil {
+		return nil, nil, err
+	}
+	rep := &sigReport{Signed: p.Signature() != nil}
+	if rep.Signed {
+		rep.KeyID = p.Signature().KeyID
+	}
+	k, err := sign.Verify(p, ring)
+	switch {
+	case err == nil:
+		rep.Trusted, rep.Source = true, k.Source
+	case errors.Is(err, sign.ErrBadSignature) || !allowUnsigned:
+		return nil, rep, fmt.Errorf("%s: %w (trust the signer's public key with --trust or in %s, or accept it with --allow-unsigned)", path, err, t.dir)
+	default:
+		rep.Warning = err.Error() + " (accepted: --allow-unsigned)"
+	}
+	return p, rep, nil
+}
+
+// coldFlags are the coldpatch flags of apply and revert.
+type coldFlags struct {
+	noCold, coldOnly, force bool
+	stateDir                string
+}
+
+func addColdFlags(c *cobra.Command) *coldFlags {
+	f := &coldFlags{}
+	c.Flags().BoolVar(&f.noCold, "no-cold", false, "leave the file on disk alone (hotpatch only)")
+	c.Flags().BoolVar(&f.coldOnly, "cold-only", false, "only replace (revert: restore) the file on disk; no process is touched")
+	c.Flags().BoolVar(&f.force, "force-cold", false, "replace (restore) the file on disk even if its content is not the one expected")
+	def := os.Getenv("HOTPATCH_STATE_DIR")
+	if def == "" {
+		def = coldpatch.DefaultStateDir
+	}
+	c.Flags().StringVar(&f.stateDir, "state-dir", def, "where the originals of replaced files are kept (env HOTPATCH_STATE_DIR)")
+	return f
+}
+
+func (f *coldFlags) check() error {
+	if f.noCold && f.coldOnly {
+		return usageError{fmt.Errorf("--no-cold and --cold-only exclude each other")}
+	}
+	return nil
+}
+
+func (f *coldFlags) options() coldpatch.Options {
+	return coldpatch.Options{StateDir: f.stateDir, Force: f.force}
+}
+
+// applyBundleFlags are apply's flags for bundles.
+type applyBundleFlags struct {
+	trust         *trustFlags
+	allowUnsigned bool
+	cold          *coldFlags
+}
+
+func addApplyBundleFlags(c *cobra.Command) *applyBundleFlags {
+	f := &applyBundleFlags{trust: addTrustFlags(c), cold: addColdFlags(c)}
+	c.Flags().BoolVar(&f.allowUnsigned, "allow-unsigned", false, "apply a patch that is unsigned or signed by an untrusted key")
+	return f
+}
+
+// open is the start of apply: it reads and verifies the bundle, then applies
+// its coldpatch (unless --no-cold). It returns the verified patch for the
+// hotpatch half, and done when there is nothing more to do (--cold-only).
+func (f *applyBundleFlags) open(cmd *cobra.Command, path string) (p *patchfile.Patch, done bool, err error) {
+	if err := f.cold.check(); err != nil {
+		return nil, false, err
+	}
+	p, sr, err := verifyBundle(path, f.trust, f.allowUnsigned)
+	if err != nil {
+		return nil, false, err
+	}
+	var e extras
+	e.set("signature", sr)
+	w := cmd.OutOrStdout()
+	if sr.Warning != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "hotpatch: warning: %s\n", sr.Warning)
+	}
+	var res *coldpatch.Result
+	switch {
+	case p.Cold == nil && f.cold.coldOnly:
+		return nil, false, fmt.Errorf("%w: %s (--cold-only)", errNoCold, path)
+	case p.Cold == nil || f.cold.noCold:
+	default:
+		res, err = coldpatch.Apply(coldpatch.Spec{ID: p.ID, Path: p.Target.Path, OrigSHA256: p.Target.SHA256,
+			FixedSHA256: p.Cold.SHA256, Fixed: p.ColdData()}, f.cold.options())
+		if err != nil {
+			return nil, false, err
+		}
+		e.set("cold", res)
+	}
+	if f.cold.coldOnly {
+		if jsonOut {
+			e.set("patch_id", p.ID)
+			return nil, true, writeJSON(w, e.fields)
+		}
+		printCold(w, res)
+		return nil, true, nil
+	}
+	if !jsonOut {
+		printCold(w, res)
+	}
+	e.capture(cmd)
+	return p, false, nil
+}
+
+func printCold(w io.Writer, r *coldpatch.Result) {
+	if r == nil {
+		return
+	}
+	switch r.Action {
+	case coldpatch.Replaced:
+		fmt.Fprintf(w, "coldpatch %s: replaced %s (sha256 %.12s -> %.12s), original kept in %s\n", r.ID, r.Path, r.Before, r.After, r.Backup)
+	case coldpatch.AlreadyFixed:
+		fmt.Fprintf(w, "coldpatch %s: %s already is the fixed file: nothing to do\n", r.ID, r.Path)
+	case coldpatch.Restored:
+		fmt.Fprintf(w, "coldpatch %s: restored the original %s (sha256 %.12s)\n", r.ID, r.Path, r.After)
+	case coldpatch.AlreadyOriginal:
+		fmt.Fprintf(w, "coldpatch %s: %s already is the original: nothing to do\n", r.ID, r.Path)
+	}
+}
+
+// revertColdFlags are revert's coldpatch flags.
+type revertColdFlags struct{ cold *coldFlags }
+
+func addRevertColdFlags(c *cobra.Command) *revertColdFlags {
+	return &revertColdFlags{cold: addColdFlags(c)}
+}
+
+// restore is the start of revert: it puts back the original file that apply
+// replaced for the patch (a patch id, or a patch file), if there is a backup
+// and unless --no-cold. done: nothing more to do (--cold-only).
+func (f *revertColdFlags) restore(cmd *cobra.Command, arg string) (done bool, err error) {
+	if err := f.cold.check(); err != nil {
+		return false, err
+	}
+	id := arg
+	if st, err := os.Stat(arg); err == nil && !st.IsDir() {
+		p, err := patchfile.ReadFile(arg)
+		if err != nil {
+			return false, err
+		}
+		id = p.ID
+	}
+	var e extras
+	var res *coldpatch.Result
+	if !f.cold.noCold && (f.cold.coldOnly || coldpatch.HasBackup(id, f.cold.options())) {
+		if res, err = coldpatch.Revert(id, f.cold.options()); err != nil {
+			return false, err
+		}
+		e.set("cold", res)
+	}
+	w := cmd.OutOrStdout()
+	if f.cold.coldOnly {
+		if jsonOut {
+			e.set("patch_id", id)
+			return true, writeJSON(w, e.fields)
+		}
+		printCold(w, res)
+		return true, nil
+	}
+	if !jsonOut {
+		printCold(w, res)
+	}
+	e.capture(cmd)
+	return false, nil
+}

@@ -1,0 +1,216 @@
+package main
+
+// The fleet forms of apply, revert and status: no --pid (every process of
+// the host that runs the target) or several --pid. The work is in
+// internal/fleet; this file is flags and output only.
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/hotpatch/hotpatch/internal/engine"
+	"github.com/hotpatch/hotpatch/internal/fleet"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+)
+
+// fleetFlags are the flags of the fleet forms.
+type fleetFlags struct {
+	jobs      int
+	allOrNone bool
+}
+
+// addFleetFlags adds --jobs (and, for apply, --all-or-none) to c.
+func addFleetFlags(c *cobra.Command, apply bool) *fleetFlags {
+	ff := &fleetFlags{}
+	c.Flags().IntVar(&ff.jobs, "jobs", 0, "without --pid or with several: processes worked on at once (default: the number of CPUs)")
+	if apply {
+		c.Flags().BoolVar(&ff.allOrNone, "all-or-none", false, "without --pid or with several: if any process fails, revert the others")
+	}
+	return ff
+}
+
+func (ff *fleetFlags) options(cmd *cobra.Command, pids []int, opt engine.Options) (fleet.Options, func()) {
+	o := fleet.Options{PIDs: pids, Jobs: ff.jobs, AllOrNone: ff.allOrNone, Engine: opt}
+	bar := newProgressBar(cmd.ErrOrStderr())
+	if bar != nil {
+		o.Progress = bar.update
+		return o, bar.clear
+	}
+	return o, func() {}
+}
+
+// runFleetApply applies p to every process running its target, or to pids.
+func runFleetApply(cmd *cobra.Command, p *patchfile.Patch, pids []int, opt engine.Options, ff *fleetFlags) error {
+	if ff.jobs < 0 {
+		return usageError{fmt.Errorf("--jobs must be positive")}
+	}
+	o, done := ff.options(cmd, pids, opt)
+	rep, err := fleet.Apply(p, o)
+	done()
+	if err != nil {
+		return err
+	}
+	return printFleetReport(cmd, rep)
+}
+
+// runFleetRevert reverts patch id everywhere it is applied, or in pids.
+func runFleetRevert(cmd *cobra.Command, id string, pids []int, opt engine.Options, ff *fleetFlags) error {
+	if ff.jobs < 0 {
+		return usageError{fmt.Errorf("--jobs must be positive")}
+	}
+	o, done := ff.options(cmd, pids, opt)
+	rep, err := fleet.Revert(id, o)
+	done()
+	if err != nil {
+		return err
+	}
+	return printFleetReport(cmd, rep)
+}
+
+// printFleetReport prints the per-process table and the summary line (or the
+// JSON document) and returns the error that sets the exit status.
+func printFleetReport(cmd *cobra.Command, rep *fleet.Report) error {
+	w := cmd.OutOrStdout()
+	ferr := rep.Err()
+	if jsonOut {
+		doc := struct {
+			*fleet.Report
+			Error    string `json:"error,omitempty"`
+			ExitCode int    `json:"exit_code"`
+		}{Report: rep, ExitCode: exitCode(ferr)}
+		if ferr != nil {
+			doc.Error = ferr.Error()
+		}
+		if err := writeJSON(w, doc); err != nil {
+			return err
+		}
+		if ferr != nil {
+			// The document above already carries the error; main's report
+			// must not print a second one on stdout.
+			jsonOut = false
+		}
+		return ferr
+	}
+	if len(rep.Results) > 0 {
+		fmt.Fprintf(w, "%-8s %-16s %-16s %10s  %s\n", "PID", "COMMAND", "RESULT", "PAUSE", "REASON")
+		for _, r := range rep.Results {
+			pause := "-"
+			if r.Pause > 0 {
+				pause = r.Pause.Round(time.Microsecond).String()
+			}
+			reason := r.Reason
+			if reason == "" && r.Deleted {
+				reason = r.Target + " (deleted)"
+			}
+			fmt.Fprintf(w, "%-8d %-16s %-16s %10s  %s\n", r.PID, r.Command, r.Result, pause, reason)
+		}
+	}
+	fmt.Fprintln(w, summaryLine(rep))
+	return ferr
+}
+
+// summaryLine is one line: the operation, the counts that are not zero, the
+// scan and the total time.
+func summaryLine(rep *fleet.Report) string {
+	s := rep.Summary
+	var parts []string
+	for _, c := range []struct {
+		n    int
+		name string
+	}{{s.Applied, "applied"}, {s.AlreadyApplied, "already applied"}, {s.Reverted, "reverted"}, {s.NotApplied, "not applied"},
+		{s.RolledBack, "rolled back"}, {s.Skipped, "skipped"}, {s.Gone, "gone"}, {s.Failed, "failed"}} {
+		if c.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.name))
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no process runs the target")
+		if rep.Operation == "revert" {
+			parts[0] = "no process has the patch"
+		}
+	}
+	return fmt.Sprintf("%s %s: %d process(es): %s (scanned %d processes in %v, total %v)", rep.Operation, rep.PatchID,
+		s.Processes, strings.Join(parts, ", "), rep.Scan.Processes, rep.Scan.Elapsed.Round(time.Millisecond),
+		rep.Elapsed.Round(time.Millisecond))
+}
+
+// runFleetStatus lists every patched process of the host, or of pids.
+func runFleetStatus(cmd *cobra.Command, pids []int) error {
+	sts, err := fleet.Status(pids)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	if jsonOut {
+		if sts == nil {
+			sts = []fleet.ProcessStatus{}
+		}
+		return writeJSON(w, struct {
+			Processes []fleet.ProcessStatus `json:"processes"`
+		}{sts})
+	}
+	if len(sts) == 0 {
+		fmt.Fprintln(w, "no patched processes")
+		return nil
+	}
+	for _, s := range sts {
+		fmt.Fprintf(w, "process %d (%s)\n", s.PID, s.Command)
+		if s.Error != "" {
+			fmt.Fprintf(w, "  error: %s\n", s.Error)
+		}
+		for _, p := range s.Patches {
+			fmt.Fprintf(w, "  %s  %s  %s  region %#x (%d bytes)  applied %s\n", p.ID, p.StateName, p.Target, p.Base, p.Size,
+				time.Unix(p.AppliedAt, 0).UTC().Format(time.RFC3339))
+			for _, r := range p.Redirects {
+				fmt.Fprintf(w, "    %-24s %#x -> %#x (%s)\n", r.Func, r.Entry, r.New, r.Kind)
+			}
+		}
+	}
+	fmt.Fprintf(w, "%d patched process(es)\n", len(sts))
+	return nil
+}
+
+// progressBar draws "[#####.....] 12/25" on a terminal, redrawing in place
+// with a carriage return. It is used only when stderr is a terminal and the
+// operation involves more than minProgress processes.
+type progressBar struct {
+	w     io.Writer
+	shown bool
+}
+
+const minProgress = 5
+
+func newProgressBar(w io.Writer) *progressBar {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	// isatty(3) is tcgetattr succeeding: TCGETS fails with ENOTTY otherwise.
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return nil
+	}
+	return &progressBar{w: w}
+}
+
+func (b *progressBar) update(done, total int) {
+	if total <= minProgress {
+		return
+	}
+	const width = 30
+	n := done * width / total
+	fmt.Fprintf(b.w, "\r[%s%s] %d/%d", strings.Repeat("#", n), strings.Repeat(".", width-n), done, total)
+	b.shown = true
+}
+
+// clear erases the bar (ESC [ K: erase to end of line, ECMA-48 EL).
+func (b *progressBar) clear() {
+	if b.shown {
+		fmt.Fprint(b.w, "\r\033[K")
+	}
+}

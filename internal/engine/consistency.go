@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/procmaps"
+	"github.com/hotpatch/hotpatch/internal/unwind"
+)
+
+// Consistency models.
+const (
+	// ConsistencyStack: no thread may have a function being replaced anywhere
+	// on its stack (kpatch's and LibCare's model). The default.
+	ConsistencyStack = "stack"
+	// ConsistencyEntry: only the bytes being overwritten must be free (the
+	// Windows and libpulp model), for functions that never return, such as
+	// an event loop: threads already inside keep running the old code.
+	ConsistencyEntry = "entry"
+)
+
+var cfiCache unwind.Cache
+
+// unwinder builds the stack walker for the target, parsing (or taking from
+// the cache) the call frame information of every mapped object. It runs
+// before the threads are stopped.
+func (t *target) unwinder() *unwind.Unwinder {
+	u := &unwind.Unwinder{Regs: t.arch.UnwindRegs()}
+	for _, m := range t.mods {
+		if t.load(m) != nil {
+			continue
+		}
+		key := fmt.Sprintf("%s:%d", m.Dev, m.Inode)
+		tab, err := cfiCache.Get(key, func() (*unwind.Table, error) { return unwind.Parse(m.f.ELF()) })
+		if err != nil {
+			continue
+		}
+		u.Mods = append(u.Mods, unwind.Module{Start: m.Start, End: m.End, Bias: m.Bias, Table: tab, Name: filepath.Base(m.Path)})
+	}
+	return u
+}
+
+// span is an address range with a name, e.g. a function being replaced.
+type span struct {
+	lo, hi uint64
+	name   string
+}
+
+// activeOnStacks walks every thread's stack and returns a busyError naming
+// the first span found on a stack, with the thread's backtrace. Frames the
+// unwinder cannot walk are covered by a conservative scan of the remaining
+// stack words (any word inside a span counts).
+func (t *target) activeOnStacks(pr *proc.Process, u *unwind.Unwinder, threads []proc.Thread, maps []procmaps.Mapping, spans []span) *busyError {
+	in := func(a uint64) (span, bool) {
+		for _, s := range spans {
+			if a >= s.lo && a < s.hi {
+				return s, true
+			}
+		}
+		return span{}, false
+	}
+	for _, th := range threads {
+		sp := th.Regs.SP()
+		st := &unwind.Stack{Lo: sp, Mem: pr.ReadMem}
+		if m, ok := procmaps.Find(maps, sp); ok {
+			end := min(m.End, sp+maxStackScan)
+			st.Data = make([]byte, end-sp)
+			if err := pr.ReadMem(sp, st.Data); err != nil {
+				st.Data = nil
+			}
+		}
+		res := u.Unwind(th.Regs.PC(), sp, th.Regs.FP(), st)
+		for i, pc := range res.PCs {
+			look := pc
+			if i > 0 {
+				look--
+			}
+			if s, ok := in(look); ok {
+				return &busyError{fmt.Sprintf("%s is active on thread %d; backtrace:\n%s", s.name, th.TID, t.backtrace(res))}
+			}
+		}
+		if res.Complete {
+			continue
+		}
+		// Conservative scan of what the walk could not account for.
+		lo := max(res.SP, sp) &^ 7
+		hi := st.Lo + uint64(len(st.Data))
+		for a := lo; a+8 <= hi; a += 8 {
+			w := binary.LittleEndian.Uint64(st.Data[a-st.Lo:])
+			if s, ok := in(w); ok {
+				return &busyError{fmt.Sprintf("%s may be active on thread %d (a stack word at %#x points into it; the unwinder stopped: %s); backtrace:\n%s",
+					s.name, th.TID, a, res.Reason, t.backtrace(res))}
+			}
+		}
+	}
+	return nil
+}
+
+// backtrace formats pcs as "#n func+off (object)".
+func (t *target) backtrace(res unwind.Result) string {
+	var b strings.Builder
+	for i, pc := range res.PCs {
+		fmt.Fprintf(&b, "  #%d %#x %s\n", i, pc, t.symbolize(pc))
+	}
+	if !res.Complete && res.Reason != "" {
+		fmt.Fprintf(&b, "  (stopped: %s)\n", res.Reason)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func (t *target) symbolize(pc uint64) string {
+	for _, m := range t.mods {
+		if !m.Contains(pc) {
+			continue
+		}
+		if t.load(m) != nil {
+			return "(" + filepath.Base(m.Path) + ")"
+		}
+		if s, ok := m.syms.Containing(pc - m.Bias); ok {
+			return fmt.Sprintf("%s+%#x (%s)", s.Name, pc-m.Bias-s.Value, filepath.Base(m.Path))
+		}
+		return "(" + filepath.Base(m.Path) + ")"
+	}
+	return ""
+}

@@ -1,0 +1,138 @@
+package engine
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/linker"
+	"github.com/hotpatch/hotpatch/internal/proc"
+)
+
+// Registration of a patch's unwind tables with the target's unwinder.
+//
+// C++ exceptions thrown in (or through) patched code are unwound by libgcc's
+// unwinder, which finds the FDE of every frame's pc: first among the tables
+// registered with __register_frame, then in the loaded modules'
+// PT_GNU_EH_FRAME segments (unwind-dw2-fde-dispatch.c). The patch region is
+// in no module, so without registration the unwinder finds no FDE for the
+// patched function and calls std::terminate: the process dies (a known way
+// LibCare kills C++ processes). So after the code is written and before the
+// redirects, each object's .eh_frame (terminated by the linker) is passed to
+// __register_frame(begin) inside the target; revert calls
+// __deregister_frame(begin) before unmapping the region. The registered
+// address is recorded in the marker the linker puts in front of .eh_frame
+// (linker.EHFrameMagic), where revert finds it.
+//
+// A process without __register_frame (C programs usually do not load
+// libgcc_s.so.1) has no unwinder to tell, and a patch without .eh_frame
+// nothing to register: both are skipped.
+
+// unwinderFunc finds a function of the target's unwinder by name.
+func unwinderFunc(t *target, patched *module, name string) (uint64, bool) {
+	r := &resolver{t: t, patched: patched}
+	res, err := r.Resolve(linker.SymbolRef{Name: name, Type: elf.STT_FUNC})
+	if err != nil || !res.Found || res.Addr == 0 {
+		return 0, false
+	}
+	return res.Addr, true
+}
+
+// registerEHFrames registers the linked objects' .eh_frame sections with the
+// target's unwinder now (the process is stopped) and returns a function for
+// install to defer: if install fails (*errp set, by this registration or by a
+// later step), it deregisters what was registered, before install's own
+// clean-up unmaps the region.
+func registerEHFrames(pr *proc.Process, pp *prepared, im *image, errp *error) func() {
+	var frames []uint64
+	for _, o := range im.objs {
+		if o.EHFrame != 0 {
+			frames = append(frames, o.EHFrame)
+		}
+	}
+	if len(frames) == 0 {
+		return func() {}
+	}
+	reg, ok1 := unwinderFunc(pp.t, pp.mod, "__register_frame")
+	dereg, ok2 := unwinderFunc(pp.t, pp.mod, "__deregister_frame")
+	if !ok1 || !ok2 {
+		return func() {}
+	}
+	var done []uint64
+	var regErr error
+	for _, f := range frames {
+		if _, err := pr.Call(reg, f); err != nil {
+			regErr = fmt.Errorf("__register_frame(%#x) in process %d: %w", f, pr.Pid(), err)
+			break
+		}
+		done = append(done, f)
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], f)
+		if err := pr.WriteMem(f-linker.EHFrameHeader+uint64(len(linker.EHFrameMagic)), b[:]); err != nil {
+			regErr = fmt.Errorf("record unwind table registration at %#x: %w", f, err)
+			break
+		}
+	}
+	return func() {
+		if regErr != nil && *errp == nil {
+			*errp = &stepError{"register unwind tables", regErr}
+		}
+		if *errp == nil {
+			return
+		}
+		for _, f := range done {
+			pr.Call(dereg, f)
+		}
+	}
+}
+
+// deregisterEHFrames finds the unwind tables a patch registered in the region
+// [lo, hi) and deregisters them. It returns why the region must be kept, ""
+// when it may be unmapped.
+func deregisterEHFrames(pr *proc.Process, lo, hi uint64) string {
+	const maxScan = 64 << 20
+	if hi <= lo || hi-lo > maxScan {
+		return ""
+	}
+	buf := make([]byte, hi-lo)
+	if err := pr.ReadMem(lo, buf); err != nil {
+		return fmt.Sprintf("cannot read the region to find its unwind tables: %v", err)
+	}
+	magic := []byte(linker.EHFrameMagic)
+	var regs []uint64
+	for off := 0; off+linker.EHFrameHeader <= len(buf); off += 8 {
+		if !bytes.Equal(buf[off:off+len(magic)], magic) {
+			continue
+		}
+		if f := binary.LittleEndian.Uint64(buf[off+len(magic):]); f == lo+uint64(off)+linker.EHFrameHeader {
+			regs = append(regs, f)
+		}
+	}
+	if len(regs) == 0 {
+		return ""
+	}
+	t, err := readTarget(pr.Pid())
+	if err != nil || len(t.mods) == 0 {
+		return fmt.Sprintf("cannot find __deregister_frame for its unwind tables: %v", err)
+	}
+	for _, m := range t.mods {
+		if err := t.load(m); err == nil && m.IsExe {
+			if a, err := arch.ForMachine(m.f.Machine()); err == nil {
+				t.arch = a
+			}
+		}
+	}
+	dereg, ok := unwinderFunc(t, t.mods[0], "__deregister_frame")
+	if !ok {
+		return "its unwind tables are registered but the process has no __deregister_frame"
+	}
+	for _, f := range regs {
+		if _, err := pr.Call(dereg, f); err != nil {
+			return fmt.Sprintf("__deregister_frame(%#x) failed: %v", f, err)
+		}
+		pr.WriteMem(f-linker.EHFrameHeader+uint64(len(magic)), make([]byte, 8))
+	}
+	return ""
+}

@@ -1,0 +1,202 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/testutil"
+)
+
+func TestConsistencyStackAndEntry(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "busy.c")
+	p := buildPatch(t, bin, compileObj(t, dir, "busy_new.c"))
+	tg := testutil.Start(t, bin, "3")
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "ready" })
+
+	// A thread sleeps inside busy(): the stack model refuses after the
+	// timeout and names the function, the thread and its backtrace.
+	_, err := Apply(tg.Pid, p, Options{Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, ErrUnsafe) {
+		t.Fatalf("stack model: got %v, want ErrUnsafe", err)
+	}
+	for _, want := range []string{"busy is active on thread", "backtrace", "#1", "busy+"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	t.Logf("refused as expected:\n%v", err)
+
+	// The entry model only needs the first bytes free.
+	rep, err := Apply(tg.Pid, p, Options{Consistency: ConsistencyEntry})
+	if err != nil {
+		t.Fatalf("entry model: %v", err)
+	}
+	if rep.Consistency != ConsistencyEntry {
+		t.Errorf("report says %q", rep.Consistency)
+	}
+	tg.Drain()
+	tg.WaitLine(t, 2*time.Second, ratio(3))
+	if _, err := Revert(tg.Pid, p.ID, Options{Consistency: ConsistencyEntry}); err != nil {
+		t.Fatal(err)
+	}
+	// Once the thread has left busy(), the stack model succeeds.
+	tg.WaitLine(t, 6*time.Second, func(l string) bool { return l == "left" })
+	rep, err = Apply(tg.Pid, p, Options{})
+	if err != nil {
+		t.Fatalf("stack model after the thread left: %v", err)
+	}
+	if rep.Consistency != ConsistencyStack {
+		t.Errorf("report says %q", rep.Consistency)
+	}
+	tg.Drain()
+	tg.WaitLine(t, 2*time.Second, ratio(3))
+}
+
+func parseThree(l string) (a, b, c int, ok bool) {
+	n, err := fmt.Sscanf(l, "%d %d %d", &a, &b, &c)
+	return a, b, c, err == nil && n == 3
+}
+
+func TestAllOrNothingThreeFunctions(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "three.c")
+	p := buildPatch(t, bin, compileObj(t, dir, "three_new.c"))
+	tg := testutil.Start(t, bin)
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "1 2 3" })
+	type fault struct {
+		step string
+		nth  int
+	}
+	faults := []fault{{"map", 1}, {"write", 1}, {"protect", 1}, {"redirect", 1}, {"redirect", 2}, {"redirect", 3}, {"commit", 1}}
+	for _, f := range faults {
+		maps0, text0 := snapshot(t, tg.Pid)
+		n := 0
+		faultHook = func(s string) error {
+			if s == f.step {
+				n++
+				if n == f.nth {
+					return errors.New("injected fault")
+				}
+			}
+			return nil
+		}
+		_, err := Apply(tg.Pid, p, Options{})
+		faultHook = func(string) error { return nil }
+		if err == nil || !strings.Contains(err.Error(), f.step+": injected fault") {
+			t.Fatalf("fault %v: got %v", f, err)
+		}
+		maps1, text1 := snapshot(t, tg.Pid)
+		if maps0 != maps1 {
+			t.Errorf("fault %v: maps changed:\n%s\n---\n%s", f, maps0, maps1)
+		}
+		if !bytes.Equal(text0, text1) {
+			t.Errorf("fault %v: text changed", f)
+		}
+		tg.Drain()
+		tg.WaitLine(t, time.Second, func(l string) bool { return l == "1 2 3" })
+	}
+	if _, err := Apply(tg.Pid, p, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, time.Second, func(l string) bool { return l == "101 102 103" })
+	// No line may ever show a mix once applied.
+	for i := 0; i < 10; i++ {
+		l := tg.WaitLine(t, time.Second, func(string) bool { return true })
+		if l != "101 102 103" {
+			t.Fatalf("mixed state: %q", l)
+		}
+	}
+}
+
+func TestStackingLIFO(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "basic.c")
+	p3 := buildPatch(t, bin, compileObj(t, dir, "basic_new.c"))
+	p4 := buildPatch(t, bin, compileObj(t, dir, "basic_new4.c"))
+	if p3.ID == p4.ID {
+		t.Fatal("two patches with one id")
+	}
+	tg := testutil.Start(t, bin)
+	tg.WaitLine(t, 5*time.Second, ratio(2))
+	if _, err := Apply(tg.Pid, p3, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, time.Second, ratio(3))
+	if _, err := Apply(tg.Pid, p4, Options{}); err != nil {
+		t.Fatalf("stacked apply: %v", err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, time.Second, ratio(4))
+	_, err := Revert(tg.Pid, p3.ID, Options{})
+	if !errors.Is(err, ErrStacked) || !strings.Contains(err.Error(), p4.ID) {
+		t.Fatalf("reverting the lower patch: got %v, want ErrStacked naming %s", err, p4.ID)
+	}
+	t.Logf("refused: %v", err)
+	tg.Drain()
+	tg.WaitLine(t, time.Second, ratio(4))
+	if _, err := Revert(tg.Pid, p4.ID, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, time.Second, ratio(3))
+	if _, err := Revert(tg.Pid, p3.ID, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, time.Second, ratio(2))
+}
+
+func TestConcurrentApplies(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "basic.c")
+	p3 := buildPatch(t, bin, compileObj(t, dir, "basic_new.c"))
+	p4 := buildPatch(t, bin, compileObj(t, dir, "basic_new4.c"))
+	tg := testutil.Start(t, bin)
+	tg.WaitLine(t, 5*time.Second, ratio(2))
+	for round := 0; round < 5; round++ {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, p := range []int{0, 1} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pp := p3
+				if p == 1 {
+					pp = p4
+				}
+				_, errs[i] = Apply(tg.Pid, pp, Options{})
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		st, err := Status(tg.Pid)
+		if err != nil || len(st.Patches) != 2 {
+			t.Fatalf("round %d: status %+v %v", round, st, err)
+		}
+		// Whichever came second is on top: revert in LIFO order.
+		top, bottom := st.Patches[0].ID, st.Patches[1].ID
+		if _, err := Revert(tg.Pid, top, Options{}); err != nil {
+			top, bottom = bottom, top
+			if _, err := Revert(tg.Pid, top, Options{}); err != nil {
+				t.Fatalf("round %d: revert: %v", round, err)
+			}
+		}
+		if _, err := Revert(tg.Pid, bottom, Options{}); err != nil {
+			t.Fatalf("round %d: revert %s: %v", round, bottom, err)
+		}
+	}
+	tg.Drain()
+	tg.WaitLine(t, time.Second, ratio(2))
+}

@@ -1,0 +1,1 @@
+long compute(long x) { return x * 4; }

@@ -1,0 +1,14 @@
+#include "../harness.h"
+/* The new leaf clobbers every caller-saved register (the asm says so), so
+ * GCC must compile caller() differently: it is patched too. */
+__attribute__((noinline)) long leaf(long x) {
+	__asm__ volatile("" ::: "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "memory");
+	return x + 1;
+}
+__attribute__((noinline)) long caller(long a, long b, long c) {
+	long r = 0;
+	for (long i = 0; i < a; i++) r += leaf(i) * b + c;
+	return r;
+}
+long step(long i) { return caller(10 + i % 5, 3, 7); }
+const char *word(long i) { (void)i; return "-"; }
