@@ -128,7 +128,7 @@ ptrace (root or CAP_SYS_PTRACE).`,
 	fl.BoolVar(&f.realtime, "realtime", true, "also measure pause with engine Options.Realtime (SCHED_FIFO tracer)")
 	fl.IntVar(&f.latRuns, "latency-runs", 20, "hotpatch apply/revert subprocess runs")
 	fl.IntSliceVar(&f.procs, "procs", []int{10, 100, 500}, "process counts for scale")
-	fl.IntVar(&f.workers, "workers", defaultWorkers(), "concurrent engine.Apply calls for scale")
+	fl.IntVar(&f.workers, "jobs", defaultJobs(), "scale: processes patched at once (fleet.Options.Jobs)")
 	fl.IntVar(&f.rounds, "rounds", 5, "overhead: turns of the patched and the fixed binary")
 	fl.StringVar(&f.hotpatch, "hotpatch", "", "hotpatch binary for latency (default: go build it into the work directory)")
 	fl.BoolVar(&f.keep, "keep", false, "keep the work directory (targets, patches)")
@@ -274,6 +274,8 @@ percentiles; exits 1 if anything was wrong.`,
 	fl.IntVar(&cfg.CheckEvery, "check-every", cfg.CheckEvery, "check that the patch took effect every N cycles (0: never)")
 	fl.IntVar(&cfg.Nice, "nice", 0, "niceness of the target")
 	fl.BoolVar(&cfg.Realtime, "realtime", false, "engine Options.Realtime")
+	fl.StringVar(&cfg.Consistency, "consistency", "", "engine Options.Consistency: stack or entry (default: the engine's)")
+	fl.DurationVar(&cfg.Budget, "budget", 0, "stop after this long even if fewer cycles ran (0: no limit)")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON document")
 	fl.StringVar(&tmpParent, "tmpdir", "", "where to create the work directory")
 	return c
@@ -311,7 +313,7 @@ func printTable(w io.Writer, r *Results) {
 		fmt.Fprintf(w, "  hotpatch peak RSS      %d KiB\n\n", l.PeakRSSKiB)
 	}
 	if len(r.Scale) > 0 {
-		fmt.Fprintf(w, "SCALE (1-thread idle processes of one executable, %d workers)\n", r.Scale[0].Workers)
+		fmt.Fprintf(w, "SCALE (1-thread idle processes of one executable, internal/fleet with %d jobs)\n", r.Scale[0].Jobs)
 		fmt.Fprintf(w, "%-8s %12s %12s %14s %14s\n", "procs", "apply all", "revert all", "pause p50", "pause p99")
 		for _, s := range r.Scale {
 			fmt.Fprintf(w, "%-8d %12s %12s %14s %14s\n", s.Procs, us(s.Apply), us(s.Revert),

@@ -7,11 +7,11 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hotpatch/hotpatch/internal/engine"
+	"github.com/hotpatch/hotpatch/internal/fleet"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 )
 
@@ -192,100 +192,76 @@ func (b *bench) latency(runs int) (Latency, error) {
 
 // ScaleRow is the time to patch n processes of the same executable.
 type ScaleRow struct {
-	Procs   int           `json:"procs"`
-	Workers int           `json:"workers"`
-	Apply   time.Duration `json:"apply_total_ns"`
-	Revert  time.Duration `json:"revert_total_ns"`
+	Procs int `json:"procs"`
+	Jobs  int `json:"jobs"`
+	// Apply and Revert: wall time of fleet.Apply / fleet.Revert over the n
+	// processes (their scan of /proc included).
+	Apply  time.Duration `json:"apply_total_ns"`
+	Revert time.Duration `json:"revert_total_ns"`
+	// Scan: the /proc scan part of Apply.
+	Scan time.Duration `json:"apply_scan_ns"`
 	// PausePerProcess summarises the per-process apply pauses.
 	PausePerProcess Summary `json:"apply_pause_per_process"`
 }
 
 // scale starts n one-thread idle targets and applies the patch to all of
-// them with a pool of workers calling engine.Apply, then reverts.
-func (b *bench) scale(n, workers int) (ScaleRow, error) {
-	row := ScaleRow{Procs: n, Workers: workers}
+// them with internal/fleet (jobs processes at once), then reverts it.
+func (b *bench) scale(n, jobs int) (ScaleRow, error) {
+	row := ScaleRow{Procs: n, Jobs: jobs}
 	var ps []*proc
 	defer func() {
 		for _, p := range ps {
 			p.kill()
 		}
 	}()
+	var pids []int
 	for range n {
 		p, err := start(nil, b.bin, "1", "idle")
 		if err != nil {
 			return row, err
 		}
 		ps = append(ps, p)
+		pids = append(pids, p.pid)
 	}
 	for _, p := range ps {
 		if err := p.waitReady(); err != nil {
 			return row, err
 		}
 	}
-	pauses := make([]time.Duration, n)
-	run := func(op func(i int) error) (time.Duration, error) {
-		var (
-			wg    sync.WaitGroup
-			mu    sync.Mutex
-			first error
-		)
-		next := make(chan int)
-		t0 := time.Now()
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range next {
-					if err := op(i); err != nil {
-						mu.Lock()
-						first = cmpErr(first, err)
-						mu.Unlock()
-					}
-				}
-			}()
-		}
-		for i := range ps {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		return time.Since(t0), first
+	opt := fleet.Options{PIDs: pids, Jobs: jobs}
+	t0 := time.Now()
+	ar, err := fleet.Apply(b.patch, opt)
+	row.Apply = time.Since(t0)
+	if err == nil {
+		err = ar.Err()
 	}
-	var err error
-	row.Apply, err = run(func(i int) error {
-		r, err := engine.Apply(ps[i].pid, b.patch, engine.Options{})
-		if err != nil {
-			return fmt.Errorf("apply to %d: %w", ps[i].pid, err)
-		}
-		pauses[i] = r.Pause
-		return nil
-	})
 	if err != nil {
-		return row, err
+		return row, fmt.Errorf("fleet apply to %d processes: %w", n, err)
 	}
-	row.Revert, err = run(func(i int) error {
-		if _, err := engine.Revert(ps[i].pid, b.patch.ID, engine.Options{}); err != nil {
-			return fmt.Errorf("revert in %d: %w", ps[i].pid, err)
-		}
-		return nil
-	})
+	if ar.Summary.Applied != n {
+		return row, fmt.Errorf("fleet apply: %d of %d processes applied: %+v", ar.Summary.Applied, n, ar.Summary)
+	}
+	row.Scan = ar.Scan.Elapsed
+	var pauses []time.Duration
+	for _, r := range ar.Results {
+		pauses = append(pauses, r.Pause)
+	}
+	row.PausePerProcess = summarize(pauses)
+	t0 = time.Now()
+	rr, err := fleet.Revert(b.patch.ID, opt)
+	row.Revert = time.Since(t0)
+	if err == nil {
+		err = rr.Err()
+	}
 	if err != nil {
-		return row, err
+		return row, fmt.Errorf("fleet revert in %d processes: %w", n, err)
 	}
 	for _, p := range ps {
 		if p.exited() {
 			return row, p.exitErr()
 		}
 	}
-	row.PausePerProcess = summarize(pauses)
 	return row, nil
-}
-
-func cmpErr(first, err error) error {
-	if first == nil {
-		return err
-	}
-	return first
 }
 
 // Overhead compares the throughput of a patched function with the same
@@ -472,8 +448,7 @@ func selfPeakRSS() int64 {
 	return ru.Maxrss
 }
 
-// defaultWorkers is the scale benchmark's pool size: apply spends most of
+// defaultJobs is the scale benchmark's concurrency: apply spends much of
 // its time waiting for the target (stops, injected system calls), so more
-// workers than CPUs pay off.
-func defaultWorkers() int { return 4 * runtime.NumCPU() }
-
+// jobs than CPUs pay off.
+func defaultJobs() int { return 4 * runtime.NumCPU() }

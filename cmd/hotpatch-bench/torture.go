@@ -24,7 +24,12 @@ type TortureConfig struct {
 	CheckEvery int
 	Nice       int // niceness of the target (0: normal priority)
 	Realtime   bool
-	Timeout    time.Duration // engine.Options.Timeout
+	// Consistency is engine.Options.Consistency ("": the engine's default).
+	Consistency string
+	Timeout     time.Duration // engine.Options.Timeout
+	// Budget, when positive, stops starting new cycles once it has passed
+	// since the target started (a time bound for tests on busy machines).
+	Budget time.Duration
 	Log        io.Writer     // progress, may be nil
 }
 
@@ -91,7 +96,8 @@ func torture(w *workdir, cfg TortureConfig) (*TortureResult, error) {
 	if err := p.waitReady(); err != nil {
 		return nil, err
 	}
-	opt := engine.Options{Realtime: cfg.Realtime, Timeout: cfg.Timeout}
+	opt := engine.Options{Realtime: cfg.Realtime, Timeout: cfg.Timeout, Consistency: cfg.Consistency}
+	began := time.Now()
 	var ap, rp []time.Duration
 	fail := func(err error) {
 		res.Failures++
@@ -101,7 +107,7 @@ func torture(w *workdir, cfg TortureConfig) (*TortureResult, error) {
 	}
 	logEvery := max(cfg.Cycles/10, 1)
 	for i := range cfg.Cycles {
-		if p.exited() {
+		if p.exited() || (cfg.Budget > 0 && time.Since(began) > cfg.Budget) {
 			break
 		}
 		check := cfg.CheckEvery > 0 && i%cfg.CheckEvery == 0
@@ -210,4 +216,3 @@ func waitEffect(p *proc, applied bool) error {
 	}
 	return fmt.Errorf("calls still reach the new functions (new=%d)", prev.New)
 }
-

@@ -18,7 +18,7 @@ func newBuildCmd() *cobra.Command {
 	var out string
 	bundle := new(buildBundleFlags) // --key, --cold (cold.go)
 	c := &cobra.Command{
-		Use:   "build --target FILE --new NEW.o [--new NEW2.o ...] -o PATCH",
+		Use:   "build --target FILE [--old OLD.o] --new NEW.o [...] -o PATCH",
 		Short: "Build a patch from object files holding the fixed functions",
 		Long: `Build a patch. Every function defined in NEW.o replaces the function of the
 same name in FILE (an executable or shared library); functions FILE does not
@@ -27,13 +27,23 @@ have are added. Symbols NEW.o uses but does not define bind to the target's own
 The patch records FILE's build-id and applies only to processes mapping it.
 
 Compile NEW.o with the target's compiler and flags plus
--ffunction-sections -fdata-sections.`,
+-ffunction-sections -fdata-sections.
+
+Diff mode (--old, paired by order with --new): OLD.o and NEW.o are the same
+source file compiled before and after the fix. Only functions whose code or
+relocations differ are replaced (new ones added); unchanged functions and
+existing variables stay the target's; a changed initial value of an existing
+variable is refused. Each replaced function records OLD.o's bytes, which
+apply checks against the running process (run-pre). See docs/patch-generation.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opt.Target == "" || len(opt.New) == 0 || out == "" {
 				return usageError{fmt.Errorf("build needs --target, --new and -o")}
 			}
-			p, rep, err := build.ByName(opt)
+			if len(opt.Old) > 0 && len(opt.Old) != len(opt.New) {
+				return usageError{fmt.Errorf("build needs one --old per --new (%d --old, %d --new)", len(opt.Old), len(opt.New))}
+			}
+			p, rep, err := build.Build(opt)
 			if err != nil {
 				return err
 			}
@@ -57,11 +67,18 @@ Compile NEW.o with the target's compiler and flags plus
 			for _, f := range rep.Added {
 				fmt.Fprintf(w, "  add     %s\n", f.Name)
 			}
+			for _, f := range rep.Unchanged {
+				fmt.Fprintf(w, "  keep    %s\n", f.Name)
+			}
+			for _, d := range rep.Data {
+				fmt.Fprintf(w, "  %-9s %-8s %s\n", d.Status, d.Kind, d.Name)
+			}
 			return nil
 		},
 	}
 	c.Flags().StringVar(&opt.Target, "target", "", "executable or shared library the patch is for")
 	c.Flags().StringArrayVar(&opt.New, "new", nil, "relocatable object with the new functions (repeatable)")
+	c.Flags().StringArrayVar(&opt.Old, "old", nil, "diff mode: the build of the matching --new before the fix (repeatable, paired by order)")
 	c.Flags().StringVarP(&out, "output", "o", "", "patch file to write")
 	c.Flags().StringVar(&opt.ID, "id", "", "patch id (default: derived from the contents)")
 	c.Flags().StringVar(&opt.Description, "description", "", "free text stored in the patch")
@@ -73,6 +90,8 @@ func engineOptions(c *cobra.Command) *engine.Options {
 	var o engine.Options
 	c.Flags().DurationVar(&o.Timeout, "timeout", 10*time.Second, "how long to keep retrying while patching is not safe")
 	c.Flags().BoolVar(&o.Realtime, "realtime", false, "raise hotpatch to SCHED_FIFO while the target is stopped (shorter pause on busy machines)")
+	c.Flags().StringVar(&o.Consistency, "consistency", engine.ConsistencyStack,
+		"stack: no thread may have a replaced function on its stack; entry: only the bytes being overwritten must be free (for functions that never return)")
 	return &o
 }
 

@@ -35,6 +35,16 @@ func addFleetFlags(c *cobra.Command, apply bool) *fleetFlags {
 	return ff
 }
 
+// checkPIDs refuses pids that cannot name a process.
+func checkPIDs(pids []int) error {
+	for _, p := range pids {
+		if p <= 0 {
+			return usageError{fmt.Errorf("--pid %d: must be positive", p)}
+		}
+	}
+	return nil
+}
+
 func (ff *fleetFlags) options(cmd *cobra.Command, pids []int, opt engine.Options) (fleet.Options, func()) {
 	o := fleet.Options{PIDs: pids, Jobs: ff.jobs, AllOrNone: ff.allOrNone, Engine: opt}
 	bar := newProgressBar(cmd.ErrOrStderr())
@@ -50,6 +60,9 @@ func runFleetApply(cmd *cobra.Command, p *patchfile.Patch, pids []int, opt engin
 	if ff.jobs < 0 {
 		return usageError{fmt.Errorf("--jobs must be positive")}
 	}
+	if err := checkPIDs(pids); err != nil {
+		return err
+	}
 	o, done := ff.options(cmd, pids, opt)
 	rep, err := fleet.Apply(p, o)
 	done()
@@ -63,6 +76,9 @@ func runFleetApply(cmd *cobra.Command, p *patchfile.Patch, pids []int, opt engin
 func runFleetRevert(cmd *cobra.Command, id string, pids []int, opt engine.Options, ff *fleetFlags) error {
 	if ff.jobs < 0 {
 		return usageError{fmt.Errorf("--jobs must be positive")}
+	}
+	if err := checkPIDs(pids); err != nil {
+		return err
 	}
 	o, done := ff.options(cmd, pids, opt)
 	rep, err := fleet.Revert(id, o)
@@ -84,17 +100,18 @@ func printFleetReport(cmd *cobra.Command, rep *fleet.Report) error {
 			Error    string `json:"error,omitempty"`
 			ExitCode int    `json:"exit_code"`
 		}{Report: rep, ExitCode: exitCode(ferr)}
-		if ferr != nil {
-			doc.Error = ferr.Error()
+		if ferr == nil {
+			return writeJSON(w, doc)
 		}
-		if err := writeJSON(w, doc); err != nil {
+		doc.Error = ferr.Error()
+		// On failure the command's output may be a buffer that apply merges
+		// into its document only after a successful RunE (extras.capture in
+		// cold.go): write to the root's stdout. The document carries the
+		// error, so main's report must not print a second one on stdout.
+		if err := writeJSON(cmd.Root().OutOrStdout(), doc); err != nil {
 			return err
 		}
-		if ferr != nil {
-			// The document above already carries the error; main's report
-			// must not print a second one on stdout.
-			jsonOut = false
-		}
+		jsonOut = false
 		return ferr
 	}
 	if len(rep.Results) > 0 {
@@ -142,6 +159,9 @@ func summaryLine(rep *fleet.Report) string {
 
 // runFleetStatus lists every patched process of the host, or of pids.
 func runFleetStatus(cmd *cobra.Command, pids []int) error {
+	if err := checkPIDs(pids); err != nil {
+		return err
+	}
 	sts, err := fleet.Status(pids)
 	if err != nil {
 		return err

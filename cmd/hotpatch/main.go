@@ -67,6 +67,9 @@ func (u usageError) Unwrap() []error { return []error{u.error, errUsage} }
 var jsonOut bool
 
 func main() {
+	if code, ok := runInWorker(os.Args[1:]); ok {
+		os.Exit(code)
+	}
 	root := newRoot(os.Stdout, os.Stderr)
 	err := root.Execute()
 	os.Exit(report(err, os.Stdout, os.Stderr))
@@ -112,5 +115,6 @@ patch or object file.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBuildCmd(), newApplyCmd(), newRevertCmd(), newStatusCmd())
 	root.AddCommand(newKeygenCmd(), newVerifyCmd(), newInspectCmd())
+	root.AddCommand(newRecoverCmd())
 	return root
 }

@@ -313,6 +313,12 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 	}
 	rep.Target = pp.mod.Path
 	recs, _ := readRecords(pid, pp.t.maps)
+	for _, r := range recs {
+		if r.InTransition() {
+			return nil, fmt.Errorf("%w: patch %s is %s in process %d (a hotpatch command was interrupted): run `hotpatch recover --pid %d` first",
+				ErrBusy, r.ID, r.StateName, pid, pid)
+		}
+	}
 	{
 		for _, r := range recs {
 			if r.ID == p.ID && r.State == record.StateApplied {
@@ -497,7 +503,7 @@ func install(pr *proc.Process, pp *prepared, im *image) (err error) {
 	var mapped bool
 	var written []int
 	defer func() {
-		if err == nil {
+		if err == nil || errors.Is(err, errSimulatedCrash) {
 			return
 		}
 		for i := len(written) - 1; i >= 0; i-- {
@@ -590,4 +596,6 @@ func install(pr *proc.Process, pp *prepared, im *image) (err error) {
 func BuildIDString(b []byte) string { return hex.EncodeToString(b) }
 
 var _ = elf.EM_X86_64
-var _ = errors.Is
+// errSimulatedCrash, returned by a test's faultHook, makes install stop where
+// it is without rolling back, as if hotpatch had been killed at that point.
+var errSimulatedCrash = errors.New("simulated crash")

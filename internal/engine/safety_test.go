@@ -200,3 +200,62 @@ func TestConcurrentApplies(t *testing.T) {
 	tg.Drain()
 	tg.WaitLine(t, time.Second, ratio(2))
 }
+
+func TestRecoverAfterInterruptedApply(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "three.c")
+	p := buildPatch(t, bin, compileObj(t, dir, "three_new.c"))
+	tg := testutil.Start(t, bin)
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "1 2 3" })
+	for _, c := range []struct {
+		step   string
+		nth    int
+		action string
+		want   string
+	}{
+		{"write", 1, "freed", "1 2 3"},           // region mapped, no record yet
+		{"protect", 1, "rolled back", "1 2 3"},   // record and code written, no jump yet
+		{"redirect", 2, "rolled back", "1 2 3"},  // one of three jumps written
+		{"commit", 1, "finished", "101 102 103"}, // all jumps written, not marked applied
+	} {
+		n := 0
+		faultHook = func(s string) error {
+			if s == c.step {
+				if n++; n == c.nth {
+					return errSimulatedCrash
+				}
+			}
+			return nil
+		}
+		_, err := Apply(tg.Pid, p, Options{})
+		faultHook = func(string) error { return nil }
+		if !errors.Is(err, errSimulatedCrash) {
+			t.Fatalf("%s: %v", c.step, err)
+		}
+		st, err := Status(tg.Pid)
+		if err != nil || len(st.Patches) != 1 || !st.Patches[0].InTransition() {
+			t.Fatalf("%s: status %+v %v", c.step, st, err)
+		}
+		if _, err := Apply(tg.Pid, p, Options{}); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "recover") {
+			t.Fatalf("%s: apply over a patch in transition: %v", c.step, err)
+		}
+		rep, err := Recover(tg.Pid, Options{})
+		if err != nil || len(rep.Actions) != 1 || rep.Actions[0].Action != c.action {
+			t.Fatalf("%s: recover %+v %v", c.step, rep, err)
+		}
+		tg.Drain()
+		tg.WaitLine(t, time.Second, func(l string) bool { return l == c.want })
+		st, _ = Status(tg.Pid)
+		if c.action == "finished" {
+			if len(st.Patches) != 1 || st.Patches[0].StateName != "applied" {
+				t.Fatalf("after finish: %+v", st.Patches)
+			}
+			if _, err := Revert(tg.Pid, p.ID, Options{}); err != nil {
+				t.Fatal(err)
+			}
+		} else if len(st.Patches) != 0 {
+			t.Fatalf("after rollback: %+v", st.Patches)
+		}
+	}
+	assertRunning(t, tg.Pid)
+}

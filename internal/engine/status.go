@@ -16,8 +16,20 @@ var faultHook = func(step string) error { return nil }
 type PatchStatus struct {
 	record.Record
 	State record.State `json:"-"`
-	// StateName is State as text ("applied", "reverted", ...).
+	// StateName is State as text ("applied", "reverted", ...), or
+	// StateIncomplete for a region without a valid record.
 	StateName string `json:"state"`
+	// Problem explains an incomplete region.
+	Problem string `json:"problem,omitempty"`
+}
+
+// StateIncomplete names a patch region whose record was never completed.
+const StateIncomplete = "incomplete"
+
+// InTransition reports whether the patch was left half-way by an interrupted
+// hotpatch command; `hotpatch recover` settles it.
+func (p PatchStatus) InTransition() bool {
+	return p.StateName == StateIncomplete || p.State == record.StateApplying || p.State == record.StateReverting
 }
 
 // StatusReport lists the patches of one process.
@@ -49,7 +61,18 @@ func readRecords(pid int, maps []procmaps.Mapping) ([]PatchStatus, error) {
 		}
 		r, s, err := readRecord(func(a uint64, b []byte) error { return proc.ReadMem(pid, a, b) }, m.Start)
 		if err != nil {
-			return nil, fmt.Errorf("patch region at %#x of process %d: %w", m.Start, pid, err)
+			// hotpatch was interrupted after mapping the region and before its
+			// record was written: nothing can point into it yet.
+			id := strings.TrimPrefix(m.Path, "/memfd:"+record.NamePrefix)
+			size := uint64(0)
+			for _, n := range maps {
+				if n.Path == m.Path && n.Start >= m.Start && n.Start-m.Start == n.Offset {
+					size = max(size, n.End-m.Start)
+				}
+			}
+			out = append(out, PatchStatus{Record: record.Record{ID: id, Base: m.Start, Size: size},
+				StateName: StateIncomplete, Problem: err.Error()})
+			continue
 		}
 		out = append(out, PatchStatus{Record: *r, State: s, StateName: s.String()})
 	}

@@ -205,6 +205,8 @@ func Find(buildID string, pids []int) (matches []Match, gone []int, unreadable m
 		if pids, err = listPIDs(); err != nil {
 			return nil, nil, nil, st, err
 		}
+	} else {
+		pids = uniq(pids)
 	}
 	unreadable = map[int]error{}
 	for _, pid := range pids {
@@ -485,6 +487,8 @@ func patchRegions(pids []int, want func(id string) bool) (found map[int]bool, go
 		if pids, err = listPIDs(); err != nil {
 			return nil, nil, st, err
 		}
+	} else {
+		pids = uniq(pids)
 	}
 	found = map[int]bool{}
 	self := os.Getpid()
@@ -529,7 +533,7 @@ func Revert(id string, opt Options) (*Report, error) {
 	for _, pid := range gone {
 		rep.Results = append(rep.Results, Result{PID: pid, Result: Gone, Reason: "no such process"})
 	}
-	for _, pid := range opt.PIDs {
+	for _, pid := range uniq(opt.PIDs) {
 		if !found[pid] && !contains(gone, pid) {
 			e := fmt.Errorf("%w: process %d has no region of patch %q", engine.ErrNotApplied, pid, id)
 			rep.Results = append(rep.Results, Result{PID: pid, Command: comm(pid), Result: NotApplied, Reason: e.Error()})
@@ -562,6 +566,20 @@ func Revert(id string, opt Options) (*Report, error) {
 	rep.Results = append(rep.Results, results...)
 	rep.finish(start)
 	return rep, nil
+}
+
+// uniq returns the pids of s in increasing order without duplicates.
+func uniq(s []int) []int {
+	out := append([]int(nil), s...)
+	sort.Ints(out)
+	n := 0
+	for i, v := range out {
+		if i == 0 || v != out[n-1] {
+			out[n] = v
+			n++
+		}
+	}
+	return out[:n]
 }
 
 func contains(s []int, x int) bool {

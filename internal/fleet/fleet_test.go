@@ -475,3 +475,22 @@ func TestFindSkipsSelf(t *testing.T) {
 		t.Errorf("matches %+v gone %v unreadable %v", m, gone, bad)
 	}
 }
+
+func TestUniq(t *testing.T) {
+	for _, c := range []struct{ in, want []int }{
+		{nil, nil},
+		{[]int{3}, []int{3}},
+		{[]int{5, 1, 5, 3, 1}, []int{1, 3, 5}},
+	} {
+		got := uniq(c.in)
+		if len(got) != len(c.want) {
+			t.Errorf("uniq(%v) = %v", c.in, got)
+			continue
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Errorf("uniq(%v) = %v", c.in, got)
+			}
+		}
+	}
+}

@@ -4,9 +4,17 @@
  *
  * THREADS threads in all (the main thread is one of them) call compute() and
  * check every result: before the patch compute(x) == 2x+1, after it 3x+1
- * (bench_fix.c). "busy" threads call it in a tight loop, as a CPU-bound
- * service would; "idle" threads call it once per 100 ms and otherwise sleep
- * in nanosleep, as a mostly idle service blocked in the kernel would.
+ * (bench_fix.c). "busy" threads never sleep: they call it, then do about a
+ * microsecond of other work (work()), as a CPU-bound service would; "idle"
+ * threads call it once per 100 ms and otherwise sleep in nanosleep, as a
+ * mostly idle service blocked in the kernel would.
+ *
+ * Why not call compute back to back: hotpatch's default (stack) consistency
+ * model waits for a moment when no thread is inside a function being
+ * replaced. A thread that spends most of its time inside compute makes such
+ * moments rare, and with 256 of them, nonexistent: that would measure the
+ * retry loop, not the pause. With ~0.2% of each thread's time in compute,
+ * a stop finds every thread outside it most of the time.
  * memfn0..memfn7 exist only to be patched one by one by the memory benchmark.
  * A wrong result is printed to stderr and makes the process exit with 3, so
  * the benchmark notices it. "ready" is printed once every thread runs. */
@@ -36,12 +44,24 @@ static void check(long x) {
 	}
 }
 
+/* work stands for the rest of a service's code: ~1 µs of dependent
+ * multiplications that the compiler cannot remove. */
+static volatile unsigned long sink;
+static void work(void) {
+	unsigned long a = sink;
+	for (int k = 0; k < 400; k++)
+		a = a * 6364136223846793005UL + k;
+	sink = a;
+}
+
 static void *worker(void *arg) {
 	(void)arg;
 	__atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
 	for (long i = 1;; i++) {
 		check(i);
-		if (!busy) {
+		if (busy)
+			work();
+		else {
 			struct timespec ts = {0, 100 * 1000 * 1000};
 			nanosleep(&ts, NULL);
 		}

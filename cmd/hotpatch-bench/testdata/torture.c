@@ -1,7 +1,7 @@
 /* Target for the torture run: THREADS threads (the main thread, which
  * reports, is one of them) call the patched functions and check every result.
  *
- * usage: torture THREADS SLEEPERS
+ * usage: torture THREADS SLEEPERS [WORK]
  *
  * Each function has an old result (this file) and a new one (torture_fix.c);
  * a call may return either, depending on whether the patch was applied when
@@ -9,7 +9,12 @@
  * sleep 200 µs in nanosleep between calls and check that nanosleep never
  * fails: ptrace stops and system calls injected on a sleeping thread must be
  * invisible to it (the kernel restarts the sleep, see restart_syscall(2)).
- * The others spin. Every 20 ms the main thread prints
+ * The others spin: after each round of calls they do WORK (default 400)
+ * multiply-adds, ~1 µs, standing for the rest of a service's code. Without
+ * it a thread would be inside a patched function most of the time, and
+ * hotpatch's default (stack) consistency model, which waits for a moment
+ * when no thread is inside a function being replaced, would (rightly) find
+ * none among 56 spinners. Every 20 ms the main thread prints
  *     stat calls=N old=N new=N wrong=N syserr=N threads=N mono=NS
  * (mono: CLOCK_MONOTONIC in ns when the line was made, so that the reader can
  * tell a line made after a given moment),
@@ -50,6 +55,15 @@ static struct counters *ctr;
 static int nworkers, nsleepers;
 static volatile int started;
 static volatile int reported;
+static int work_iters = 400;
+static volatile unsigned long sink;
+
+static void work(void) {
+	unsigned long a = sink;
+	for (int k = 0; k < work_iters; k++)
+		a = a * 6364136223846793005UL + k;
+	sink = a;
+}
 
 static void bad(const char *what, long x, long got, long a, long b) {
 	if (__atomic_add_fetch(&reported, 1, __ATOMIC_RELAXED) <= 10)
@@ -78,7 +92,9 @@ static void *worker(void *arg) {
 		one(c, "t_mix", i, t_mix(i, id), mix_old(i, id), mix_new(i, id));
 		one(c, "t_loop", i, t_loop(i), loop_old(i), loop_new(i));
 		__atomic_store_n(&c->calls, c->calls + 3, __ATOMIC_RELAXED);
-		if (sleeper) {
+		if (!sleeper)
+			work();
+		else {
 			struct timespec ts = {0, 200 * 1000};
 			if (nanosleep(&ts, NULL) != 0) {
 				__atomic_store_n(&c->syserr, c->syserr + 1, __ATOMIC_RELAXED);
@@ -103,8 +119,8 @@ static int count_threads(void) {
 }
 
 int main(int argc, char **argv) {
-	if (argc != 3) {
-		fprintf(stderr, "usage: torture THREADS SLEEPERS\n");
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: torture THREADS SLEEPERS [WORK]\n");
 		return 2;
 	}
 	/* Optional: run at lower priority, so a torture run inside a shared CI
@@ -116,6 +132,8 @@ int main(int argc, char **argv) {
 	int n = atoi(argv[1]);
 	nsleepers = atoi(argv[2]);
 	nworkers = n - 1;
+	if (argc == 4)
+		work_iters = atoi(argv[3]);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ctr = aligned_alloc(64, sizeof(struct counters) * (nworkers + 1));
 	memset(ctr, 0, sizeof(struct counters) * (nworkers + 1));

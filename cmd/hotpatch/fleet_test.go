@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/fleet"
+	"github.com/hotpatch/hotpatch/internal/testutil"
+)
+
+// runCLI runs hotpatch with args as main does and returns stdout, stderr
+// and the exit code.
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := newRoot(&out, &errb)
+	root.SetArgs(args)
+	code := report(root.Execute(), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// TestFleetCLI drives apply, status and revert without --pid and with
+// several, in text and JSON, against real processes sharing a library.
+func TestFleetCLI(t *testing.T) {
+	testutil.NeedGCC(t)
+	testutil.NeedPtrace(t)
+	d := t.TempDir()
+	src := func(n string) string { return filepath.Join("..", "..", "internal", "fleet", "testdata", n) }
+	flags := []string{"-O2", "-g", "-flive-patching=inline-clone", "-Wl,--build-id"}
+	lib := testutil.Compile(t, filepath.Join(d, "libfleet.so"), append([]string{src("libfleet.c"), "-fPIC", "-shared"}, flags...)...)
+	app := testutil.Compile(t, filepath.Join(d, "app"), append([]string{src("app.c"), "-L" + d, "-lfleet", "-Wl,-rpath," + d}, flags...)...)
+	tracer := testutil.Compile(t, filepath.Join(d, "tracer"), src("tracer.c"))
+	obj := testutil.Compile(t, filepath.Join(d, "new.o"), src("libfleet_new.c"), "-O2", "-fPIC", "-ffunction-sections", "-fdata-sections", "-c")
+	hp := filepath.Join(d, "fix.hp")
+	if out, errs, code := runCLI(t, "build", "--target", lib, "--new", obj, "-o", hp, "--id", "fleet-cli-fix"); code != 0 {
+		t.Fatalf("build: %d %s %s", code, out, errs)
+	}
+
+	var ts []*testutil.Target
+	var pidArgs []string
+	for i := 0; i < 6; i++ {
+		tg := testutil.Start(t, app)
+		ts = append(ts, tg)
+		pidArgs = append(pidArgs, "--pid", strconv.Itoa(tg.Pid))
+	}
+	for _, tg := range ts {
+		tg.WaitLine(t, 10*time.Second, func(l string) bool { return l != "" })
+	}
+
+	// apply with no --pid, JSON.
+	out, errs, code := runCLI(t, "apply", hp, "--allow-unsigned", "--jobs", "3", "--json")
+	if code != 0 {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	var rep fleet.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("apply JSON: %v\n%s", err, out)
+	}
+	if rep.Summary.Applied != 6 || len(rep.Results) != 6 || rep.Operation != "apply" {
+		t.Fatalf("apply: %+v", rep)
+	}
+
+	// status with no --pid lists them; with two --pid, only those two.
+	out, _, code = runCLI(t, "status", "--json")
+	var st struct{ Processes []fleet.ProcessStatus }
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil {
+		t.Fatalf("status: %d %v\n%s", code, err, out)
+	}
+	listed := map[int]bool{}
+	for _, p := range st.Processes {
+		for _, ps := range p.Patches {
+			if ps.ID == "fleet-cli-fix" && ps.StateName == "applied" {
+				listed[p.PID] = true
+			}
+		}
+	}
+	for _, tg := range ts {
+		if !listed[tg.Pid] {
+			t.Errorf("status does not list %d", tg.Pid)
+		}
+	}
+	out, _, code = runCLI(t, append([]string{"status"}, pidArgs[:4]...)...)
+	if code != 0 || strings.Count(out, "fleet-cli-fix  applied") != 2 || !strings.Contains(out, "2 patched process(es)") {
+		t.Errorf("status of two: %d\n%s", code, out)
+	}
+
+	// revert with no --pid, text: a table and a summary line.
+	out, errs, code = runCLI(t, "revert", "fleet-cli-fix")
+	if code != 0 || !strings.Contains(out, "PID") || !strings.Contains(out, "6 reverted") {
+		t.Fatalf("revert: %d\n%s\n%s", code, out, errs)
+	}
+	out, _, code = runCLI(t, "revert", "fleet-cli-fix")
+	if code != 0 || !strings.Contains(out, "no process has the patch") {
+		t.Errorf("second revert: %d\n%s", code, out)
+	}
+
+	// --all-or-none with one process held by another tracer: non-zero exit
+	// (5: cannot trace), one JSON document, nobody left patched.
+	tr := testutil.Start(t, tracer, strconv.Itoa(ts[2].Pid))
+	tr.WaitLine(t, 5*time.Second, func(l string) bool { return l == "seized" })
+	out, errs, code = runCLI(t, append([]string{"apply", hp, "--allow-unsigned", "--all-or-none", "--json"}, pidArgs...)...)
+	if code != exitPermission {
+		t.Errorf("all-or-none: exit %d, want %d\n%s", code, exitPermission, errs)
+	}
+	var doc struct {
+		fleet.Report
+		Error    string `json:"error"`
+		ExitCode int    `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("all-or-none: not one JSON document: %v\n%s", err, out)
+	}
+	if doc.Summary.Failed != 1 || doc.Summary.RolledBack+doc.Summary.Skipped != 5 || doc.Error == "" || doc.ExitCode != exitPermission {
+		t.Errorf("all-or-none report: %+v", doc)
+	}
+	out, _, _ = runCLI(t, append([]string{"status"}, pidArgs...)...)
+	if strings.Contains(out, "fleet-cli-fix  applied") {
+		t.Errorf("a process stayed patched after --all-or-none:\n%s", out)
+	}
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+)
+
+// workerEnv marks the process that does the work of apply, revert and recover.
+const workerEnv = "HOTPATCH_WORKER"
+
+// runInWorker runs the commands that stop and change a target in a child
+// process in its own session, and relays its exit code.
+//
+// Why: while the target is stopped, hotpatch briefly lends a thread's
+// registers to an injected system call. If the tracer died at that moment,
+// the kernel would detach the thread and let it run with those registers.
+// Killing the command an operator started (Ctrl-C, kill -9, a CI timeout)
+// therefore must not kill the tracer: the worker is not in the terminal's
+// process group and is not the process the operator holds, so it always
+// finishes or rolls back its transaction (a few milliseconds) and exits. Its
+// output goes to the same stdout and stderr. Killing the worker itself is the
+// residual risk documented in docs/safety.md.
+//
+// It returns ok=false when the current process should do the work itself:
+// it is the worker, the command does not touch a process, or help is asked.
+func runInWorker(args []string) (code int, ok bool) {
+	if os.Getenv(workerEnv) != "" || os.Getenv("HOTPATCH_INPROCESS") != "" {
+		return 0, false
+	}
+	sub := ""
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "help" {
+			return 0, false
+		}
+		if sub == "" && !strings.HasPrefix(a, "-") {
+			sub = a
+		}
+	}
+	switch sub {
+	case "apply", "revert", "recover":
+	default:
+		return 0, false
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, false
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), workerEnv+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, false
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ee.ExitCode() >= 0 {
+			return ee.ExitCode(), true
+		}
+		return exitFailure, true
+	}
+	if err != nil {
+		return exitFailure, true
+	}
+	return exitOK, true
+}

@@ -1,0 +1,2 @@
+int shared = 5;
+int unchanged(int x) { return x + shared; }

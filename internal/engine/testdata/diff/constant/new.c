@@ -1,4 +1,0 @@
-#include "../harness.h"
-__attribute__((noinline)) long compute(long x) { return x * 3; }
-long step(long i) { return compute(i); }
-const char *word(long i) { (void)i; return "-"; }

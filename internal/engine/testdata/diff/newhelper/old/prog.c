@@ -1,0 +1,4 @@
+#include "../../harness.h"
+__attribute__((noinline)) long compute(long x) { return x + 1; }
+long step(long i) { return compute(i); }
+const char *word(long i) { (void)i; return "-"; }

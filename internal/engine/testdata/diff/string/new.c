@@ -1,3 +1,0 @@
-#include "../harness.h"
-long step(long i) { return i; }
-__attribute__((noinline)) const char *word(long i) { return i % 3 ? (i % 2 ? "odd" : "even") : "fizz"; }
