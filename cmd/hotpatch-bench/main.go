@@ -297,11 +297,11 @@ func printTable(w io.Writer, r *Results) {
 	fmt.Fprintf(w, "machine: %s, %d CPUs, Linux %s, %s, gcc %s, load %s\n\n", m.CPU, m.CPUs, m.Kernel, m.Go, m.GCC, m.Load)
 	if len(r.Pause) > 0 {
 		fmt.Fprintf(w, "PAUSE (threads stopped, first stop to last resume; %d runs each)\n", r.Pause[0].Apply.N)
-		fmt.Fprintf(w, "%-8s %-5s %-9s %11s %11s %11s %11s %11s %8s\n", "threads", "load", "realtime",
-			"apply p50", "apply p99", "revert p50", "revert p99", "apply wall", "retries")
+		fmt.Fprintf(w, "%-8s %-5s %-9s %11s %11s %11s %11s %11s %8s %8s\n", "threads", "load", "realtime",
+			"apply p50", "apply p99", "revert p50", "revert p99", "apply wall", "retries", "refused")
 		for _, p := range r.Pause {
-			fmt.Fprintf(w, "%-8d %-5s %-9v %11s %11s %11s %11s %11s %8d\n", p.Threads, p.Load, p.Realtime,
-				us(p.Apply.Median), us(p.Apply.P99), us(p.Revert.Median), us(p.Revert.P99), us(p.ApplyElapsed), p.Retries)
+			fmt.Fprintf(w, "%-8d %-5s %-9v %11s %11s %11s %11s %11s %8d %8d\n", p.Threads, p.Load, p.Realtime,
+				us(p.Apply.Median), us(p.Apply.P99), us(p.Revert.Median), us(p.Revert.P99), us(p.ApplyElapsed), p.Retries, p.Failures)
 		}
 		fmt.Fprintln(w)
 	}
@@ -343,8 +343,8 @@ func printTable(w io.Writer, r *Results) {
 
 func printTorture(w io.Writer, r *TortureResult) {
 	fmt.Fprintf(w, "TORTURE (%d threads, %v)\n", r.Threads, r.Duration.Round(time.Millisecond))
-	fmt.Fprintf(w, "  cycles          %d (apply+revert), %d failed operations, %d retries, %d effect checks\n",
-		r.Cycles, r.Failures, r.Retries, r.Checks)
+	fmt.Fprintf(w, "  cycles          %d (apply+revert), %d failed operations, %d transient refusals, %d retries, %d effect checks\n",
+		r.Cycles, r.Failures, r.Transient, r.Retries, r.Checks)
 	fmt.Fprintf(w, "  calls checked   %d (old %d, new %d)\n", r.Calls, r.OldCalls, r.NewCalls)
 	fmt.Fprintf(w, "  wrong results   %d\n", r.Wrong)
 	fmt.Fprintf(w, "  syscall errors  %d\n", r.SysErr)

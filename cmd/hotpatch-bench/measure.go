@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/engine"
 	"github.com/hotpatch/hotpatch/internal/fleet"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/proc"
 )
 
 // bench holds what the measurements share: the work directory with the
@@ -49,17 +51,41 @@ func newBench(w *workdir, log io.Writer) (*bench, error) {
 	return b, nil
 }
 
-// cycle applies and reverts b.patch once in pid.
-func (b *bench) cycle(pid int, opt engine.Options) (*engine.ApplyReport, *engine.RevertReport, error) {
-	ar, err := engine.Apply(pid, b.patch, opt)
-	if err != nil {
-		return nil, nil, fmt.Errorf("apply to %d: %w", pid, err)
+// transient reports whether err is a refusal that leaves the target as it
+// was and may succeed later: a wait on the target that timed out (on a
+// loaded machine the tracer may not get a CPU in time), no safe moment to
+// write within the engine's timeout, or another hotpatch at work.
+func transient(err error) bool {
+	return errors.Is(err, proc.ErrTimeout) || errors.Is(err, engine.ErrUnsafe) || errors.Is(err, engine.ErrBusy)
+}
+
+// revertRetry reverts id in pid, retrying transient failures a few times.
+func revertRetry(pid int, id string, opt engine.Options) (*engine.RevertReport, int, error) {
+	var failed int
+	for {
+		rr, err := engine.Revert(pid, id, opt)
+		if err == nil || !transient(err) || failed >= 5 {
+			if err != nil {
+				err = fmt.Errorf("revert in %d: %w", pid, err)
+			}
+			return rr, failed, err
+		}
+		failed++
 	}
-	rr, err := engine.Revert(pid, b.patch.ID, opt)
+}
+
+// cycle applies and reverts b.patch once in pid. failed counts transient
+// failures (apply is not retried: the caller counts and goes on).
+func (b *bench) cycle(pid int, opt engine.Options) (ar *engine.ApplyReport, rr *engine.RevertReport, failed int, err error) {
+	ar, err = engine.Apply(pid, b.patch, opt)
 	if err != nil {
-		return ar, nil, fmt.Errorf("revert in %d: %w", pid, err)
+		if transient(err) {
+			return nil, nil, 1, nil
+		}
+		return nil, nil, 0, fmt.Errorf("apply to %d: %w", pid, err)
 	}
-	return ar, rr, nil
+	rr, failed, err = revertRetry(pid, b.patch.ID, opt)
+	return ar, rr, failed, err
 }
 
 // PauseRow is the pause of one target configuration.
@@ -72,7 +98,10 @@ type PauseRow struct {
 	// Retries counts stop windows that found a thread inside the bytes to
 	// replace and had to resume and try again (only the last window of an
 	// operation is its pause).
-	Retries        int           `json:"retries"`
+	Retries int `json:"retries"`
+	// Failures counts operations refused transiently (see transient) and
+	// not counted in the sample; the target was left as it was.
+	Failures       int           `json:"transient_failures"`
 	ApplyElapsed   time.Duration `json:"apply_elapsed_median_ns"`
 	RevertElapsed  time.Duration `json:"revert_elapsed_median_ns"`
 	ApplyWallClock time.Duration `json:"-"`
@@ -92,14 +121,21 @@ func (b *bench) pause(threads int, load string, realtime bool, runs int) (PauseR
 	}
 	opt := engine.Options{Realtime: realtime}
 	// One untimed cycle warms the page cache and the target's code paths.
-	if _, _, err := b.cycle(p.pid, opt); err != nil {
+	if _, _, _, err := b.cycle(p.pid, opt); err != nil {
 		return row, err
 	}
 	var ap, rp, ae, re []time.Duration
-	for range runs {
-		ar, rr, err := b.cycle(p.pid, opt)
+	for len(ap) < runs {
+		ar, rr, failed, err := b.cycle(p.pid, opt)
 		if err != nil {
 			return row, err
+		}
+		row.Failures += failed
+		if row.Failures > runs {
+			return row, fmt.Errorf("%d transient failures in %d runs: the machine is too busy", row.Failures, len(ap))
+		}
+		if ar == nil {
+			continue
 		}
 		ap, rp = append(ap, ar.Pause), append(rp, rr.Pause)
 		ae, re = append(ae, ar.Elapsed), append(re, rr.Elapsed)
@@ -165,7 +201,7 @@ func (b *bench) latency(runs int) (Latency, error) {
 	pid := strconv.Itoa(p.pid)
 	var ap, rp, ep []time.Duration
 	for i := range runs + 1 {
-		da, ra, err := b.runHotpatch("apply", b.w.path(b.patchHP), "--pid", pid)
+		da, ra, err := b.runHotpatch("apply", b.w.path(b.patchHP), "--pid", pid, "--allow-unsigned")
 		if err != nil {
 			return l, err
 		}
@@ -173,14 +209,18 @@ func (b *bench) latency(runs int) (Latency, error) {
 		if err != nil {
 			return l, err
 		}
-		ar, _, err := b.cycle(p.pid, engine.Options{})
+		ar, _, _, err := b.cycle(p.pid, engine.Options{})
 		if err != nil {
 			return l, err
 		}
+
 		if i == 0 {
 			continue // warm-up
 		}
-		ap, rp, ep = append(ap, da), append(rp, dr), append(ep, ar.Elapsed)
+		ap, rp = append(ap, da), append(rp, dr)
+		if ar != nil { // nil: refused transiently, no sample
+			ep = append(ep, ar.Elapsed)
+		}
 		l.PeakRSSKiB = max(l.PeakRSSKiB, ra, rr)
 	}
 	if p.exited() {
@@ -208,7 +248,7 @@ type ScaleRow struct {
 // them with internal/fleet (jobs processes at once), then reverts it.
 func (b *bench) scale(n, jobs int) (ScaleRow, error) {
 	row := ScaleRow{Procs: n, Jobs: jobs}
-	var ps []*proc
+	var ps []*child
 	defer func() {
 		for _, p := range ps {
 			p.kill()
@@ -314,7 +354,7 @@ func (b *bench) overhead(rounds, windows int, window time.Duration) (Overhead, e
 	}
 	defer pf.kill()
 	syscall.Kill(pf.pid, syscall.SIGSTOP)
-	sample := func(p *proc) ([]float64, error) {
+	sample := func(p *child) ([]float64, error) {
 		syscall.Kill(p.pid, syscall.SIGCONT)
 		defer syscall.Kill(p.pid, syscall.SIGSTOP)
 		p.drain()

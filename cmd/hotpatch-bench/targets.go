@@ -105,8 +105,8 @@ func (w *workdir) patch(bin, obj, id, out string) (*patchfile.Patch, error) {
 	return q, nil
 }
 
-// proc is a running target whose stdout is read line by line.
-type proc struct {
+// child is a running target whose stdout is read line by line.
+type child struct {
 	cmd    *exec.Cmd
 	pid    int
 	lines  chan string
@@ -137,14 +137,14 @@ func (l *lockedBuffer) String() string {
 
 // start runs bin with args and env (added to ours). Lines nobody reads are
 // dropped when the buffer is full, so the target never blocks on stdout.
-func start(env []string, bin string, args ...string) (*proc, error) {
+func start(env []string, bin string, args ...string) (*child, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{cmd: cmd, lines: make(chan string, 256), done: make(chan struct{}), stderr: &lockedBuffer{}}
+	p := &child{cmd: cmd, lines: make(chan string, 256), done: make(chan struct{}), stderr: &lockedBuffer{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
@@ -166,7 +166,7 @@ func start(env []string, bin string, args ...string) (*proc, error) {
 }
 
 // exited reports whether the target has exited.
-func (p *proc) exited() bool {
+func (p *child) exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -176,12 +176,12 @@ func (p *proc) exited() bool {
 }
 
 // exitErr describes how the target ended.
-func (p *proc) exitErr() error {
+func (p *child) exitErr() error {
 	return fmt.Errorf("%w: pid %d: %v; stderr: %s", ErrTargetExited, p.pid, p.err, strings.TrimSpace(p.stderr.String()))
 }
 
 // waitLine returns the first line for which match is true, within d.
-func (p *proc) waitLine(d time.Duration, match func(string) bool) (string, error) {
+func (p *child) waitLine(d time.Duration, match func(string) bool) (string, error) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
@@ -200,13 +200,13 @@ func (p *proc) waitLine(d time.Duration, match func(string) bool) (string, error
 }
 
 // waitReady waits for the "ready" line every target prints once its threads run.
-func (p *proc) waitReady() error {
+func (p *child) waitReady() error {
 	_, err := p.waitLine(30*time.Second, func(l string) bool { return strings.HasPrefix(l, "ready") })
 	return err
 }
 
 // drain discards buffered lines.
-func (p *proc) drain() {
+func (p *child) drain() {
 	for {
 		select {
 		case <-p.lines:
@@ -217,7 +217,7 @@ func (p *proc) drain() {
 }
 
 // kill ends the target and waits for it.
-func (p *proc) kill() {
+func (p *child) kill() {
 	p.cmd.Process.Kill()
 	<-p.done
 }

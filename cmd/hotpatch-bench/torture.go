@@ -30,14 +30,18 @@ type TortureConfig struct {
 	// Budget, when positive, stops starting new cycles once it has passed
 	// since the target started (a time bound for tests on busy machines).
 	Budget time.Duration
-	Log        io.Writer     // progress, may be nil
+	Log    io.Writer // progress, may be nil
 }
 
 // TortureResult is what a torture run found.
 type TortureResult struct {
 	Threads  int `json:"threads"`
 	Cycles   int `json:"cycles"`   // completed apply+revert cycles
-	Failures int `json:"failures"` // apply or revert calls that returned an error
+	Failures int `json:"failures"` // apply or revert calls that returned an error (transient ones excepted)
+	// Transient counts operations refused with the target left as it was and
+	// worth retrying (see transient): a timeout on a loaded machine, no safe
+	// moment within the engine's timeout. Not a failure, but reported.
+	Transient int `json:"transient"`
 	// Wrong results the target saw (a call returned neither the old nor the
 	// new function's value), and failed system calls (nanosleep returning
 	// an error: a stop must be invisible to a sleeping thread).
@@ -112,6 +116,14 @@ func torture(w *workdir, cfg TortureConfig) (*TortureResult, error) {
 		}
 		check := cfg.CheckEvery > 0 && i%cfg.CheckEvery == 0
 		ar, err := engine.Apply(p.pid, patch, opt)
+		if err != nil && transient(err) {
+			// Left as it was: the patch must not be applied.
+			res.Transient++
+			if st, serr := engine.Status(p.pid); serr == nil && len(st.Patches) != 0 {
+				fail(fmt.Errorf("cycle %d: apply failed (%v) but left %d patch records", i, err, len(st.Patches)))
+			}
+			continue
+		}
 		if err != nil {
 			fail(fmt.Errorf("cycle %d: apply: %w", i, err))
 			continue
@@ -123,10 +135,11 @@ func torture(w *workdir, cfg TortureConfig) (*TortureResult, error) {
 				fail(fmt.Errorf("cycle %d: after apply: %w", i, err))
 			}
 		}
-		rr, err := engine.Revert(p.pid, patch.ID, opt)
+		rr, failed, err := revertRetry(p.pid, patch.ID, opt)
+		res.Transient += failed
 		if err != nil {
-			fail(fmt.Errorf("cycle %d: revert: %w", i, err))
-			continue
+			fail(fmt.Errorf("cycle %d: %w", i, err))
+			break // the patch may still be applied: the next apply would only say so
 		}
 		rp = append(rp, rr.Pause)
 		res.Retries += rr.Attempts - 1
@@ -180,7 +193,7 @@ func monoNow() int64 {
 }
 
 // statAfter returns the first stat line the target made after mono.
-func statAfter(p *proc, mono int64) (statLine, error) {
+func statAfter(p *child, mono int64) (statLine, error) {
 	var s statLine
 	_, err := p.waitLine(10*time.Second, func(l string) bool {
 		var ok bool
@@ -193,7 +206,7 @@ func statAfter(p *proc, mono int64) (statLine, error) {
 // waitEffect checks that the patch is in effect (applied: the new functions'
 // results keep coming) or not (their count stops growing, allowing for
 // calls that were already inside the new code).
-func waitEffect(p *proc, applied bool) error {
+func waitEffect(p *child, applied bool) error {
 	prev, err := statAfter(p, monoNow())
 	if err != nil {
 		return err

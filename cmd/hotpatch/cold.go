@@ -230,8 +230,10 @@ func verifyBundle(path string, t *trustFlags, allowUnsigned bool) (*patchfile.Pa
 	switch {
 	case err == nil:
 		rep.Trusted, rep.Source = true, k.Source
-	case errors.Is(err, sign.ErrBadSignature) || !allowUnsigned:
-		return nil, rep, fmt.Errorf("%s: %w (trust the signer's public key with --trust or in %s, or accept it with --allow-unsigned)", path, err, t.dir)
+	case errors.Is(err, sign.ErrBadSignature):
+		return nil, rep, fmt.Errorf("%s: %w", path, err)
+	case !allowUnsigned:
+		return nil, rep, fmt.Errorf("%s: %w (trust the signer's public key with --trust or in %s; apply accepts it anyway with --allow-unsigned)", path, err, t.dir)
 	default:
 		rep.Warning = err.Error() + " (accepted: --allow-unsigned)"
 	}
@@ -297,6 +299,8 @@ func (f *applyBundleFlags) open(cmd *cobra.Command, path string) (p *patchfile.P
 	w := cmd.OutOrStdout()
 	if sr.Warning != "" {
 		fmt.Fprintf(cmd.ErrOrStderr(), "hotpatch: warning: %s\n", sr.Warning)
+	} else if !jsonOut {
+		fmt.Fprintf(w, "patch %s: intact, signed by trusted key %s (%s)\n", p.ID, sr.KeyID, sr.Source)
 	}
 	var res *coldpatch.Result
 	switch {

@@ -125,7 +125,8 @@ func printFleetReport(cmd *cobra.Command, rep *fleet.Report) error {
 			if reason == "" && r.Deleted {
 				reason = r.Target + " (deleted)"
 			}
-			fmt.Fprintf(w, "%-8d %-16s %-16s %10s  %s\n", r.PID, r.Command, r.Result, pause, reason)
+			line := fmt.Sprintf("%-8d %-16s %-16s %10s  %s", r.PID, r.Command, r.Result, pause, reason)
+			fmt.Fprintln(w, strings.TrimRight(line, " "))
 		}
 	}
 	fmt.Fprintln(w, summaryLine(rep))

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,12 +34,15 @@ func TestFleetCLI(t *testing.T) {
 	d := t.TempDir()
 	src := func(n string) string { return filepath.Join("..", "..", "internal", "fleet", "testdata", n) }
 	flags := []string{"-O2", "-g", "-flive-patching=inline-clone", "-Wl,--build-id"}
-	lib := testutil.Compile(t, filepath.Join(d, "libfleet.so"), append([]string{src("libfleet.c"), "-fPIC", "-shared"}, flags...)...)
+	// SALT: a build-id of this run's own (host-wide applies of parallel test
+	// runs must not find each other's processes).
+	lib := testutil.Compile(t, filepath.Join(d, "libfleet.so"), append([]string{src("libfleet.c"), "-fPIC", "-shared", `-DSALT="` + d + `"`}, flags...)...)
 	app := testutil.Compile(t, filepath.Join(d, "app"), append([]string{src("app.c"), "-L" + d, "-lfleet", "-Wl,-rpath," + d}, flags...)...)
 	tracer := testutil.Compile(t, filepath.Join(d, "tracer"), src("tracer.c"))
 	obj := testutil.Compile(t, filepath.Join(d, "new.o"), src("libfleet_new.c"), "-O2", "-fPIC", "-ffunction-sections", "-fdata-sections", "-c")
 	hp := filepath.Join(d, "fix.hp")
-	if out, errs, code := runCLI(t, "build", "--target", lib, "--new", obj, "-o", hp, "--id", "fleet-cli-fix"); code != 0 {
+	id := fmt.Sprintf("fleet-cli-fix-%d", os.Getpid())
+	if out, errs, code := runCLI(t, "build", "--target", lib, "--new", obj, "-o", hp, "--id", id); code != 0 {
 		t.Fatalf("build: %d %s %s", code, out, errs)
 	}
 
@@ -74,7 +79,7 @@ func TestFleetCLI(t *testing.T) {
 	listed := map[int]bool{}
 	for _, p := range st.Processes {
 		for _, ps := range p.Patches {
-			if ps.ID == "fleet-cli-fix" && ps.StateName == "applied" {
+			if ps.ID == id && ps.StateName == "applied" {
 				listed[p.PID] = true
 			}
 		}
@@ -85,16 +90,16 @@ func TestFleetCLI(t *testing.T) {
 		}
 	}
 	out, _, code = runCLI(t, append([]string{"status"}, pidArgs[:4]...)...)
-	if code != 0 || strings.Count(out, "fleet-cli-fix  applied") != 2 || !strings.Contains(out, "2 patched process(es)") {
+	if code != 0 || strings.Count(out, id+"  applied") != 2 || !strings.Contains(out, "2 patched process(es)") {
 		t.Errorf("status of two: %d\n%s", code, out)
 	}
 
 	// revert with no --pid, text: a table and a summary line.
-	out, errs, code = runCLI(t, "revert", "fleet-cli-fix")
+	out, errs, code = runCLI(t, "revert", id)
 	if code != 0 || !strings.Contains(out, "PID") || !strings.Contains(out, "6 reverted") {
 		t.Fatalf("revert: %d\n%s\n%s", code, out, errs)
 	}
-	out, _, code = runCLI(t, "revert", "fleet-cli-fix")
+	out, _, code = runCLI(t, "revert", id)
 	if code != 0 || !strings.Contains(out, "no process has the patch") {
 		t.Errorf("second revert: %d\n%s", code, out)
 	}
@@ -119,7 +124,7 @@ func TestFleetCLI(t *testing.T) {
 		t.Errorf("all-or-none report: %+v", doc)
 	}
 	out, _, _ = runCLI(t, append([]string{"status"}, pidArgs...)...)
-	if strings.Contains(out, "fleet-cli-fix  applied") {
+	if strings.Contains(out, id+"  applied") {
 		t.Errorf("a process stayed patched after --all-or-none:\n%s", out)
 	}
 }

@@ -196,3 +196,34 @@ func ForMachine(m elf.Machine) (Arch, error) {
 	}
 	return nil, fmt.Errorf("%w: %v", ErrUnsupportedArch, m)
 }
+
+// PaddedRedirect is a redirect through padding reserved above a function
+// (GCC/Clang -fpatchable-function-entry=N,M), the Windows hotpatch scheme: a
+// long jump written into the padding, which nothing executes, and a short jump
+// at the entry that reaches it.
+type PaddedRedirect struct {
+	// Pad is the long jump written into the padding above the entry.
+	Pad Redirect
+	// Entry is the short jump written at the entry (after a landing pad).
+	Entry Redirect
+	// Order lists the offsets of Entry's bytes in the order they must be
+	// written, one single-byte store at a time, when applying; reverting
+	// writes Entry.Orig in the reverse order. Every intermediate state decodes
+	// as valid instructions for a thread at any byte of the entry, so running
+	// threads need not be stopped (see the implementation for the argument).
+	Order []int
+}
+
+// PaddedRedirector is implemented by architectures that support patch-ready
+// functions.
+type PaddedRedirector interface {
+	// PaddingBefore is how many bytes of padding above the entry the scheme
+	// uses (M in -fpatchable-function-entry=N,M).
+	PaddingBefore() int
+	// PlanPadded plans a padded redirect of fn to dest. pre holds the
+	// PaddingBefore() bytes just before fn.Addr. ok is false (with a reason)
+	// when the function is not patch-ready: the padding and the entry do not
+	// hold the compiler's NOPs (or this scheme's jumps to dest, for a
+	// re-apply), or dest is out of reach of the padding's jump.
+	PlanPadded(fn Func, pre []byte, dest uint64) (r PaddedRedirect, ok bool, why string)
+}

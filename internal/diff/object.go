@@ -30,6 +30,10 @@ type rel struct {
 	pos    int // file offset of the entry (for rewriting)
 }
 
+// maxSection bounds section sizes (as the patch linker does), so that a
+// hostile object cannot make Compare allocate unbounded zeroed .bss copies.
+const maxSection = 256 << 20
+
 const (
 	symEntSize  = 24 // sizeof(Elf64_Sym)
 	relaEntSize = 24 // sizeof(Elf64_Rela)
@@ -52,6 +56,9 @@ func parse(data []byte) (o *object, err error) {
 	for i, s := range f.Sections {
 		if s.Type != elf.SHT_NOBITS && s.Type != elf.SHT_NULL && (s.Offset > uint64(len(data)) || s.FileSize > uint64(len(data))-s.Offset) {
 			return nil, fmt.Errorf("%w: section %s lies outside the file", ErrBadObject, s.Name)
+		}
+		if s.Size > maxSection {
+			return nil, fmt.Errorf("%w: section %s is %d bytes, more than the %d-byte limit", ErrBadObject, s.Name, s.Size, maxSection)
 		}
 		if s.Type == elf.SHT_SYMTAB {
 			if o.symtab >= 0 {

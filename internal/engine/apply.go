@@ -30,6 +30,9 @@ type Options struct {
 	Realtime bool
 	// Consistency is ConsistencyStack (default) or ConsistencyEntry.
 	Consistency string
+	// NoReady disables the patch-ready path: patch-ready functions are then
+	// redirected with every thread stopped, like the others.
+	NoReady bool
 }
 
 func (o Options) consistency() (string, error) {
@@ -56,6 +59,9 @@ type FuncReport struct {
 	At    uint64 `json:"at"`
 	New   uint64 `json:"new"`
 	Kind  string `json:"kind"`
+	// Path is "patch-ready" (redirected through the padding above the entry
+	// without stopping the threads) or "stop" (all threads stopped).
+	Path string `json:"path"`
 }
 
 // ApplyReport is the result of Apply.
@@ -90,10 +96,12 @@ type prepared struct {
 }
 
 type plannedFunc struct {
-	spec   patchfile.Function
-	obj    int
-	fn     arch.Func
-	layout []uint64 // per-object link offsets, filled by link
+	spec patchfile.Function
+	obj  int
+	fn   arch.Func
+	// pre holds the bytes above the entry of a patch-ready function (listed
+	// in __patchable_function_entries); nil otherwise.
+	pre []byte
 }
 
 func prepare(pid int, p *patchfile.Patch) (*prepared, error) {
@@ -155,8 +163,11 @@ func prepare(pid int, p *patchfile.Patch) (*prepared, error) {
 			tail, _ = mod.f.ReadVirt(f.Addr+f.Size, int(n))
 		}
 		entry := f.Addr + mod.Bias
-		pp.funcs = append(pp.funcs, plannedFunc{spec: f, obj: objIndex[f.Object],
-			fn: arch.Func{Name: f.Name, Addr: entry, Code: code, Tail: tail}})
+		pf := plannedFunc{spec: f, obj: objIndex[f.Object], fn: arch.Func{Name: f.Name, Addr: entry, Code: code, Tail: tail}}
+		if pr, ok := a.(arch.PaddedRedirector); ok && readyEntries(mod)[f.Addr-uint64(pr.PaddingBefore())] {
+			pf.pre, _ = mod.f.ReadVirt(f.Addr-uint64(pr.PaddingBefore()), pr.PaddingBefore())
+		}
+		pp.funcs = append(pp.funcs, pf)
 	}
 	// The header: its size depends only on the number of redirects and names,
 	// so encode a worst case once to size it.
@@ -204,6 +215,7 @@ type image struct {
 	base    uint64
 	objs    []*linker.Image
 	plans   []arch.Redirect
+	padded  []*arch.PaddedRedirect // per plan: non-nil for a patch-ready function
 	textLo  uint64
 	textHi  uint64
 	rec     *record.Record
@@ -246,11 +258,23 @@ func (pp *prepared) link(base uint64, p *patchfile.Patch) (*image, error) {
 		if !ok {
 			return nil, fmt.Errorf("patch object does not define %s", f.spec.Name)
 		}
+		if f.pre != nil {
+			pr := pp.arch.(arch.PaddedRedirector)
+			if pd, ok, _ := pr.PlanPadded(f.fn, f.pre, dest); ok {
+				im.plans = append(im.plans, pd.Entry)
+				im.padded = append(im.padded, &pd)
+				im.rec.Redirects = append(im.rec.Redirects, record.Redirect{Func: f.spec.Name, Addr: pd.Entry.Addr, Entry: f.fn.Addr,
+					New: dest, Orig: pd.Entry.Orig, Jump: pd.Entry.Jump, Kind: pd.Entry.Kind,
+					PadAddr: pd.Pad.Addr, PadOrig: pd.Pad.Orig, PadJump: pd.Pad.Jump, Order: pd.Order})
+				continue
+			}
+		}
 		r, err := pp.arch.PlanRedirect(f.fn, dest)
 		if err != nil {
 			return nil, fmt.Errorf("redirect %s: %w", f.spec.Name, err)
 		}
 		im.plans = append(im.plans, r)
+		im.padded = append(im.padded, nil)
 		im.rec.Redirects = append(im.rec.Redirects, record.Redirect{Func: f.spec.Name, Addr: r.Addr, Entry: f.fn.Addr,
 			New: dest, Orig: r.Orig, Jump: r.Jump, Kind: r.Kind})
 	}
@@ -335,6 +359,21 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 	if err := runPre(pp, recs); err != nil {
 		return nil, err
 	}
+	// Patch-ready functions only: redirect without stopping the threads.
+	readyPossible := len(pp.funcs) > 0
+	for _, f := range pp.funcs {
+		readyPossible = readyPossible && f.pre != nil
+	}
+	if readyPossible && !opt.NoReady {
+		ok, err := applyReady(pp, p, rep, recs)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			rep.Elapsed = time.Since(start)
+			return rep, nil
+		}
+	}
 	// Link once before stopping at the place that is free now; the stop
 	// re-checks the maps and relinks only if that place was taken meanwhile.
 	base, err := pp.chooseBase(pp.t.maps)
@@ -376,7 +415,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 	rep.Region, rep.RegionSize = im.base, pp.size
 	for i, r := range im.plans {
 		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Entry: pp.funcs[i].fn.Addr,
-			At: r.Addr, New: im.rec.Redirects[i].New, Kind: r.Kind})
+			At: r.Addr, New: im.rec.Redirects[i].New, Kind: r.Kind, Path: "stop"})
 	}
 	rep.Elapsed = time.Since(start)
 	return rep, nil
@@ -511,6 +550,9 @@ func install(pr *proc.Process, pp *prepared, im *image) (err error) {
 			if werr := pr.WriteMem(r.Addr, r.Orig); werr != nil {
 				err = fmt.Errorf("%w (and restoring %s failed: %v)", err, pp.funcs[written[i]].spec.Name, werr)
 			}
+			if pd := im.padded[written[i]]; pd != nil {
+				pr.WriteMem(pd.Pad.Addr, pd.Pad.Orig)
+			}
 		}
 		if mapped {
 			if uerr := pr.Munmap(im.base, pp.size); uerr != nil {
@@ -578,6 +620,13 @@ func install(pr *proc.Process, pp *prepared, im *image) (err error) {
 		if err := faultHook("redirect"); err != nil {
 			return fail("redirect", err)
 		}
+		if pd := im.padded[i]; pd != nil {
+			// The long jump first: the padding is never executed until the
+			// entry leads there.
+			if err := pr.WriteMem(pd.Pad.Addr, pd.Pad.Jump); err != nil {
+				return fail("redirect", fmt.Errorf("%s padding at %#x: %w", pp.funcs[i].spec.Name, pd.Pad.Addr, err))
+			}
+		}
 		if err := pr.WriteMem(r.Addr, r.Jump); err != nil {
 			return fail("redirect", fmt.Errorf("%s at %#x: %w", pp.funcs[i].spec.Name, r.Addr, err))
 		}
@@ -596,6 +645,7 @@ func install(pr *proc.Process, pp *prepared, im *image) (err error) {
 func BuildIDString(b []byte) string { return hex.EncodeToString(b) }
 
 var _ = elf.EM_X86_64
+
 // errSimulatedCrash, returned by a test's faultHook, makes install stop where
 // it is without rolling back, as if hotpatch had been killed at that point.
 var errSimulatedCrash = errors.New("simulated crash")

@@ -68,7 +68,11 @@ func Recover(pid int, opt Options) (*RecoverReport, error) {
 	for _, p := range todo {
 		a := RecoverAction{PatchID: p.ID, Was: p.StateName}
 		free := func() {
-			if why := regionInUse(pr, threads, p.Base, p.Base+p.Size); why != "" {
+			why := regionInUse(pr, threads, p.Base, p.Base+p.Size)
+			if why == "" && p.StateName != StateIncomplete {
+				why = deregisterEHFrames(pr, p.Base, p.Base+p.Size)
+			}
+			if why != "" {
 				a.Action, a.Detail = "kept", why
 				if p.StateName != StateIncomplete {
 					pr.WriteMem(p.Base+record.StateOffset, record.StateBytes(record.StateReverted))

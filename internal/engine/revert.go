@@ -40,13 +40,25 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 		return nil, err
 	}
 	var base uint64
+	var found PatchStatus
 	for _, p := range st.Patches {
 		if p.ID == id && p.State == record.StateApplied {
-			base = p.Base
+			base, found = p.Base, p
 		}
 	}
 	if base == 0 {
 		return nil, fmt.Errorf("%w: process %d has no applied patch %q", ErrNotApplied, pid, id)
+	}
+	if allPadded(found) && !opt.NoReady && jumpOwner(st.Patches, found.Redirects[0].Addr, found.Redirects[0].Jump) != nil {
+		// Patch-ready: revert without stopping any thread. (If another patch
+		// sits on top, the jump at the entry is not ours and the normal path
+		// refuses with the right error.)
+		rep := &RevertReport{PatchID: id, PID: pid}
+		if err := revertReady(pid, found, rep); err != nil {
+			return nil, err
+		}
+		rep.Elapsed = time.Since(start)
+		return rep, nil
 	}
 	cons, err := opt.consistency()
 	if err != nil {
@@ -229,4 +241,16 @@ func regionInUse(pr *proc.Process, threads []proc.Thread, lo, hi uint64) string 
 func mustMaps(pid int) []procmaps.Mapping {
 	m, _ := procmaps.Read(pid)
 	return m
+}
+
+func allPadded(p PatchStatus) bool {
+	if len(p.Redirects) == 0 {
+		return false
+	}
+	for _, rd := range p.Redirects {
+		if !rd.Padded() {
+			return false
+		}
+	}
+	return true
 }

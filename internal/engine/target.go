@@ -31,6 +31,9 @@ type loadedFile struct {
 	relErr  error
 	relOnce sync.Once
 	err     error
+
+	readyOnce sync.Once
+	ready     map[uint64]bool // __patchable_function_entries, see ready.go
 }
 
 func (l *loadedFile) dynRelocs() ([]elfsym.DynReloc, error) {

@@ -617,6 +617,8 @@ func Status(pids []int) ([]ProcessStatus, error) {
 			continue
 		case err != nil:
 			ps.Error = err.Error()
+		case len(st.Patches) == 0:
+			continue // its regions were unmapped since the scan (a revert)
 		default:
 			ps.Patches = st.Patches
 		}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -80,8 +81,9 @@ func buildFixture(t testing.TB, d string) (*fixture, string) {
 		}
 	}
 	f.lib = filepath.Join(d, "lib", "libfleet.so")
-	testutil.Compile(t, f.lib, append([]string{src("libfleet.c"), "-fPIC", "-shared"}, cflags...)...)
-	testutil.Compile(t, filepath.Join(d, "other", "libfleet.so"), append([]string{src("libfleet.c"), "-fPIC", "-shared", "-DOTHER"}, cflags...)...)
+	salt := fmt.Sprintf(`-DSALT="%s"`, d) // a build-id of this run's own
+	testutil.Compile(t, f.lib, append([]string{src("libfleet.c"), "-fPIC", "-shared", salt}, cflags...)...)
+	testutil.Compile(t, filepath.Join(d, "other", "libfleet.so"), append([]string{src("libfleet.c"), "-fPIC", "-shared", "-DOTHER", salt}, cflags...)...)
 	link := func(out, c, libdir string, extra ...string) string {
 		args := append([]string{src(c)}, cflags...)
 		args = append(args, extra...)

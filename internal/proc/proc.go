@@ -58,6 +58,12 @@ type Options struct {
 	// stopped for as short a time as possible on a busy machine. Without the
 	// privilege (EPERM) it is silently ignored.
 	Realtime bool
+	// OneThread seizes a single thread of the process (the first live one
+	// that is not traced already) instead of all of them: Stop then stops
+	// only that thread, whose registers injected system calls borrow, and
+	// every other thread keeps running. For operations that need a system
+	// call in the target but no consistency check (patch-ready redirects).
+	OneThread bool
 }
 
 // DefaultTimeout is the wait timeout when Options.Timeout is zero.
@@ -374,6 +380,9 @@ func ptrace(req, tid int, addr, data uintptr) error {
 // (PTRACE_O_TRACECLONE); the rescans catch threads created by threads not
 // yet seized.
 func (p *Process) seizeAll() error {
+	if p.opt.OneThread {
+		return p.seizeOne()
+	}
 	deadline := time.Now().Add(p.opt.Timeout)
 	for first := true; ; first = false {
 		n, err := p.scanTasks(first)
@@ -390,6 +399,31 @@ func (p *Process) seizeAll() error {
 			return fmt.Errorf("attach to process %d: thread list does not settle: %w", p.pid, ErrTimeout)
 		}
 	}
+}
+
+// seizeOne seizes one live thread, without PTRACE_O_TRACECLONE: threads it
+// creates are not ours.
+func (p *Process) seizeOne() error {
+	tids, err := listTasks(p.pid)
+	if err != nil {
+		return goneErr(p.pid)
+	}
+	var last error
+	for _, tid := range tids {
+		if st, err := taskState(p.pid, tid); err != nil || st == 'Z' || st == 'X' {
+			continue
+		}
+		err := ptrace(unix.PTRACE_SEIZE, tid, 0, unix.PTRACE_O_TRACESYSGOOD)
+		if err == nil {
+			p.threads[tid] = &thread{tid: tid}
+			return nil
+		}
+		last = err
+	}
+	if last != nil && errors.Is(last, unix.EPERM) {
+		return fmt.Errorf("attach to a thread of process %d: %w", p.pid, ErrPermission)
+	}
+	return fmt.Errorf("process %d: no live thread to attach to: %w", p.pid, ErrExited)
 }
 
 // scanTasks seizes or adopts every task of /proc/PID/task we do not know
@@ -714,6 +748,9 @@ func (p *Process) stopAll() error {
 		}
 		if p.exited {
 			return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+		}
+		if waiting == 0 && p.opt.OneThread {
+			break
 		}
 		if waiting == 0 {
 			// Every known thread is stopped: nothing can create a thread

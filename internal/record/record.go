@@ -94,7 +94,17 @@ type Redirect struct {
 	Orig []byte `json:"orig"`
 	Jump []byte `json:"jump"`
 	Kind string `json:"kind"`
+	// For a patch-ready function (-fpatchable-function-entry), Addr/Orig/Jump
+	// are the short jump at the entry and Pad* the long jump written into the
+	// padding above it; Order is the byte order of the entry writes.
+	PadAddr uint64 `json:"pad_addr,omitempty"`
+	PadOrig []byte `json:"pad_orig,omitempty"`
+	PadJump []byte `json:"pad_jump,omitempty"`
+	Order   []int  `json:"order,omitempty"`
 }
+
+// Padded reports whether the redirect goes through patch-ready padding.
+func (r Redirect) Padded() bool { return len(r.PadJump) > 0 }
 
 // Record is the JSON body of the header.
 type Record struct {
@@ -181,6 +191,14 @@ func Decode(b []byte) (rec *Record, s State, err error) {
 		return nil, 0, fmt.Errorf("%w: bad patch id %q", ErrBadRecord, r.ID)
 	}
 	for i, rd := range r.Redirects {
+		if len(rd.PadOrig) != len(rd.PadJump) || len(rd.PadJump) > 64 {
+			return nil, 0, fmt.Errorf("%w: redirect %d (%s): bad padding bytes", ErrBadRecord, i, rd.Func)
+		}
+		for _, o := range rd.Order {
+			if o < 0 || o >= len(rd.Jump) || len(rd.Order) != len(rd.Jump) {
+				return nil, 0, fmt.Errorf("%w: redirect %d (%s): bad write order", ErrBadRecord, i, rd.Func)
+			}
+		}
 		if len(rd.Orig) != len(rd.Jump) || len(rd.Jump) == 0 || len(rd.Jump) > 64 {
 			return nil, 0, fmt.Errorf("%w: redirect %d (%s): %d original bytes for a %d-byte jump",
 				ErrBadRecord, i, rd.Func, len(rd.Orig), len(rd.Jump))

@@ -1,0 +1,324 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/procmaps"
+	"github.com/hotpatch/hotpatch/internal/record"
+)
+
+// Patch-ready functions (built with -fpatchable-function-entry, see
+// docs/patch-ready.md) are redirected through the padding above their entry
+// without stopping the threads: internal/arch/amd64/ready.go has the
+// instruction-level argument. This file is the engine's side: finding them,
+// and the apply and revert that stop at most one thread.
+
+// readyEntries returns the link-time addresses listed in the module's
+// __patchable_function_entries section (the start of each function's
+// patch area). The section holds one pointer per function; in a PIE its
+// words are also covered by R_X86_64_RELATIVE relocations whose addends
+// hold the same addresses, used when the words are zero.
+func readyEntries(m *module) map[uint64]bool {
+	m.readyOnce.Do(func() {
+		m.ready = map[uint64]bool{}
+		sec := m.f.ELF().Section("__patchable_function_entries")
+		if sec == nil {
+			return
+		}
+		data, err := sec.Data()
+		if err != nil {
+			return
+		}
+		var addends map[uint64]int64
+		for off := 0; off+8 <= len(data); off += 8 {
+			v := binary.LittleEndian.Uint64(data[off:])
+			if v == 0 {
+				if addends == nil {
+					addends = map[uint64]int64{}
+					if rels, err := m.dynRelocs(); err == nil {
+						for _, r := range rels {
+							addends[r.Offset] = r.Addend
+						}
+					}
+				}
+				v = uint64(addends[sec.Addr+uint64(off)])
+			}
+			if v != 0 {
+				m.ready[v] = true
+			}
+		}
+	})
+	return m.ready
+}
+
+// allReady reports whether every redirect of im goes through patch-ready padding.
+func (im *image) allReady() bool {
+	if len(im.padded) == 0 {
+		return false
+	}
+	for _, p := range im.padded {
+		if p == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// flipEntry writes the bytes want over an entry one byte at a time in the
+// given order (see arch.PaddedRedirect.Order).
+func flipEntry(mem *proc.Mem, addr uint64, want []byte, order []int) error {
+	for _, i := range order {
+		if err := mem.Write(addr+uint64(i), want[i:i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func reversed(o []int) []int {
+	r := make([]int, len(o))
+	for i := range o {
+		r[i] = o[len(o)-1-i]
+	}
+	return r
+}
+
+// applyReady applies a patch whose functions are all patch-ready. At most
+// one thread is stopped, and only while the system calls that map the region
+// run inside it (plus __register_frame for a patch with unwind tables);
+// everything else is written while the process runs. A region of the same
+// patch left by an earlier patch-ready revert is reused without stopping
+// anything. It returns ok=false when the fast path does not apply (the
+// caller takes the stop-the-world path).
+func applyReady(pp *prepared, p *patchfile.Patch, rep *ApplyReport, recs []PatchStatus) (ok bool, err error) {
+	mem, err := proc.OpenMem(pp.t.pid)
+	if err != nil {
+		return false, err
+	}
+	defer mem.Close()
+	// Reuse: a reverted region of this patch whose padding jumps are in place.
+	for _, r := range recs {
+		if r.ID != p.ID || r.State != record.StateReverted || len(r.Redirects) != len(pp.funcs) {
+			continue
+		}
+		if !readyRecordIntact(mem, r.Record) {
+			continue
+		}
+		if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateApplying)); err != nil {
+			return false, err
+		}
+		for _, rd := range r.Redirects {
+			if err := flipEntry(mem, rd.Addr, rd.Jump, rd.Order); err != nil {
+				return true, fmt.Errorf("redirect %s: %w (run hotpatch recover)", rd.Func, err)
+			}
+		}
+		if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
+			return true, err
+		}
+		rep.Region, rep.RegionSize = r.Base, r.Size
+		for _, rd := range r.Redirects {
+			rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind, Path: "patch-ready"})
+		}
+		rep.Consistency = ConsistencyEntry + " (implied by the patch-ready path)"
+		return true, nil
+	}
+	// A new region: map it with one thread stopped.
+	pr, err := proc.Attach(pp.t.pid, proc.Options{Timeout: 2 * time.Second, OneThread: true})
+	if err != nil {
+		return false, err
+	}
+	defer pr.Detach()
+	rep.Attempts = 1
+	if err := pr.Stop(); err != nil {
+		return false, fmt.Errorf("stop one thread of %d: %w", pp.t.pid, err)
+	}
+	maps, err := procmaps.Read(pp.t.pid)
+	if err != nil {
+		return false, err
+	}
+	base, err := pp.chooseBase(maps)
+	if err != nil {
+		return false, err
+	}
+	im, err := pp.link(base, p)
+	if err != nil {
+		return false, err
+	}
+	if !im.allReady() {
+		return false, nil
+	}
+	// The entries and the padding must hold the compiler's NOPs now; any
+	// other state (another patch's jumps) takes the stop-the-world path,
+	// which can rewrite them safely.
+	for i, pd := range im.padded {
+		cur := make([]byte, len(pd.Entry.Orig))
+		pad := make([]byte, len(pd.Pad.Orig))
+		if mem.Read(pd.Entry.Addr, cur) != nil || mem.Read(pd.Pad.Addr, pad) != nil ||
+			string(cur) != string(pd.Entry.Orig) || string(pad) != string(pd.Pad.Orig) {
+			_ = i
+			return false, nil
+		}
+	}
+	if err := mapAndFill(pr, pp, im, pp.hdrSize); err != nil {
+		return true, err
+	}
+	if err := pr.Detach(); err != nil {
+		return true, fmt.Errorf("detach: %w", err)
+	}
+	rep.Pause = pr.Pause()
+	// Redirect with the process running.
+	var done []int
+	undo := func(e error) error {
+		for j := len(done) - 1; j >= 0; j-- {
+			pd := im.padded[done[j]]
+			flipEntry(mem, pd.Entry.Addr, pd.Entry.Orig, reversed(pd.Order))
+		}
+		return fmt.Errorf("%w (entries restored; the region stays until `hotpatch recover`)", e)
+	}
+	for i, pd := range im.padded {
+		if err := faultHook("redirect"); err != nil {
+			return true, undo(&stepError{"redirect", err})
+		}
+		if err := mem.Write(pd.Pad.Addr, pd.Pad.Jump); err != nil {
+			return true, undo(&stepError{"redirect", err})
+		}
+		if err := flipEntry(mem, pd.Entry.Addr, pd.Entry.Jump, pd.Order); err != nil {
+			return true, undo(&stepError{"redirect", err})
+		}
+		done = append(done, i)
+	}
+	if err := mem.Write(base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
+		return true, undo(&stepError{"commit", err})
+	}
+	rep.Region, rep.RegionSize = base, pp.size
+	for i, pd := range im.padded {
+		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Entry: pp.funcs[i].fn.Addr,
+			At: pd.Entry.Addr, New: im.rec.Redirects[i].New, Kind: pd.Entry.Kind, Path: "patch-ready"})
+	}
+	rep.Consistency = ConsistencyEntry + " (implied by the patch-ready path)"
+	return true, nil
+}
+
+// readyRecordIntact checks a retained patch-ready region can be re-applied:
+// every padding still holds its jump and every entry the compiler's NOPs.
+func readyRecordIntact(mem *proc.Mem, r record.Record) bool {
+	for _, rd := range r.Redirects {
+		if !rd.Padded() {
+			return false
+		}
+		pad := make([]byte, len(rd.PadJump))
+		cur := make([]byte, len(rd.Orig))
+		if mem.Read(rd.PadAddr, pad) != nil || mem.Read(rd.Addr, cur) != nil ||
+			string(pad) != string(rd.PadJump) || string(cur) != string(rd.Orig) {
+			return false
+		}
+	}
+	return true
+}
+
+// mapAndFill maps the region (with the one stopped thread lending its
+// registers), writes the record and the code, and protects it. On failure it
+// unmaps what it mapped.
+func mapAndFill(pr *proc.Process, pp *prepared, im *image, hdrSize uint64) (err error) {
+	fd, err := pr.MemfdCreate(record.NamePrefix+im.rec.ID, unix.MFD_CLOEXEC)
+	if err != nil {
+		return &stepError{"map", err}
+	}
+	if err := pr.Ftruncate(fd, pp.size); err != nil {
+		pr.Close(fd)
+		return &stepError{"map", err}
+	}
+	addr, err := pr.Mmap(im.base, pp.size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED_NOREPLACE, fd, 0)
+	pr.Close(fd)
+	if err != nil {
+		return &stepError{"map", err}
+	}
+	if addr != im.base {
+		pr.Munmap(addr, pp.size)
+		return &stepError{"map", fmt.Errorf("mmap returned %#x instead of %#x", addr, im.base)}
+	}
+	defer func() {
+		if err != nil {
+			pr.Munmap(im.base, pp.size)
+		}
+	}()
+	if err := faultHook("write"); err != nil {
+		return &stepError{"write", err}
+	}
+	if err := pr.WriteMem(im.base, im.hdr); err != nil {
+		return &stepError{"write", err}
+	}
+	for _, s := range im.segData {
+		if err := pr.WriteMem(s.addr, s.data); err != nil {
+			return &stepError{"write", err}
+		}
+	}
+	if err := pr.Mprotect(im.base, hdrSize, unix.PROT_READ); err != nil {
+		return &stepError{"protect", err}
+	}
+	for _, s := range im.segData {
+		if s.prot == unix.PROT_READ|unix.PROT_WRITE {
+			continue
+		}
+		if err := pr.Mprotect(s.addr, roundUp(uint64(len(s.data)), pageSize), s.prot); err != nil {
+			return &stepError{"protect", err}
+		}
+	}
+	return registerEHFramesNow(pr, pp, im)
+}
+
+// revertReady reverts a patch whose redirects all go through patch-ready
+// padding without stopping any thread: each entry gets its NOPs back (one
+// byte at a time, opcode first). The padding jumps stay — a thread that took
+// the short jump just before may still execute one — and so does the region:
+// a re-apply of the same patch reuses it without stopping anything, and
+// `hotpatch recover` frees it after a stack check.
+func revertReady(pid int, r PatchStatus, rep *RevertReport) error {
+	mem, err := proc.OpenMem(pid)
+	if err != nil {
+		return err
+	}
+	defer mem.Close()
+	for _, rd := range r.Redirects {
+		cur := make([]byte, len(rd.Jump))
+		if err := mem.Read(rd.Addr, cur); err != nil {
+			return err
+		}
+		if string(cur) != string(rd.Jump) {
+			return fmt.Errorf("%w: %s at %#x holds % x, not this patch's jump % x", ErrMismatch, rd.Func, rd.Addr, cur, rd.Jump)
+		}
+	}
+	if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateReverting)); err != nil {
+		return err
+	}
+	for i := len(r.Redirects) - 1; i >= 0; i-- {
+		rd := r.Redirects[i]
+		if err := flipEntry(mem, rd.Addr, rd.Orig, reversed(rd.Order)); err != nil {
+			return fmt.Errorf("restore %s: %w (run hotpatch recover)", rd.Func, err)
+		}
+		rep.Functions = append([]string{rd.Func}, rep.Functions...)
+	}
+	if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateReverted)); err != nil {
+		return err
+	}
+	rep.Retained = "kept for a fast re-apply: a patch-ready revert stops no thread, so it cannot prove none is still running the patch (`hotpatch recover` frees it after a stack check)"
+	rep.Consistency = ConsistencyEntry + " (implied by the patch-ready path)"
+	return nil
+}
+
+var _ = arch.ErrNotPatchable
+
+// registerEHFramesNow registers the patch's unwind tables and returns the
+// error, deregistering on failure.
+func registerEHFramesNow(pr *proc.Process, pp *prepared, im *image) error {
+	var err error
+	registerEHFrames(pr, pp, im, &err)()
+	return err
+}
