@@ -167,7 +167,8 @@ func runAll(f runFlags, stdout, stderr io.Writer) error {
 				for _, n := range f.threads {
 					row, err := b.pause(n, load, rt, f.runs)
 					if err != nil {
-						return fmt.Errorf("pause, %d %s threads: %w", n, load, err)
+						row.Error = err.Error()
+						b.logf("pause %3d threads %-4s realtime=%-5v: %v", n, load, rt, err)
 					}
 					b.logf("pause %3d threads %-4s realtime=%-5v apply median %v p99 %v, revert median %v p99 %v",
 						n, load, rt, row.Apply.Median, row.Apply.P99, row.Revert.Median, row.Revert.P99)
@@ -302,6 +303,9 @@ func printTable(w io.Writer, r *Results) {
 		for _, p := range r.Pause {
 			fmt.Fprintf(w, "%-8d %-5s %-9v %11s %11s %11s %11s %11s %8d %8d\n", p.Threads, p.Load, p.Realtime,
 				us(p.Apply.Median), us(p.Apply.P99), us(p.Revert.Median), us(p.Revert.P99), us(p.ApplyElapsed), p.Retries, p.Failures)
+			if p.Error != "" {
+				fmt.Fprintf(w, "         ^ not measured: %s\n", p.Error)
+			}
 		}
 		fmt.Fprintln(w)
 	}

@@ -54,9 +54,12 @@ func newBench(w *workdir, log io.Writer) (*bench, error) {
 // transient reports whether err is a refusal that leaves the target as it
 // was and may succeed later: a wait on the target that timed out (on a
 // loaded machine the tracer may not get a CPU in time), no safe moment to
-// write within the engine's timeout, or another hotpatch at work.
+// write within the engine's timeout, another hotpatch at work, or a tracer
+// still attached: after a timed-out operation, the kernel detaches the
+// target only when the tracer's OS thread has exited (see package proc).
 func transient(err error) bool {
-	return errors.Is(err, proc.ErrTimeout) || errors.Is(err, engine.ErrUnsafe) || errors.Is(err, engine.ErrBusy)
+	return errors.Is(err, proc.ErrTimeout) || errors.Is(err, engine.ErrUnsafe) || errors.Is(err, engine.ErrBusy) ||
+		errors.Is(err, proc.ErrAlreadyTraced)
 }
 
 // revertRetry reverts id in pid, retrying transient failures a few times.
@@ -71,6 +74,7 @@ func revertRetry(pid int, id string, opt engine.Options) (*engine.RevertReport, 
 			return rr, failed, err
 		}
 		failed++
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -80,6 +84,7 @@ func (b *bench) cycle(pid int, opt engine.Options) (ar *engine.ApplyReport, rr *
 	ar, err = engine.Apply(pid, b.patch, opt)
 	if err != nil {
 		if transient(err) {
+			time.Sleep(100 * time.Millisecond)
 			return nil, nil, 1, nil
 		}
 		return nil, nil, 0, fmt.Errorf("apply to %d: %w", pid, err)
@@ -101,10 +106,13 @@ type PauseRow struct {
 	Retries int `json:"retries"`
 	// Failures counts operations refused transiently (see transient) and
 	// not counted in the sample; the target was left as it was.
-	Failures       int           `json:"transient_failures"`
-	ApplyElapsed   time.Duration `json:"apply_elapsed_median_ns"`
-	RevertElapsed  time.Duration `json:"revert_elapsed_median_ns"`
-	ApplyWallClock time.Duration `json:"-"`
+	Failures      int           `json:"transient_failures"`
+	ApplyElapsed  time.Duration `json:"apply_elapsed_median_ns"`
+	RevertElapsed time.Duration `json:"revert_elapsed_median_ns"`
+	// Error is why this configuration could not be measured (the others
+	// still are): e.g. a 256-thread target on a machine so loaded that the
+	// engine's 2 s attach timeout passes.
+	Error string `json:"error,omitempty"`
 }
 
 // pause measures the stop window of apply and revert, runs times each, for a

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
 	"errors"
@@ -251,7 +252,7 @@ func (pp *prepared) link(base uint64, p *patchfile.Patch) (*image, error) {
 	if im.textLo == math.MaxUint64 {
 		im.textLo, im.textHi = base, base
 	}
-	im.rec = &record.Record{ID: p.ID, Description: p.Description, Target: pp.mod.Path, BuildID: p.Target.BuildID,
+	im.rec = &record.Record{ID: p.ID, Digest: patchDigest(p), Description: p.Description, Target: pp.mod.Path, BuildID: p.Target.BuildID,
 		AppliedAt: time.Now().Unix(), Base: base, Size: pp.size, TextStart: im.textLo, TextEnd: im.textHi}
 	for _, f := range pp.funcs {
 		dest, ok := im.objs[f.obj].Symbols[f.spec.Name]
@@ -328,6 +329,40 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 		return nil, err
 	}
 	defer unlock()
+	maps, err := procmaps.Read(pid)
+	if err != nil {
+		return nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
+	}
+	recs, _ := readRecords(pid, maps)
+	for _, r := range recs {
+		if r.InTransition() {
+			return nil, fmt.Errorf("%w: patch %s is %s in process %d (a hotpatch command was interrupted): run `hotpatch recover --pid %d` first",
+				ErrBusy, r.ID, r.StateName, pid, pid)
+		}
+	}
+	for _, r := range recs {
+		if r.ID == p.ID && r.State == record.StateApplied {
+			rep.AlreadyApplied = true
+			rep.Target = r.Target
+			rep.Region, rep.RegionSize = r.Base, r.Size
+			for _, rd := range r.Redirects {
+				rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind})
+			}
+			rep.Elapsed = time.Since(start)
+			return rep, nil
+		}
+	}
+	if !opt.NoReady {
+		// A patch-ready patch reverted earlier: flip it back on in place.
+		ok, err := reapplyReady(pid, p, rep, recs)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			rep.Elapsed = time.Since(start)
+			return rep, nil
+		}
+	}
 	pp, err := prepare(pid, p)
 	if err != nil {
 		return nil, err
@@ -336,26 +371,6 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 		pp.unw = pp.t.unwinder()
 	}
 	rep.Target = pp.mod.Path
-	recs, _ := readRecords(pid, pp.t.maps)
-	for _, r := range recs {
-		if r.InTransition() {
-			return nil, fmt.Errorf("%w: patch %s is %s in process %d (a hotpatch command was interrupted): run `hotpatch recover --pid %d` first",
-				ErrBusy, r.ID, r.StateName, pid, pid)
-		}
-	}
-	{
-		for _, r := range recs {
-			if r.ID == p.ID && r.State == record.StateApplied {
-				rep.AlreadyApplied = true
-				rep.Region, rep.RegionSize = r.Base, r.Size
-				for _, rd := range r.Redirects {
-					rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind})
-				}
-				rep.Elapsed = time.Since(start)
-				return rep, nil
-			}
-		}
-	}
 	if err := runPre(pp, recs); err != nil {
 		return nil, err
 	}
@@ -649,3 +664,13 @@ var _ = elf.EM_X86_64
 // errSimulatedCrash, returned by a test's faultHook, makes install stop where
 // it is without rolling back, as if hotpatch had been killed at that point.
 var errSimulatedCrash = errors.New("simulated crash")
+
+// patchDigest identifies a patch's contents (its id can be chosen by hand).
+func patchDigest(p *patchfile.Patch) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n", p.ID, p.Target.BuildID)
+	for _, m := range p.Members {
+		fmt.Fprintf(h, "%s %s %s\n", m.Name, m.Kind, m.SHA256)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}

@@ -103,32 +103,6 @@ func applyReady(pp *prepared, p *patchfile.Patch, rep *ApplyReport, recs []Patch
 		return false, err
 	}
 	defer mem.Close()
-	// Reuse: a reverted region of this patch whose padding jumps are in place.
-	for _, r := range recs {
-		if r.ID != p.ID || r.State != record.StateReverted || len(r.Redirects) != len(pp.funcs) {
-			continue
-		}
-		if !readyRecordIntact(mem, r.Record) {
-			continue
-		}
-		if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateApplying)); err != nil {
-			return false, err
-		}
-		for _, rd := range r.Redirects {
-			if err := flipEntry(mem, rd.Addr, rd.Jump, rd.Order); err != nil {
-				return true, fmt.Errorf("redirect %s: %w (run hotpatch recover)", rd.Func, err)
-			}
-		}
-		if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
-			return true, err
-		}
-		rep.Region, rep.RegionSize = r.Base, r.Size
-		for _, rd := range r.Redirects {
-			rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind, Path: "patch-ready"})
-		}
-		rep.Consistency = ConsistencyEntry + " (implied by the patch-ready path)"
-		return true, nil
-	}
 	// A new region: map it with one thread stopped.
 	pr, err := proc.Attach(pp.t.pid, proc.Options{Timeout: 2 * time.Second, OneThread: true})
 	if err != nil {
@@ -204,6 +178,45 @@ func applyReady(pp *prepared, p *patchfile.Patch, rep *ApplyReport, recs []Patch
 	}
 	rep.Consistency = ConsistencyEntry + " (implied by the patch-ready path)"
 	return true, nil
+}
+
+// reapplyReady re-applies a patch-ready patch whose region an earlier
+// patch-ready revert kept: its padding jumps are still in place, so flipping
+// the entries is all there is to do. Nothing is stopped and nothing parsed.
+func reapplyReady(pid int, p *patchfile.Patch, rep *ApplyReport, recs []PatchStatus) (bool, error) {
+	digest := patchDigest(p)
+	for _, r := range recs {
+		if r.ID != p.ID || r.Digest != digest || r.State != record.StateReverted {
+			continue
+		}
+		mem, err := proc.OpenMem(pid)
+		if err != nil {
+			return false, err
+		}
+		defer mem.Close()
+		if !readyRecordIntact(mem, r.Record) {
+			continue
+		}
+		if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateApplying)); err != nil {
+			return false, err
+		}
+		for _, rd := range r.Redirects {
+			if err := flipEntry(mem, rd.Addr, rd.Jump, rd.Order); err != nil {
+				return true, fmt.Errorf("redirect %s: %w (run hotpatch recover)", rd.Func, err)
+			}
+		}
+		if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
+			return true, err
+		}
+		rep.Target = r.Target
+		rep.Region, rep.RegionSize = r.Base, r.Size
+		for _, rd := range r.Redirects {
+			rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind, Path: "patch-ready"})
+		}
+		rep.Consistency = ConsistencyEntry + " (implied by the patch-ready path)"
+		return true, nil
+	}
+	return false, nil
 }
 
 // readyRecordIntact checks a retained patch-ready region can be re-applied:

@@ -1004,6 +1004,12 @@ func writeMem(f *os.File, addr uint64, b []byte) error {
 // ReadMem reads len(b) bytes at addr of process pid without attaching to it
 // (process_vm_readv(2), falling back to /proc/PID/mem).
 func ReadMem(pid int, addr uint64, b []byte) error {
+	// The common case first: the main thread is alive, so the process's
+	// pid reaches its memory. Only when that fails (the leader called
+	// pthread_exit and has no mm) look for a live thread.
+	if err := readMem(pid, nil, addr, b); err == nil || !errors.Is(err, ErrNoProcess) {
+		return err
+	}
 	return readMem(liveTask(pid), nil, addr, b)
 }
 

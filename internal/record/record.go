@@ -109,6 +109,7 @@ func (r Redirect) Padded() bool { return len(r.PadJump) > 0 }
 // Record is the JSON body of the header.
 type Record struct {
 	ID          string     `json:"id"`
+	Digest      string     `json:"digest,omitempty"`
 	Description string     `json:"description,omitempty"`
 	Target      string     `json:"target"`
 	BuildID     string     `json:"build_id"`

@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hotpatch/hotpatch/internal/testutil"
+)
+
+var readyFlags = []string{"-fpatchable-function-entry=7,5"}
+
+// TestPatchReadyFlips flips a two-function patch on and off a 64-thread
+// target built patch-ready: only the first apply may stop a thread (the one
+// that maps the region); every result the threads see is old or new.
+func TestPatchReadyFlips(t *testing.T) {
+	for _, v := range []struct {
+		name  string
+		flags []string
+	}{{"plain", nil}, {"endbr64", []string{"-fcf-protection"}}} {
+		t.Run(v.name, func(t *testing.T) {
+			dir := setup(t)
+			bin := compileTarget(t, dir, "ready.c", append(readyFlags, v.flags...)...)
+			p := buildPatch(t, bin, compileObj(t, dir, "ready_new.c", v.flags...))
+			// The 64 threads spin without pause; at nice 19 they still
+			// hammer the functions but leave the test its share of 2 CPUs.
+			tg := testutil.Start(t, "nice", "-n", "19", bin)
+			tg.WaitLine(t, 5*time.Second, func(l string) bool { return strings.HasPrefix(l, "ready ") })
+
+			// Watch every thread's state while flipping: after the first
+			// apply none may ever be stopped ('t').
+			var stopped atomic.Int64
+			var watching atomic.Bool
+			done := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					if watching.Load() {
+						if st, err := testutil.ThreadStates(tg.Pid); err == nil {
+							for _, s := range st {
+								if s == "t" {
+									stopped.Add(1)
+								}
+							}
+						}
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+			}()
+			flips := 10000
+			if v.name != "plain" {
+				flips = 2000
+			}
+			if testing.Short() {
+				flips /= 10
+			}
+			start := time.Now()
+			for i := 0; i < flips/2; i++ {
+				rep, err := Apply(tg.Pid, p, Options{})
+				if err != nil {
+					t.Fatalf("flip %d apply: %v", i, err)
+				}
+				for _, f := range rep.Functions {
+					if f.Path != "patch-ready" {
+						t.Fatalf("flip %d: %s took path %q", i, f.Name, f.Path)
+					}
+				}
+				if i == 0 {
+					t.Logf("first apply (maps the region): pause of one thread %v", rep.Pause)
+					watching.Store(true)
+				} else if rep.Pause != 0 {
+					t.Fatalf("flip %d: apply paused the process for %v", i, rep.Pause)
+				}
+				rrep, err := Revert(tg.Pid, p.ID, Options{})
+				if err != nil {
+					t.Fatalf("flip %d revert: %v", i, err)
+				}
+				if rrep.Pause != 0 {
+					t.Fatalf("flip %d: revert paused for %v", i, rrep.Pause)
+				}
+			}
+			close(done)
+			wg.Wait()
+			t.Logf("%d flips in %v", flips, time.Since(start))
+			if n := stopped.Load(); n != 0 {
+				t.Errorf("threads seen stopped %d times after the first apply", n)
+			}
+			if exited, err := tg.Exited(); exited {
+				t.Fatalf("target died: %v; %s", err, tg.Stderr())
+			}
+			if s := tg.Stderr(); s != "" {
+				t.Fatalf("target reported: %s", s)
+			}
+			// Leave it applied and check the new code runs.
+			if _, err := Apply(tg.Pid, p, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			tg.Drain()
+			tg.WaitLine(t, 2*time.Second, func(l string) bool { return l == "1001 3 -1" })
+			st, _ := Status(tg.Pid)
+			if len(st.Patches) != 1 || !st.Patches[0].Redirects[0].Padded() {
+				t.Fatalf("status: %+v", st)
+			}
+			// recover frees nothing while applied; after a revert it frees the
+			// retained region after its stack check.
+			if _, err := Revert(tg.Pid, p.ID, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := Recover(tg.Pid, Options{})
+			if err != nil || len(rec.Actions) != 1 || rec.Actions[0].Action != "freed" {
+				t.Fatalf("recover: %+v %v", rec, err)
+			}
+			tg.Drain()
+			tg.WaitLine(t, 2*time.Second, func(l string) bool { return l == "1 2 -1" })
+		})
+	}
+}
+
+func TestPatchReadyMixed(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "ready.c", readyFlags...)
+	p := buildPatch(t, bin, compileObj(t, dir, "ready_mixed_new.c"))
+	tg := testutil.Start(t, bin, "8")
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return strings.HasPrefix(l, "ready ") })
+	for i := 0; i < 20; i++ {
+		rep, err := Apply(tg.Pid, p, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths := map[string]string{}
+		for _, f := range rep.Functions {
+			paths[f.Name] = f.Path + "/" + f.Kind
+		}
+		if !strings.Contains(paths["ra"], "patch-ready entry") || !strings.Contains(paths["plain"], "jmp rel32") {
+			t.Fatalf("paths: %v", paths)
+		}
+		if i == 0 {
+			tg.Drain()
+			tg.WaitLine(t, 2*time.Second, func(l string) bool { return l == "1001 2 -1001" })
+		}
+		if _, err := Revert(tg.Pid, p.ID, Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tg.Drain()
+	tg.WaitLine(t, 2*time.Second, func(l string) bool { return l == "1 2 -1" })
+	if s := tg.Stderr(); s != "" {
+		t.Fatal(s)
+	}
+	_ = fmt.Sprint
+}
+
+// TestPatchReadyThreadBetweenEntryNOPs parks a thread exactly between the
+// two one-byte NOPs of a patch-ready entry (single-stepped there), applies the patch-ready redirect, and lets the thread
+// go: it executes the jump's displacement byte as `stc` and runs the old
+// body once, harmlessly; later calls take the new code.
+func TestPatchReadyThreadBetweenEntryNOPs(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "ready.c", readyFlags...)
+	p := buildPatch(t, bin, compileObj(t, dir, "ready_new.c"))
+	tg := testutil.Start(t, bin, "1")
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return strings.HasPrefix(l, "ready ") })
+
+	tr, err := readTarget(tg.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entry uint64
+	for _, m := range tr.mods {
+		if m.IsExe && tr.load(m) == nil {
+			for _, s := range m.syms.Lookup("ra") {
+				entry = s.Value + m.Bias
+			}
+		}
+	}
+	if entry == 0 {
+		t.Fatal("ra not found")
+	}
+	states, _ := testutil.ThreadStates(tg.Pid)
+	worker := 0
+	for tid := range states {
+		if tid != tg.Pid {
+			worker = tid
+		}
+	}
+	park := make(chan error)
+	release := make(chan struct{})
+	released := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		park <- parkAt(worker, entry+1)
+		<-release
+		// Let the thread run the byte it sits on.
+		released <- unix.PtraceDetach(worker)
+	}()
+	if err := <-park; err != nil {
+		t.Fatalf("park the thread at %#x: %v", entry+1, err)
+	}
+	rep, err := Apply(tg.Pid, p, Options{})
+	if err != nil {
+		t.Fatalf("apply with a thread between the entry NOPs: %v", err)
+	}
+	if rep.Functions[0].Path != "patch-ready" {
+		t.Fatalf("path %q", rep.Functions[0].Path)
+	}
+	close(release)
+	if err := <-released; err != nil {
+		t.Fatal(err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, 2*time.Second, func(l string) bool { return l == "1001 3 -1" })
+	time.Sleep(200 * time.Millisecond)
+	if exited, err := tg.Exited(); exited {
+		t.Fatalf("target died: %v %s", err, tg.Stderr())
+	}
+	if s := tg.Stderr(); s != "" {
+		t.Fatalf("target reported: %s", s)
+	}
+}
+
+// parkAt stops thread tid when it is about to execute addr, by
+// single-stepping it (PTRACE_SINGLESTEP) until its pc is addr. (Hardware
+// breakpoints would be quicker, but virtual machines often lack them.)
+func parkAt(tid int, addr uint64) error {
+	if err := unix.PtraceSeize(tid); err != nil {
+		return fmt.Errorf("seize: %w", err)
+	}
+	if err := unix.PtraceInterrupt(tid); err != nil {
+		return err
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil {
+		return err
+	}
+	for i := 0; i < 1_000_000; i++ {
+		var regs unix.PtraceRegs
+		if err := unix.PtraceGetRegs(tid, &regs); err != nil {
+			return err
+		}
+		if regs.Rip == addr {
+			return nil
+		}
+		if err := unix.PtraceSingleStep(tid); err != nil {
+			return err
+		}
+		if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("thread never reached %#x", addr)
+}

@@ -1,0 +1,2 @@
+long ra(long x) { return x + 1001; }
+long plain(long x) { return x - 1001; }
