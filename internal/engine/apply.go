@@ -67,18 +67,21 @@ type FuncReport struct {
 
 // ApplyReport is the result of Apply.
 type ApplyReport struct {
-	PatchID        string        `json:"patch_id"`
-	PID            int           `json:"pid"`
-	Target         string        `json:"target"`
-	BuildID        string        `json:"build_id"`
-	Region         uint64        `json:"region"`
-	RegionSize     uint64        `json:"region_size"`
-	Functions      []FuncReport  `json:"functions"`
-	AlreadyApplied bool          `json:"already_applied,omitempty"`
-	Consistency    string        `json:"consistency"`
-	Attempts       int           `json:"attempts"`
-	Pause          time.Duration `json:"pause_ns"`
-	Elapsed        time.Duration `json:"elapsed_ns"`
+	PatchID        string       `json:"patch_id"`
+	PID            int          `json:"pid"`
+	Target         string       `json:"target"`
+	BuildID        string       `json:"build_id"`
+	Region         uint64       `json:"region"`
+	RegionSize     uint64       `json:"region_size"`
+	Functions      []FuncReport `json:"functions"`
+	AlreadyApplied bool         `json:"already_applied,omitempty"`
+	Consistency    string       `json:"consistency"`
+	Attempts       int          `json:"attempts"`
+	// Pause is how long every thread was stopped (first stop to last
+	// resume); AllocPause how long the one thread that mapped the region was.
+	Pause      time.Duration `json:"pause_ns"`
+	AllocPause time.Duration `json:"alloc_pause_ns"`
+	Elapsed    time.Duration `json:"elapsed_ns"`
 }
 
 // prepared is everything about one apply that can be computed before any
@@ -389,16 +392,21 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 			return rep, nil
 		}
 	}
-	// Link once before stopping at the place that is free now; the stop
-	// re-checks the maps and relinks only if that place was taken meanwhile.
-	base, err := pp.chooseBase(pp.t.maps)
+	// Phase 1: map the region and write the code with one thread stopped
+	// (its registers run the system calls); the others keep running. Nothing
+	// can reach the region until the jumps are written.
+	im, allocPause, err := pp.allocate(p)
 	if err != nil {
 		return nil, err
 	}
-	im, err := pp.link(base, p)
-	if err != nil {
-		return nil, err
-	}
+	rep.AllocPause = allocPause
+	installed := false
+	defer func() {
+		if !installed && !errors.Is(err, errSimulatedCrash) {
+			pp.release(im)
+		}
+	}()
+	// Phase 2: stop every thread for the checks and the jumps only.
 	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
 	if err != nil {
 		return nil, err
@@ -409,7 +417,8 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 	backoff := time.Millisecond
 	for {
 		rep.Attempts++
-		busy, err := applyOnce(pr, pp, p, &im)
+		var busy *busyError
+		busy, err = applyOnce(pr, pp, im)
 		if err == nil && busy == nil {
 			break
 		}
@@ -426,6 +435,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 	if err := pr.Detach(); err != nil {
 		return nil, fmt.Errorf("detach: %w", err)
 	}
+	installed = true
 	rep.Pause = pr.Pause()
 	rep.Region, rep.RegionSize = im.base, pp.size
 	for i, r := range im.plans {
@@ -445,7 +455,7 @@ func (b *busyError) Error() string { return b.msg }
 // returns with the process resumed and nothing changed (busy: retry later;
 // err: give up). On return without error and without busy, the process is
 // still stopped with the patch installed.
-func applyOnce(pr *proc.Process, pp *prepared, p *patchfile.Patch, imp **image) (*busyError, error) {
+func applyOnce(pr *proc.Process, pp *prepared, im *image) (*busyError, error) {
 	if err := pr.Stop(); err != nil {
 		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)
 	}
@@ -453,19 +463,6 @@ func applyOnce(pr *proc.Process, pp *prepared, p *patchfile.Patch, imp **image) 
 	if err != nil {
 		pr.Resume()
 		return nil, fmt.Errorf("read maps: %w", err)
-	}
-	im := *imp
-	if !holeFree(maps, im.base, pp.size) {
-		base, err := pp.chooseBase(maps)
-		if err != nil {
-			pr.Resume()
-			return nil, err
-		}
-		if im, err = pp.link(base, p); err != nil {
-			pr.Resume()
-			return nil, err
-		}
-		*imp = im
 	}
 	// The bytes about to be replaced must be the ones the patch was planned
 	// against, or the jump of an applied patch of ours: then this patch
@@ -494,8 +491,13 @@ func applyOnce(pr *proc.Process, pp *prepared, p *patchfile.Patch, imp **image) 
 		return nil, fmt.Errorf("%w: %s at %#x holds % x, expected % x (changed by another tool?)",
 			ErrMismatch, pp.funcs[i].spec.Name, r.Addr, cur, r.Orig)
 	}
-	if hdr, err := record.Encode(im.rec, record.StateApplying); err == nil && uint64(len(hdr)) <= pp.hdrSize {
+	if hdr, err := record.Encode(im.rec, record.StateApplying); err == nil && uint64(len(hdr)) <= pp.hdrSize && string(hdr) != string(im.hdr) {
+		// Stacked: the record must say which jump each redirect replaced.
 		im.hdr = hdr
+		if err := pr.WriteMem(im.base, hdr); err != nil {
+			pr.Resume()
+			return nil, fmt.Errorf("update record: %w", err)
+		}
 	}
 	threads := pr.Threads()
 	for _, th := range threads {
@@ -518,20 +520,11 @@ func applyOnce(pr *proc.Process, pp *prepared, p *patchfile.Patch, imp **image) 
 			return busy, nil
 		}
 	}
-	if err := install(pr, pp, im); err != nil {
+	if err := writeJumps(pr, pp, im); err != nil {
 		pr.Resume()
 		return nil, err
 	}
 	return nil, nil
-}
-
-func holeFree(maps []procmaps.Mapping, base, size uint64) bool {
-	for _, m := range maps {
-		if m.Start < base+size && base < m.End {
-			return false
-		}
-	}
-	return true
 }
 
 // stepError names the step of an apply that failed.
@@ -543,18 +536,17 @@ type stepError struct {
 func (e *stepError) Error() string { return fmt.Sprintf("%s: %v", e.step, e.err) }
 func (e *stepError) Unwrap() error { return e.err }
 
-// install maps the region, writes the code and the header, protects it and
-// writes the redirects, all with the process stopped. On failure it undoes
-// every step already done and returns the error; the caller resumes.
+// writeJumps writes the redirects and commits the record, with every
+// thread stopped. On failure it restores every jump already written and
+// returns the error; the caller resumes and releases the region.
 //
 // Order of writes (what a crash of hotpatch at any point leaves):
-//  1. region mapped, header in state "applying", code written: the process
-//     runs unchanged, status shows a stale "applying" region;
+//  1. (phase 1) region mapped, record in state "applying", code written: the
+//     process runs unchanged, status shows an "applying" region;
 //  2. the jumps are written one by one: the window where a crash leaves some
 //     functions redirected and others not is these few writes;
 //  3. state "applied".
-func install(pr *proc.Process, pp *prepared, im *image) (err error) {
-	var mapped bool
+func writeJumps(pr *proc.Process, pp *prepared, im *image) (err error) {
 	var written []int
 	defer func() {
 		if err == nil || errors.Is(err, errSimulatedCrash) {
@@ -569,68 +561,8 @@ func install(pr *proc.Process, pp *prepared, im *image) (err error) {
 				pr.WriteMem(pd.Pad.Addr, pd.Pad.Orig)
 			}
 		}
-		if mapped {
-			if uerr := pr.Munmap(im.base, pp.size); uerr != nil {
-				err = fmt.Errorf("%w (and unmapping the region failed: %v)", err, uerr)
-			}
-		}
 	}()
 	fail := func(step string, e error) error { return &stepError{step, e} }
-
-	if err := faultHook("map"); err != nil {
-		return fail("map", err)
-	}
-	fd, err := pr.MemfdCreate(record.NamePrefix+im.rec.ID, unix.MFD_CLOEXEC)
-	if err != nil {
-		return fail("map", fmt.Errorf("memfd_create in target: %w", err))
-	}
-	if err := pr.Ftruncate(fd, pp.size); err != nil {
-		pr.Close(fd)
-		return fail("map", fmt.Errorf("ftruncate in target: %w", err))
-	}
-	// MAP_PRIVATE: our writes go to private copies of the pages, so a child
-	// the target forks later gets its own copy and patching or reverting one
-	// process never changes another. MAP_FIXED_NOREPLACE (Linux 4.17, mmap(2))
-	// fails with EEXIST instead of replacing anything mapped there.
-	addr, err := pr.Mmap(im.base, pp.size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED_NOREPLACE, fd, 0)
-	pr.Close(fd)
-	if err != nil {
-		return fail("map", fmt.Errorf("mmap %d bytes at %#x in target: %w", pp.size, im.base, err))
-	}
-	if addr != im.base {
-		pr.Munmap(addr, pp.size)
-		return fail("map", fmt.Errorf("mmap returned %#x instead of %#x (kernel without MAP_FIXED_NOREPLACE?)", addr, im.base))
-	}
-	mapped = true
-
-	if err := faultHook("write"); err != nil {
-		return fail("write", err)
-	}
-	if err := pr.WriteMem(im.base, im.hdr); err != nil {
-		return fail("write", fmt.Errorf("header: %w", err))
-	}
-	for _, s := range im.segData {
-		if err := pr.WriteMem(s.addr, s.data); err != nil {
-			return fail("write", fmt.Errorf("segment at %#x: %w", s.addr, err))
-		}
-	}
-	if err := faultHook("protect"); err != nil {
-		return fail("protect", err)
-	}
-	// W^X: code becomes read-execute and constants read-only only after they
-	// are written; nothing is ever writable and executable at once.
-	if err := pr.Mprotect(im.base, pp.hdrSize, unix.PROT_READ); err != nil {
-		return fail("protect", fmt.Errorf("header: %w", err))
-	}
-	for _, s := range im.segData {
-		if s.prot == unix.PROT_READ|unix.PROT_WRITE {
-			continue
-		}
-		if err := pr.Mprotect(s.addr, roundUp(uint64(len(s.data)), pageSize), s.prot); err != nil {
-			return fail("protect", fmt.Errorf("segment at %#x: %w", s.addr, err))
-		}
-	}
-	defer registerEHFrames(pr, pp, im, &err)() // C++ unwind tables; see ehframe.go
 	for i, r := range im.plans {
 		if err := faultHook("redirect"); err != nil {
 			return fail("redirect", err)

@@ -109,6 +109,10 @@ func lineIndex(t *testing.T, l string) int64 {
 // and returns the following n.
 func nextLines(t *testing.T, tg *testutil.Target, n int) []string {
 	t.Helper()
+	// Lines printed before the change may still be in the pipe or on their
+	// way to the channel: drain, give the reader time to catch up, drain.
+	tg.Drain()
+	time.Sleep(100 * time.Millisecond)
 	tg.Drain()
 	any := func(string) bool { return true }
 	tg.WaitLine(t, 5*time.Second, any)

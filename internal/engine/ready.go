@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -103,50 +104,33 @@ func applyReady(pp *prepared, p *patchfile.Patch, rep *ApplyReport, recs []Patch
 		return false, err
 	}
 	defer mem.Close()
-	// A new region: map it with one thread stopped.
-	pr, err := proc.Attach(pp.t.pid, proc.Options{Timeout: 2 * time.Second, OneThread: true})
+	// A new region, mapped with one thread stopped.
+	im, allocPause, err := pp.allocate(p)
 	if err != nil {
 		return false, err
 	}
-	defer pr.Detach()
 	rep.Attempts = 1
-	if err := pr.Stop(); err != nil {
-		return false, fmt.Errorf("stop one thread of %d: %w", pp.t.pid, err)
-	}
-	maps, err := procmaps.Read(pp.t.pid)
-	if err != nil {
-		return false, err
-	}
-	base, err := pp.chooseBase(maps)
-	if err != nil {
-		return false, err
-	}
-	im, err := pp.link(base, p)
-	if err != nil {
-		return false, err
-	}
-	if !im.allReady() {
-		return false, nil
-	}
 	// The entries and the padding must hold the compiler's NOPs now; any
 	// other state (another patch's jumps) takes the stop-the-world path,
 	// which can rewrite them safely.
-	for i, pd := range im.padded {
+	usable := im.allReady()
+	for _, pd := range im.padded {
+		if !usable {
+			break
+		}
 		cur := make([]byte, len(pd.Entry.Orig))
 		pad := make([]byte, len(pd.Pad.Orig))
 		if mem.Read(pd.Entry.Addr, cur) != nil || mem.Read(pd.Pad.Addr, pad) != nil ||
 			string(cur) != string(pd.Entry.Orig) || string(pad) != string(pd.Pad.Orig) {
-			_ = i
-			return false, nil
+			usable = false
 		}
 	}
-	if err := mapAndFill(pr, pp, im, pp.hdrSize); err != nil {
-		return true, err
+	if !usable {
+		pp.release(im)
+		return false, nil
 	}
-	if err := pr.Detach(); err != nil {
-		return true, fmt.Errorf("detach: %w", err)
-	}
-	rep.Pause = pr.Pause()
+	base := im.base
+	rep.AllocPause = allocPause
 	// Redirect with the process running.
 	var done []int
 	undo := func(e error) error {
@@ -236,10 +220,64 @@ func readyRecordIntact(mem *proc.Mem, r record.Record) bool {
 	return true
 }
 
+// allocate maps the patch region and fills it, with one thread of the
+// target stopped to run the system calls while the others keep running:
+// nothing can reach the region before a jump is written. It chooses the
+// address from the maps read now and maps it with MAP_FIXED_NOREPLACE, which
+// fails rather than replace anything mapped there meanwhile.
+func (pp *prepared) allocate(p *patchfile.Patch) (im *image, pause time.Duration, err error) {
+	pr, err := proc.Attach(pp.t.pid, proc.Options{Timeout: 2 * time.Second, OneThread: true})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer pr.Detach()
+	if err := pr.Stop(); err != nil {
+		return nil, 0, fmt.Errorf("stop one thread of %d: %w", pp.t.pid, err)
+	}
+	maps, err := procmaps.Read(pp.t.pid)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read maps: %w", err)
+	}
+	base, err := pp.chooseBase(maps)
+	if err != nil {
+		return nil, 0, err
+	}
+	if im, err = pp.link(base, p); err != nil {
+		return nil, 0, err
+	}
+	if err := mapAndFill(pr, pp, im, pp.hdrSize); err != nil {
+		return nil, 0, err
+	}
+	if err := pr.Detach(); err != nil {
+		return nil, 0, fmt.Errorf("detach: %w", err)
+	}
+	return im, pr.Pause(), nil
+}
+
+// release unmaps a region allocate mapped that never got a jump (an apply
+// that failed or was refused after phase 1), with one thread stopped.
+func (pp *prepared) release(im *image) {
+	pr, err := proc.Attach(pp.t.pid, proc.Options{Timeout: 2 * time.Second, OneThread: true})
+	if err != nil {
+		return // the record says "applying": status shows it, recover frees it
+	}
+	defer pr.Detach()
+	if pr.Stop() != nil {
+		return
+	}
+	if why := deregisterEHFrames(pr, im.base, im.base+pp.size); why != "" {
+		return
+	}
+	pr.Munmap(im.base, pp.size)
+}
+
 // mapAndFill maps the region (with the one stopped thread lending its
 // registers), writes the record and the code, and protects it. On failure it
 // unmaps what it mapped.
 func mapAndFill(pr *proc.Process, pp *prepared, im *image, hdrSize uint64) (err error) {
+	if err := faultHook("map"); err != nil {
+		return &stepError{"map", err}
+	}
 	fd, err := pr.MemfdCreate(record.NamePrefix+im.rec.ID, unix.MFD_CLOEXEC)
 	if err != nil {
 		return &stepError{"map", err}
@@ -248,6 +286,10 @@ func mapAndFill(pr *proc.Process, pp *prepared, im *image, hdrSize uint64) (err 
 		pr.Close(fd)
 		return &stepError{"map", err}
 	}
+	// MAP_PRIVATE: our writes go to private copies of the pages, so a child
+	// the target forks later gets its own copy and patching or reverting one
+	// process never changes another. MAP_FIXED_NOREPLACE (Linux 4.17, mmap(2))
+	// fails with EEXIST instead of replacing anything mapped there.
 	addr, err := pr.Mmap(im.base, pp.size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED_NOREPLACE, fd, 0)
 	pr.Close(fd)
 	if err != nil {
@@ -255,10 +297,10 @@ func mapAndFill(pr *proc.Process, pp *prepared, im *image, hdrSize uint64) (err 
 	}
 	if addr != im.base {
 		pr.Munmap(addr, pp.size)
-		return &stepError{"map", fmt.Errorf("mmap returned %#x instead of %#x", addr, im.base)}
+		return &stepError{"map", fmt.Errorf("mmap returned %#x instead of %#x (kernel without MAP_FIXED_NOREPLACE?)", addr, im.base)}
 	}
 	defer func() {
-		if err != nil {
+		if err != nil && !errors.Is(err, errSimulatedCrash) {
 			pr.Munmap(im.base, pp.size)
 		}
 	}()
@@ -273,6 +315,11 @@ func mapAndFill(pr *proc.Process, pp *prepared, im *image, hdrSize uint64) (err 
 			return &stepError{"write", err}
 		}
 	}
+	if err := faultHook("protect"); err != nil {
+		return &stepError{"protect", err}
+	}
+	// W^X: code becomes read-execute and constants read-only only after they
+	// are written; nothing is ever writable and executable at once.
 	if err := pr.Mprotect(im.base, hdrSize, unix.PROT_READ); err != nil {
 		return &stepError{"protect", err}
 	}

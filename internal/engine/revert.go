@@ -23,6 +23,7 @@ type RevertReport struct {
 	Attempts    int           `json:"attempts"`
 	Pause       time.Duration `json:"pause_ns"`
 	Elapsed     time.Duration `json:"elapsed_ns"`
+	free        *regionRef    // to unmap after the resume
 }
 
 // Revert puts back the original bytes of every function patch id redirected
@@ -107,6 +108,11 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 		return nil, fmt.Errorf("detach: %w", err)
 	}
 	rep.Pause = pr.Pause()
+	if rep.free != nil {
+		if rep.Retained = freeRegion(pid, rep.free); rep.Retained == "" {
+			rep.Freed = true
+		}
+	}
 	rep.Elapsed = time.Since(start)
 	return rep, nil
 }
@@ -189,17 +195,38 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 		}
 		return nil, nil
 	}
-	if rep.Retained = deregisterEHFrames(pr, rec.Base, rec.Base+rec.Size); rep.Retained != "" { // see ehframe.go
-		pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted))
-		return nil, nil
+	// Free it after the resume, with one thread stopped: no thread is in it
+	// or due to return into it, and with the jumps gone none can enter it.
+	// Marked reverted first, so that a crash before the munmap leaves a
+	// region recover frees.
+	if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted)); err != nil {
+		return resumeErr(fmt.Errorf("mark reverted: %w", err))
 	}
-	if err := pr.Munmap(rec.Base, rec.Size); err != nil {
-		rep.Retained = fmt.Sprintf("munmap failed: %v", err)
-		pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted))
-		return nil, nil
-	}
-	rep.Freed = true
+	rep.free = &regionRef{rec.Base, rec.Size}
 	return nil, nil
+}
+
+type regionRef struct{ base, size uint64 }
+
+// freeRegion unmaps a reverted region (deregistering its unwind tables
+// first) with one thread of the process stopped. It returns why the region
+// was kept, or "".
+func freeRegion(pid int, r *regionRef) string {
+	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, OneThread: true})
+	if err != nil {
+		return fmt.Sprintf("cannot attach to unmap it: %v (hotpatch recover frees it)", err)
+	}
+	defer pr.Detach()
+	if err := pr.Stop(); err != nil {
+		return fmt.Sprintf("cannot stop a thread to unmap it: %v (hotpatch recover frees it)", err)
+	}
+	if why := deregisterEHFrames(pr, r.base, r.base+r.size); why != "" { // see ehframe.go
+		return why
+	}
+	if err := pr.Munmap(r.base, r.size); err != nil {
+		return fmt.Sprintf("munmap failed: %v", err)
+	}
+	return ""
 }
 
 // maxStackScan bounds the bytes of one thread's stack scanned for return

@@ -324,6 +324,11 @@ func (p *Process) loop(ready chan<- error) {
 	// terminates the thread, which detaches whatever is still attached.
 	runtime.LockOSThread()
 	p.tracerTID = unix.Gettid()
+	// Our waits are short naps between polls of the tracees (nap): with the
+	// default 50 µs timer slack (prctl(2), PR_SET_TIMERSLACK) each would last
+	// at least that long, and the target stays stopped meanwhile. This
+	// thread exits with the Process, so the setting goes with it.
+	unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
 	if err := p.seizeAll(); err != nil {
 		ready <- err
 		return
