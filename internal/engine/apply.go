@@ -456,22 +456,23 @@ func (b *busyError) Error() string { return b.msg }
 // err: give up). On return without error and without busy, the process is
 // still stopped with the patch installed.
 func applyOnce(pr *proc.Process, pp *prepared, im *image) (*busyError, error) {
-	if err := pr.Stop(); err != nil {
-		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)
-	}
+	// Read before the stop, to keep it short: the records change only under
+	// the lock we hold, and the maps serve to find thread stacks (a stack
+	// missing from this view makes activeOnStacks read them again).
 	maps, err := procmaps.Read(pr.Pid())
 	if err != nil {
-		pr.Resume()
 		return nil, fmt.Errorf("read maps: %w", err)
+	}
+	applied, err := readRecords(pr.Pid(), maps)
+	if err != nil {
+		return nil, err
+	}
+	if err := pr.Stop(); err != nil {
+		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)
 	}
 	// The bytes about to be replaced must be the ones the patch was planned
 	// against, or the jump of an applied patch of ours: then this patch
 	// stacks on top of it, and reverting it restores that jump.
-	applied, err := readRecords(pr.Pid(), maps)
-	if err != nil {
-		pr.Resume()
-		return nil, err
-	}
 	for i := range im.plans {
 		r := &im.plans[i]
 		cur := make([]byte, len(r.Orig))

@@ -62,10 +62,19 @@ func (t *target) activeOnStacks(pr *proc.Process, u *unwind.Unwinder, threads []
 		}
 		return span{}, false
 	}
+	refreshed := false
 	for _, th := range threads {
 		sp := th.Regs.SP()
 		st := &unwind.Stack{Lo: sp, Mem: pr.ReadMem}
-		if m, ok := procmaps.Find(maps, sp); ok {
+		m, ok := procmaps.Find(maps, sp)
+		if !ok && !refreshed {
+			// A thread created after the maps were read: read them again.
+			if fresh, err := procmaps.Read(pr.Pid()); err == nil {
+				maps, refreshed = fresh, true
+				m, ok = procmaps.Find(maps, sp)
+			}
+		}
+		if ok {
 			end := min(m.End, sp+maxStackScan)
 			st.Data = make([]byte, end-sp)
 			if err := pr.ReadMem(sp, st.Data); err != nil {

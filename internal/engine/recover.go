@@ -68,7 +68,7 @@ func Recover(pid int, opt Options) (*RecoverReport, error) {
 	for _, p := range todo {
 		a := RecoverAction{PatchID: p.ID, Was: p.StateName}
 		free := func() {
-			why := regionInUse(pr, threads, p.Base, p.Base+p.Size)
+			why := regionInUse(pr, threads, mustMaps(pid), p.Base, p.Base+p.Size)
 			if why == "" && p.StateName != StateIncomplete {
 				why = deregisterEHFrames(pr, p.Base, p.Base+p.Size)
 			}

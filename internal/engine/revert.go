@@ -118,6 +118,15 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 }
 
 func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw *unwind.Unwinder) (*busyError, error) {
+	// Read before the stop (records change only under our lock; see applyOnce).
+	maps, err := procmaps.Read(pr.Pid())
+	if err != nil {
+		return nil, fmt.Errorf("read maps: %w", err)
+	}
+	others, err := readRecords(pr.Pid(), maps)
+	if err != nil {
+		return nil, err
+	}
 	if err := pr.Stop(); err != nil {
 		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)
 	}
@@ -136,7 +145,7 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 			return resumeErr(fmt.Errorf("read %s at %#x: %w", rd.Func, rd.Addr, err))
 		}
 		if string(cur) != string(rd.Jump) {
-			if others, err := readRecords(pr.Pid(), mustMaps(pr.Pid())); err == nil {
+			{
 				for _, o := range others {
 					for _, ord := range o.Redirects {
 						if o.State == record.StateApplied && ord.Addr == rd.Addr && string(ord.Orig) == string(rd.Jump) {
@@ -163,7 +172,7 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 		// Stack model: no thread may be executing in, or due to return into,
 		// the patch's code when the old code comes back.
 		spans := []span{{rec.TextStart, rec.TextEnd, "the code of patch " + rec.ID}}
-		if busy := t.activeOnStacks(pr, unw, threads, mustMaps(pr.Pid()), spans); busy != nil {
+		if busy := t.activeOnStacks(pr, unw, threads, maps, spans); busy != nil {
 			pr.Resume()
 			return busy, nil
 		}
@@ -188,7 +197,7 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 	}
 	// The region can go only if no thread can still execute in it: not
 	// running there now and no return address into it on any stack.
-	if why := regionInUse(pr, threads, rec.Base, rec.Base+rec.Size); why != "" {
+	if why := regionInUse(pr, threads, maps, rec.Base, rec.Base+rec.Size); why != "" {
 		rep.Retained = why
 		if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted)); err != nil {
 			return resumeErr(fmt.Errorf("mark reverted: %w", err))
@@ -236,17 +245,19 @@ const maxStackScan = 8 << 20
 // regionInUse reports why [lo, hi) may still be executed by some thread: its
 // pc is there, or a word on its stack (a conservative scan from the stack
 // pointer to the top of the stack mapping) points there. "" when free.
-func regionInUse(pr *proc.Process, threads []proc.Thread, lo, hi uint64) string {
-	maps, err := procmaps.Read(pr.Pid())
-	if err != nil {
-		return fmt.Sprintf("cannot read maps to check stacks: %v", err)
-	}
+func regionInUse(pr *proc.Process, threads []proc.Thread, maps []procmaps.Mapping, lo, hi uint64) string {
 	for _, th := range threads {
 		if pc := th.Regs.PC(); pc >= lo && pc < hi {
 			return fmt.Sprintf("thread %d is executing in it (pc %#x)", th.TID, pc)
 		}
 		sp := th.Regs.SP()
 		m, ok := procmaps.Find(maps, sp)
+		if !ok {
+			if fresh, err := procmaps.Read(pr.Pid()); err == nil {
+				maps = fresh
+				m, ok = procmaps.Find(maps, sp)
+			}
+		}
 		if !ok {
 			return fmt.Sprintf("thread %d: stack pointer %#x is in no mapping", th.TID, sp)
 		}

@@ -102,10 +102,16 @@ func (s *Stack) Word(addr uint64) (uint64, error) {
 	return binary.LittleEndian.Uint64(b[:]), nil
 }
 
-// Unwinder walks stacks through a set of modules.
+// Unwinder walks stacks through a set of modules. It is not safe for
+// concurrent use.
 type Unwinder struct {
 	Mods []Module
 	Regs arch.UnwindRegs
+
+	// rules memoises the frame rules per pc: threads parked at the same call
+	// sites (a pool of workers blocked in one futex) share them, so a stop of
+	// many threads decodes each site's CFI once.
+	rules map[uint64]*frame.FrameContext
 }
 
 // Result of a walk.
@@ -145,15 +151,22 @@ func (u *Unwinder) Unwind(pc, sp, fp uint64, st *Stack) Result {
 			res.SP, res.Reason = regs[u.Regs.SP], fmt.Sprintf("no object maps %#x", lookup)
 			return res
 		}
-		fde, err := m.Table.fdes.FDEForPC(lookup - m.Bias)
-		if err != nil {
-			res.SP, res.Reason = regs[u.Regs.SP], fmt.Sprintf("no CFI for %#x in %s", lookup, m.Name)
-			return res
-		}
-		ctx, err := establish(fde, lookup-m.Bias)
-		if err != nil {
-			res.SP, res.Reason = regs[u.Regs.SP], fmt.Sprintf("CFI of %s at %#x: %v", m.Name, lookup, err)
-			return res
+		ctx, ok := u.rules[lookup]
+		if !ok {
+			fde, err := m.Table.fdes.FDEForPC(lookup - m.Bias)
+			if err != nil {
+				res.SP, res.Reason = regs[u.Regs.SP], fmt.Sprintf("no CFI for %#x in %s", lookup, m.Name)
+				return res
+			}
+			ctx, err = establish(fde, lookup-m.Bias)
+			if err != nil {
+				res.SP, res.Reason = regs[u.Regs.SP], fmt.Sprintf("CFI of %s at %#x: %v", m.Name, lookup, err)
+				return res
+			}
+			if u.rules == nil {
+				u.rules = map[uint64]*frame.FrameContext{}
+			}
+			u.rules[lookup] = ctx
 		}
 		if ctx.CFA.Rule != frame.RuleCFA {
 			res.SP, res.Reason = regs[u.Regs.SP], fmt.Sprintf("CFA expression at %#x in %s", lookup, m.Name)
