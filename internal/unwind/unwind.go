@@ -64,6 +64,21 @@ func Parse(f *elf.File) (t *Table, err error) {
 	return t, nil
 }
 
+// ParseEHFrame parses raw .eh_frame contents mapped at addr (for tests and
+// fuzzing). Hostile input cannot panic the caller.
+func ParseEHFrame(data []byte, addr uint64) (t *Table, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t, err = nil, fmt.Errorf("parse .eh_frame: %v", r)
+		}
+	}()
+	fdes, err := frame.Parse(data, binary.LittleEndian, 0, 8, addr)
+	if err != nil {
+		return nil, fmt.Errorf("parse .eh_frame: %w", err)
+	}
+	return &Table{fdes: fdes}, nil
+}
+
 // Len is the number of frame description entries.
 func (t *Table) Len() int { return len(t.fdes) }
 
