@@ -130,10 +130,11 @@ func newApplyCmd() *cobra.Command {
 			fmt.Fprintf(w, "patch %s is already applied to process %d: nothing to do\n", rep.PatchID, pid)
 			return nil
 		}
-		fmt.Fprintf(w, "applied %s to process %d (%s): %d function(s) redirected, pause %v, total %v\n",
-			rep.PatchID, pid, rep.Target, len(rep.Functions), rep.Pause.Round(time.Microsecond), rep.Elapsed.Round(time.Millisecond))
+		fmt.Fprintf(w, "applied %s to process %d (%s): %d function(s) redirected, pause %v (one thread %v while mapping), total %v, consistency %s\n",
+			rep.PatchID, pid, rep.Target, len(rep.Functions), rep.Pause.Round(time.Microsecond), rep.AllocPause.Round(time.Microsecond),
+			rep.Elapsed.Round(time.Millisecond), rep.Consistency)
 		for _, f := range rep.Functions {
-			fmt.Fprintf(w, "  %-24s %#x -> %#x (%s)\n", f.Name, f.Entry, f.New, f.Kind)
+			fmt.Fprintf(w, "  %-24s %#x -> %#x (%s, %s path)\n", f.Name, f.Entry, f.New, f.Kind, f.Path)
 		}
 		return nil
 	}
