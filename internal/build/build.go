@@ -69,30 +69,12 @@ type Report struct {
 
 // ByName builds a patch in by-name mode.
 func ByName(opt Options) (*patchfile.Patch, *Report, error) {
-	tf, err := os.Open(opt.Target)
+	tg, err := openTarget(opt)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open target: %w", err)
+		return nil, nil, err
 	}
-	defer tf.Close()
-	ef, err := elfsym.Open(tf)
-	if err != nil {
-		return nil, nil, fmt.Errorf("target %s: %w", opt.Target, err)
-	}
-	bid, err := ef.BuildID()
-	if err != nil {
-		return nil, nil, fmt.Errorf("target %s: %w (link it with -Wl,--build-id so patches can be matched to processes)", opt.Target, err)
-	}
-	syms, err := ef.Symbols()
-	if err != nil {
-		return nil, nil, fmt.Errorf("target %s: %w", opt.Target, err)
-	}
-	a, err := arch.ForMachine(ef.Machine())
-	if err != nil {
-		return nil, nil, fmt.Errorf("target %s: %w", opt.Target, err)
-	}
-	rep := &Report{Target: opt.Target, BuildID: hex.EncodeToString(bid)}
-	man := patchfile.Manifest{Description: opt.Description,
-		Target: patchfile.Target{Path: absPath(opt.Target), BuildID: rep.BuildID, Machine: a.Name()}}
+	defer tg.close()
+	ef, bid, syms, a, rep, man := tg.ef, tg.bid, tg.syms, tg.arch, tg.report(), tg.manifest(opt)
 	var members []patchfile.NamedData
 	h := sha256.New()
 	h.Write(bid)
@@ -208,4 +190,49 @@ func findFunc(syms *elfsym.Table, fn linker.ObjSymbol, srcFile string) (elfsym.S
 	sort.Strings(where)
 	return elfsym.Symbol{}, false, fmt.Errorf("%w: %s is ambiguous in the target: %s; compile the new code from the source file that defines the one you mean",
 		ErrNotFound, fn.Name, strings.Join(where, ", "))
+}
+
+// target is the file a patch is built for, parsed.
+type target struct {
+	path string
+	fh   *os.File
+	ef   *elfsym.File
+	bid  []byte
+	syms *elfsym.Table
+	arch arch.Arch
+}
+
+// openTarget opens and checks the target file of a build: it must be an ELF
+// file of a known architecture with a build-id (how patches find processes).
+func openTarget(opt Options) (*target, error) {
+	fh, err := os.Open(opt.Target)
+	if err != nil {
+		return nil, fmt.Errorf("open target: %w", err)
+	}
+	t := &target{path: opt.Target, fh: fh}
+	fail := func(err error) (*target, error) { fh.Close(); return nil, err }
+	if t.ef, err = elfsym.Open(fh); err != nil {
+		return fail(fmt.Errorf("target %s: %w", opt.Target, err))
+	}
+	if t.bid, err = t.ef.BuildID(); err != nil {
+		return fail(fmt.Errorf("target %s: %w (link it with -Wl,--build-id so patches can be matched to processes)", opt.Target, err))
+	}
+	if t.syms, err = t.ef.Symbols(); err != nil {
+		return fail(fmt.Errorf("target %s: %w", opt.Target, err))
+	}
+	if t.arch, err = arch.ForMachine(t.ef.Machine()); err != nil {
+		return fail(fmt.Errorf("target %s: %w", opt.Target, err))
+	}
+	return t, nil
+}
+
+func (t *target) close() { t.fh.Close() }
+
+func (t *target) report() *Report {
+	return &Report{Target: t.path, BuildID: hex.EncodeToString(t.bid)}
+}
+
+func (t *target) manifest(opt Options) patchfile.Manifest {
+	return patchfile.Manifest{Description: opt.Description,
+		Target: patchfile.Target{Path: absPath(t.path), BuildID: hex.EncodeToString(t.bid), Machine: t.arch.Name()}}
 }

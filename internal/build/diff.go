@@ -8,9 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/diff"
-	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/linker"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 )
@@ -50,30 +48,12 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 	if len(opt.Old) != len(opt.New) {
 		return nil, nil, fmt.Errorf("diff mode needs one old object per new object: %d --old, %d --new", len(opt.Old), len(opt.New))
 	}
-	tf, err := os.Open(opt.Target)
+	tg, err := openTarget(opt)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open target: %w", err)
+		return nil, nil, err
 	}
-	defer tf.Close()
-	ef, err := elfsym.Open(tf)
-	if err != nil {
-		return nil, nil, fmt.Errorf("target %s: %w", opt.Target, err)
-	}
-	bid, err := ef.BuildID()
-	if err != nil {
-		return nil, nil, fmt.Errorf("target %s: %w (link it with -Wl,--build-id so patches can be matched to processes)", opt.Target, err)
-	}
-	syms, err := ef.Symbols()
-	if err != nil {
-		return nil, nil, fmt.Errorf("target %s: %w", opt.Target, err)
-	}
-	a, err := arch.ForMachine(ef.Machine())
-	if err != nil {
-		return nil, nil, fmt.Errorf("target %s: %w", opt.Target, err)
-	}
-	rep := &Report{Target: opt.Target, BuildID: hex.EncodeToString(bid)}
-	man := patchfile.Manifest{Description: opt.Description,
-		Target: patchfile.Target{Path: absPath(opt.Target), BuildID: rep.BuildID, Machine: a.Name()}}
+	defer tg.close()
+	bid, syms, a, rep, man := tg.bid, tg.syms, tg.arch, tg.report(), tg.manifest(opt)
 	var members []patchfile.NamedData
 	h := sha256.New()
 	h.Write(bid)

@@ -413,24 +413,8 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 	}
 	defer pr.Detach()
 
-	deadline := time.Now().Add(opt.timeout())
-	backoff := time.Millisecond
-	for {
-		rep.Attempts++
-		var busy *busyError
-		busy, err = applyOnce(pr, pp, im)
-		if err == nil && busy == nil {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w: %v after %d attempts in %v; try again when the process is less busy, or raise --timeout",
-				ErrUnsafe, busy, rep.Attempts, opt.timeout())
-		}
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 100*time.Millisecond)
+	if err = retry(opt.timeout(), &rep.Attempts, func() (*busyError, error) { return applyOnce(pr, pp, im) }); err != nil {
+		return nil, err
 	}
 	if err := pr.Detach(); err != nil {
 		return nil, fmt.Errorf("detach: %w", err)
@@ -450,6 +434,31 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 type busyError struct{ msg string }
 
 func (b *busyError) Error() string { return b.msg }
+
+// retry runs attempt (one stop window) until it succeeds, fails, or is
+// still busy when timeout has passed; between attempts the process runs for
+// a back-off of 1 ms doubling to 100 ms, so that threads can leave the code
+// being replaced.
+func retry(timeout time.Duration, attempts *int, attempt func() (*busyError, error)) error {
+	deadline := time.Now().Add(timeout)
+	backoff := time.Millisecond
+	for {
+		*attempts++
+		busy, err := attempt()
+		if err != nil {
+			return err
+		}
+		if busy == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %v after %d attempts in %v; try again when the process is less busy, raise --timeout, or use --consistency=entry for a function that never returns",
+				ErrUnsafe, busy, *attempts, timeout)
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 100*time.Millisecond)
+	}
+}
 
 // applyOnce stops the process and either installs the patch completely, or
 // returns with the process resumed and nothing changed (busy: retry later;

@@ -87,22 +87,8 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 		return nil, err
 	}
 	defer pr.Detach()
-	deadline := time.Now().Add(opt.timeout())
-	backoff := time.Millisecond
-	for {
-		rep.Attempts++
-		busy, err := revertOnce(pr, base, rep, t, unw)
-		if err != nil {
-			return nil, err
-		}
-		if busy == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w: %v after %d attempts in %v", ErrUnsafe, busy, rep.Attempts, opt.timeout())
-		}
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 100*time.Millisecond)
+	if err := retry(opt.timeout(), &rep.Attempts, func() (*busyError, error) { return revertOnce(pr, base, rep, t, unw) }); err != nil {
+		return nil, err
 	}
 	if err := pr.Detach(); err != nil {
 		return nil, fmt.Errorf("detach: %w", err)
