@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -246,6 +247,13 @@ func (pp *prepared) allocate(p *patchfile.Patch) (im *image, pause time.Duration
 		return nil, 0, err
 	}
 	if err := mapAndFill(pr, pp, im, pp.hdrSize); err != nil {
+		// mapAndFill unmaps on failure; if it could not (the tracer lost the
+		// thread it borrowed, e.g. on a timeout under heavy load), try again
+		// with a fresh session so that nothing is left in the target.
+		if !errors.Is(err, errSimulatedCrash) && regionMapped(pp.t.pid, im.base) {
+			pr.Detach()
+			pp.release(im)
+		}
 		return nil, 0, err
 	}
 	if err := pr.Detach(); err != nil {
@@ -381,4 +389,14 @@ func registerEHFramesNow(pr *proc.Process, pp *prepared, im *image) error {
 	var err error
 	registerEHFrames(pr, pp, im, &err)()
 	return err
+}
+
+// regionMapped reports whether a patch region starts at base in process pid.
+func regionMapped(pid int, base uint64) bool {
+	maps, err := procmaps.Read(pid)
+	if err != nil {
+		return false
+	}
+	m, ok := procmaps.Find(maps, base)
+	return ok && m.Start == base && strings.HasPrefix(m.Path, "/memfd:"+record.NamePrefix)
 }
