@@ -18,6 +18,44 @@ import (
 // through libc and the program, from CFI alone (-fomit-frame-pointer), and
 // checks the chain inner <- outer <- main.
 func TestUnwindLiveProcess(t *testing.T) {
+	u, st, pc, sp, fp, exe, exeMod := stoppedChain(t)
+	res := u.Unwind(pc, sp, fp, st)
+	var names []string
+	for i, pc := range res.PCs {
+		if i > 0 {
+			pc--
+		}
+		if exeMod.Contains(pc) {
+			if s, ok := exe.Containing(pc - exeMod.Bias); ok {
+				names = append(names, s.Name)
+			}
+		}
+	}
+	got := strings.Join(names, " ")
+	if !strings.HasPrefix(got, "inner outer main") {
+		t.Fatalf("program frames %q (complete=%v, %s), want inner outer main", got, res.Complete, res.Reason)
+	}
+	if !res.Complete {
+		t.Errorf("walk incomplete: %s", res.Reason)
+	}
+	t.Logf("%d frames, program part: %s", len(res.PCs), got)
+}
+
+// BenchmarkUnwind measures one thread's walk from its stack copy, the work
+// the consistency check does per thread while the process is stopped.
+func BenchmarkUnwind(b *testing.B) {
+	u, st, pc, sp, fp, _, _ := stoppedChain(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if res := u.Unwind(pc, sp, fp, st); !res.Complete {
+			b.Fatal(res.Reason)
+		}
+	}
+}
+
+// stoppedChain starts chain.c, waits until it sleeps inside inner(), and
+// returns an unwinder for it with a copy of its stack.
+func stoppedChain(t testing.TB) (*unwind.Unwinder, *unwind.Stack, uint64, uint64, uint64, *elfsym.Table, *procmaps.Module) {
 	testutil.NeedPtrace(t)
 	dir := t.TempDir()
 	bin := testutil.Compile(t, filepath.Join(dir, "chain"), "testdata/chain.c", "-O2", "-fomit-frame-pointer")
@@ -73,26 +111,7 @@ func TestUnwindLiveProcess(t *testing.T) {
 	if err := pr.ReadMem(sp, st.Data); err != nil {
 		t.Fatal(err)
 	}
-	res := u.Unwind(th.Regs.PC(), sp, th.Regs.FP(), st)
-	var names []string
-	for i, pc := range res.PCs {
-		if i > 0 {
-			pc--
-		}
-		if exeMod.Contains(pc) {
-			if s, ok := exe.Containing(pc - exeMod.Bias); ok {
-				names = append(names, s.Name)
-			}
-		}
-	}
-	got := strings.Join(names, " ")
-	if !strings.HasPrefix(got, "inner outer main") {
-		t.Fatalf("program frames %q (complete=%v, %s), want inner outer main", got, res.Complete, res.Reason)
-	}
-	if !res.Complete {
-		t.Errorf("walk incomplete: %s", res.Reason)
-	}
-	t.Logf("%d frames, program part: %s", len(res.PCs), got)
+	return u, st, th.Regs.PC(), sp, th.Regs.FP(), exe, exeMod
 }
 
 // FuzzParse feeds hostile .eh_frame contents through Parse and a walk.
