@@ -15,20 +15,9 @@ import (
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
-// hotpatchCLI runs the command line in this process, as main does, and
-// returns stdout, stderr and the exit code.
-func hotpatchCLI(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	root := newRoot(&out, &errb)
-	root.SetArgs(args)
-	code := report(root.Execute(), &out, &errb)
-	return out.String(), errb.String(), code
-}
-
 func mustCLI(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errs, code := hotpatchCLI(t, args...)
+	out, errs, code := runCLI(t, args...)
 	if code != 0 {
 		t.Fatalf("hotpatch %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
 	}
@@ -37,7 +26,7 @@ func mustCLI(t *testing.T, args ...string) string {
 
 func wantExit(t *testing.T, want int, args ...string) string {
 	t.Helper()
-	out, errs, code := hotpatchCLI(t, args...)
+	out, errs, code := runCLI(t, args...)
 	if code != want {
 		t.Fatalf("hotpatch %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, want, out, errs)
 	}

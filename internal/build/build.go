@@ -84,18 +84,10 @@ func ByName(opt Options) (*patchfile.Patch, *Report, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("read object: %w", err)
 		}
-		o, err := linker.ParseObject(data)
+		o, member, err := tg.object(objPath, data, names)
 		if err != nil {
-			return nil, nil, fmt.Errorf("object %s: %w", objPath, err)
+			return nil, nil, err
 		}
-		if o.Arch().Machine() != a.Machine() {
-			return nil, nil, fmt.Errorf("object %s is for %s but %s is %s", objPath, o.Arch().Name(), opt.Target, a.Name())
-		}
-		member := filepath.Base(objPath)
-		for i := 2; names[member]; i++ {
-			member = fmt.Sprintf("%d-%s", i, filepath.Base(objPath))
-		}
-		names[member] = true
 		members = append(members, patchfile.NamedData{Name: member, Kind: "object", Data: data})
 		h.Write(data)
 		for _, fn := range o.Functions() {
@@ -235,4 +227,22 @@ func (t *target) report() *Report {
 func (t *target) manifest(opt Options) patchfile.Manifest {
 	return patchfile.Manifest{Description: opt.Description,
 		Target: patchfile.Target{Path: absPath(t.path), BuildID: hex.EncodeToString(t.bid), Machine: t.arch.Name()}}
+}
+
+// object parses a patch object for this target and names its member in the
+// patch (its base name, made unique among names).
+func (t *target) object(path string, data []byte, names map[string]bool) (*linker.Object, string, error) {
+	o, err := linker.ParseObject(data)
+	if err != nil {
+		return nil, "", fmt.Errorf("object %s: %w", path, err)
+	}
+	if o.Arch().Machine() != t.arch.Machine() {
+		return nil, "", fmt.Errorf("object %s is for %s but %s is %s", path, o.Arch().Name(), t.path, t.arch.Name())
+	}
+	member := filepath.Base(path)
+	for i := 2; names[member]; i++ {
+		member = fmt.Sprintf("%d-%s", i, filepath.Base(path))
+	}
+	names[member] = true
+	return o, member, nil
 }

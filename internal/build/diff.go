@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/hotpatch/hotpatch/internal/diff"
 	"github.com/hotpatch/hotpatch/internal/linker"
@@ -53,7 +52,7 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 		return nil, nil, err
 	}
 	defer tg.close()
-	bid, syms, a, rep, man := tg.bid, tg.syms, tg.arch, tg.report(), tg.manifest(opt)
+	bid, syms, rep, man := tg.bid, tg.syms, tg.report(), tg.manifest(opt)
 	var members []patchfile.NamedData
 	h := sha256.New()
 	h.Write(bid)
@@ -72,18 +71,10 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("compare %s with %s: %w", oldPath, newPath, err)
 		}
-		o, err := linker.ParseObject(res.Object)
+		_, member, err := tg.object(newPath, res.Object, names)
 		if err != nil {
-			return nil, nil, fmt.Errorf("object %s: %w", newPath, err)
+			return nil, nil, err
 		}
-		if o.Arch().Machine() != a.Machine() {
-			return nil, nil, fmt.Errorf("object %s is for %s but %s is %s", newPath, o.Arch().Name(), opt.Target, a.Name())
-		}
-		member := filepath.Base(newPath)
-		for n := 2; names[member]; n++ {
-			member = fmt.Sprintf("%d-%s", n, filepath.Base(newPath))
-		}
-		names[member] = true
 		red, add := res.Redirected(), res.Added()
 		if len(red) == 0 && len(add) == 0 {
 			// Nothing of this file changes: report it, carry nothing.
