@@ -493,6 +493,15 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image) (*busyError, error) {
 			continue
 		}
 		if below := jumpOwner(applied, r.Addr, cur); below != nil {
+			if im.padded[i] != nil {
+				// Both patches would share the entry's short jump and differ
+				// only in the padding: reverting the newer would leave the
+				// padding pointing at its code, reverting the older would
+				// switch both off. Refuse rather than stack.
+				pr.Resume()
+				return nil, fmt.Errorf("%w: %s is patch-ready and already redirected by patch %s; revert %s first (patch-ready functions do not stack)",
+					ErrStacked, pp.funcs[i].spec.Name, below.ID, below.ID)
+			}
 			r.Orig = cur
 			im.rec.Redirects[i].Orig = cur
 			continue

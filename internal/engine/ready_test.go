@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -272,4 +273,32 @@ func parkAt(tid int, addr uint64) error {
 		}
 	}
 	return fmt.Errorf("thread never reached %#x", addr)
+}
+
+// TestPatchReadyNoStacking: a second patch of a patch-ready function is
+// refused (the two would share the entry's short jump), and the first stays
+// in effect, revertible.
+func TestPatchReadyNoStacking(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "ready.c", readyFlags...)
+	p1 := buildPatch(t, bin, compileObj(t, dir, "ready_new.c"))
+	p2 := buildPatch(t, bin, compileObj(t, dir, "ready_mixed_new.c"))
+	tg := testutil.Start(t, bin, "4")
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return strings.HasPrefix(l, "ready ") })
+	if _, err := Apply(tg.Pid, p1, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(tg.Pid, p2, Options{}); !errors.Is(err, ErrStacked) {
+		t.Fatalf("stacking on a patch-ready function: got %v, want ErrStacked", err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, 2*time.Second, func(l string) bool { return l == "1001 3 -1" })
+	if st, _ := Status(tg.Pid); len(st.Patches) != 1 {
+		t.Fatalf("refused apply left something: %+v", st.Patches)
+	}
+	if _, err := Revert(tg.Pid, p1.ID, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, 2*time.Second, func(l string) bool { return l == "1 2 -1" })
 }

@@ -50,10 +50,9 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 	if base == 0 {
 		return nil, fmt.Errorf("%w: process %d has no applied patch %q", ErrNotApplied, pid, id)
 	}
-	if allPadded(found) && !opt.NoReady && jumpOwner(st.Patches, found.Redirects[0].Addr, found.Redirects[0].Jump) != nil {
-		// Patch-ready: revert without stopping any thread. (If another patch
-		// sits on top, the jump at the entry is not ours and the normal path
-		// refuses with the right error.)
+	if allPadded(found) && !opt.NoReady {
+		// Patch-ready: revert without stopping any thread. (Patch-ready
+		// functions never stack, see applyOnce, so no patch sits on top.)
 		rep := &RevertReport{PatchID: id, PID: pid}
 		if err := revertReady(pid, found, rep); err != nil {
 			return nil, err
