@@ -1,10 +1,12 @@
 package elfsym
 
 import (
+	"cmp"
 	"debug/elf"
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -86,13 +88,19 @@ type mergeKey struct {
 // empty table.
 func (f *File) Symbols() (_ *Table, err error) {
 	defer guard(&err, "read symbols")
-	t := &Table{byName: map[string][]int{}, f: f}
-	seen := map[mergeKey]bool{}
-
 	dyn, err := f.f.DynamicSymbols()
 	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
 		return nil, fmt.Errorf("read .dynsym: %w", err)
 	}
+	st, err := f.f.Symbols()
+	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+		return nil, fmt.Errorf("read .symtab: %w", err)
+	}
+	// Sized once: growing these tables was most of the cost of reading the
+	// C library's symbols (BenchmarkSymbolsLibc).
+	n := len(dyn) + len(st)
+	t := &Table{byName: make(map[string][]int, n), syms: make([]Symbol, 0, n), f: f}
+	seen := make(map[mergeKey]bool, len(dyn))
 	for _, ds := range dyn {
 		s := Symbol{
 			Name:    ds.Name,
@@ -116,10 +124,6 @@ func (f *File) Symbols() (_ *Table, err error) {
 		t.add(s)
 	}
 
-	st, err := f.f.Symbols()
-	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-		return nil, fmt.Errorf("read .symtab: %w", err)
-	}
 	file := ""
 	for _, es := range st {
 		typ, bind := elf.ST_TYPE(es.Info), elf.ST_BIND(es.Info)
@@ -149,6 +153,8 @@ func (f *File) Symbols() (_ *Table, err error) {
 		t.add(s)
 	}
 
+	t.funcs = make([]Symbol, 0, len(t.syms))
+	t.sized = make([]Symbol, 0, len(t.syms))
 	for _, s := range t.syms {
 		if !s.Defined() {
 			continue
@@ -166,18 +172,44 @@ func (f *File) Symbols() (_ *Table, err error) {
 }
 
 // sortSyms orders by address, then globals before locals, then by name, so
-// that the results of Functions and Containing are deterministic.
+// that the results of Functions and Containing are deterministic. The order
+// is total (the remaining fields break ties; entries equal in all of them are
+// interchangeable), so an unstable sort is deterministic too, and much faster
+// than a stable one on the C library's thousands of symbols.
 func sortSyms(s []Symbol) {
-	sort.SliceStable(s, func(i, j int) bool {
-		a, b := s[i], s[j]
-		if a.Value != b.Value {
-			return a.Value < b.Value
+	slices.SortFunc(s, func(a, b Symbol) int {
+		if c := cmp.Compare(a.Value, b.Value); c != 0 {
+			return c
 		}
-		if (a.Bind == elf.STB_LOCAL) != (b.Bind == elf.STB_LOCAL) {
-			return a.Bind != elf.STB_LOCAL
+		if al, bl := a.Bind == elf.STB_LOCAL, b.Bind == elf.STB_LOCAL; al != bl {
+			if bl {
+				return -1
+			}
+			return 1
 		}
-		return a.Name < b.Name
+		return cmp.Or(
+			strings.Compare(a.Name, b.Name),
+			strings.Compare(a.Version, b.Version),
+			cmpBool(a.DefaultVersion, b.DefaultVersion),
+			cmpBool(a.Dynamic, b.Dynamic),
+			cmp.Compare(a.Size, b.Size),
+			cmp.Compare(a.Type, b.Type),
+			cmp.Compare(a.Bind, b.Bind),
+			cmp.Compare(a.Section, b.Section),
+			strings.Compare(a.File, b.File),
+		)
 	})
+}
+
+// cmpBool orders true before false.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return -1
+	}
+	return 1
 }
 
 func (t *Table) add(s Symbol) {

@@ -125,7 +125,7 @@ func (t *target) symbolize(pc uint64) string {
 		if !m.Contains(pc) {
 			continue
 		}
-		if t.load(m) != nil {
+		if t.loadSyms(m) != nil {
 			return "(" + filepath.Base(m.Path) + ")"
 		}
 		if s, ok := m.syms.Containing(pc - m.Bias); ok {

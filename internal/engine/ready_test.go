@@ -191,7 +191,7 @@ func TestPatchReadyThreadBetweenEntryNOPs(t *testing.T) {
 	}
 	var entry uint64
 	for _, m := range tr.mods {
-		if m.IsExe && tr.load(m) == nil {
+		if m.IsExe && tr.loadSyms(m) == nil {
 			for _, s := range m.syms.Lookup("ra") {
 				entry = s.Value + m.Bias
 			}

@@ -25,12 +25,19 @@ var fileCache sync.Map // key string -> *loadedFile
 type loadedFile struct {
 	once    sync.Once
 	f       *elfsym.File
-	syms    *elfsym.Table
 	buildID string
+	err     error
+
+	// The symbol table is read on first use (loadSyms): a fresh `hotpatch
+	// apply` needs the patched file's and usually the C library's, not those
+	// of every library the process maps.
+	symsOnce sync.Once
+	syms     *elfsym.Table
+	symsErr  error
+
 	relocs  []elfsym.DynReloc
 	relErr  error
 	relOnce sync.Once
-	err     error
 
 	readyOnce sync.Once
 	ready     map[uint64]bool // __patchable_function_entries, see ready.go
@@ -101,13 +108,24 @@ func (t *target) load(m *module) error {
 		if id, err := ef.BuildID(); err == nil {
 			lf.buildID = hex.EncodeToString(id)
 		}
-		lf.syms, lf.err = ef.Symbols()
-		if lf.err != nil {
-			lf.err = fmt.Errorf("symbols of %s: %w", m.Path, lf.err)
-		}
 	})
 	m.loadedFile = lf
 	return lf.err
+}
+
+// loadSyms loads a module (load) and its symbol table.
+func (t *target) loadSyms(m *module) error {
+	if err := t.load(m); err != nil {
+		return err
+	}
+	lf := m.loadedFile
+	lf.symsOnce.Do(func() {
+		lf.syms, lf.symsErr = lf.f.Symbols()
+		if lf.symsErr != nil {
+			lf.symsErr = fmt.Errorf("symbols of %s: %w", m.Path, lf.symsErr)
+		}
+	})
+	return lf.symsErr
 }
 
 // findBuildID returns the module whose build-id is id.
@@ -118,6 +136,9 @@ func (t *target) findBuildID(id string) (*module, error) {
 			continue
 		}
 		if m.buildID == id {
+			if err := t.loadSyms(m); err != nil {
+				return nil, err
+			}
 			return m, nil
 		}
 		if m.IsExe {
@@ -160,7 +181,7 @@ func (r *resolver) Resolve(ref linker.SymbolRef) (linker.Resolution, error) {
 	}
 	// 2. Globals: the executable first, then libraries in load order.
 	for _, m := range r.t.mods {
-		if err := r.t.load(m); err != nil {
+		if err := r.t.loadSyms(m); err != nil {
 			continue
 		}
 		for _, s := range m.syms.Lookup(name) {
@@ -335,7 +356,7 @@ func (t *target) tpoff(m *module, s elfsym.Symbol) (int64, error) {
 		return int64(s.Value) - int64(size), nil
 	}
 	rels, err := m.dynRelocs()
-	if err == nil {
+	if err == nil && t.loadSyms(m) == nil {
 		syms := m.syms
 		for _, rel := range rels {
 			if t.arch.DynRelocKind(rel.Type) != arch.DynTPOff {
