@@ -314,7 +314,17 @@ func printTable(w io.Writer, r *Results) {
 		fmt.Fprintf(w, "  hotpatch apply --pid   p50 %s  p99 %s\n", us(l.Apply.Median), us(l.Apply.P99))
 		fmt.Fprintf(w, "  hotpatch revert --pid  p50 %s  p99 %s\n", us(l.Revert.Median), us(l.Revert.P99))
 		fmt.Fprintf(w, "  engine.Apply in-process p50 %s  p99 %s\n", us(l.EngineApply.Median), us(l.EngineApply.P99))
-		fmt.Fprintf(w, "  hotpatch peak RSS      %d KiB\n\n", l.PeakRSSKiB)
+		fmt.Fprintf(w, "  hotpatch peak RSS      %d KiB\n", l.PeakRSSKiB)
+		for _, ph := range []struct {
+			what string
+			ps   []PhaseSummary
+		}{{"apply", l.ApplyPhases}, {"revert", l.RevertPhases}} {
+			fmt.Fprintf(w, "  where hotpatch %s spends it (p50 of each step):\n", ph.what)
+			for _, p := range ph.ps {
+				fmt.Fprintf(w, "    %-72s %10s\n", p.Name, us(p.Median))
+			}
+		}
+		fmt.Fprintln(w)
 	}
 	if len(r.Scale) > 0 {
 		fmt.Fprintf(w, "SCALE (1-thread idle processes of one executable, internal/fleet with %d jobs)\n", r.Scale[0].Jobs)

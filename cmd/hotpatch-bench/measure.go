@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -168,6 +170,10 @@ type Latency struct {
 	// PeakRSSKiB is the largest peak resident set of a hotpatch apply or
 	// revert process (getrusage(2) ru_maxrss of the child).
 	PeakRSSKiB int64 `json:"hotpatch_peak_rss_kib"`
+	// Where the CLI's time goes: the medians of the phases its --json
+	// reports, after the time spent outside the engine.
+	ApplyPhases  []PhaseSummary `json:"apply_phases"`
+	RevertPhases []PhaseSummary `json:"revert_phases"`
 }
 
 // buildHotpatch builds the hotpatch command into the work directory.
@@ -181,19 +187,66 @@ func (b *bench) buildHotpatch() (string, error) {
 }
 
 // runHotpatch runs the hotpatch binary and returns its wall time and peak RSS.
-func (b *bench) runHotpatch(args ...string) (time.Duration, int64, error) {
-	cmd := exec.Command(b.hotpatch, args...)
+// hotpatchRun is one run of the hotpatch command.
+type hotpatchRun struct {
+	wall   time.Duration
+	rssKiB int64
+	// From its --json report: the engine's elapsed time and its phases.
+	elapsed time.Duration
+	phases  []engine.Phase
+}
+
+func (b *bench) runHotpatch(args ...string) (hotpatchRun, error) {
+	cmd := exec.Command(b.hotpatch, append(args, "--json")...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	t0 := time.Now()
-	out, err := cmd.CombinedOutput()
-	d := time.Since(t0)
+	out, err := cmd.Output()
+	r := hotpatchRun{wall: time.Since(t0)}
 	if err != nil {
-		return 0, 0, fmt.Errorf("hotpatch %v: %w\n%s", args, err, out)
+		return r, fmt.Errorf("hotpatch %v: %w\n%s%s", args, err, out, stderr.Bytes())
 	}
-	var rss int64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss // KiB on Linux, getrusage(2)
+		r.rssKiB = ru.Maxrss // KiB on Linux, getrusage(2)
 	}
-	return d, rss, nil
+	var rep struct {
+		Elapsed time.Duration  `json:"elapsed_ns"`
+		Phases  []engine.Phase `json:"phases"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return r, fmt.Errorf("hotpatch %v --json: %w", args, err)
+	}
+	r.elapsed, r.phases = rep.Elapsed, rep.Phases
+	return r, nil
+}
+
+// PhaseSummary is the median of one phase of the CLI's apply.
+type PhaseSummary struct {
+	Name   string        `json:"name"`
+	Median time.Duration `json:"median_ns"`
+}
+
+// phaseMedians summarises the runs' phases, in order; outside is the part of
+// each wall time the engine did not see (process starts, reading the patch,
+// printing).
+func phaseMedians(runs []hotpatchRun) []PhaseSummary {
+	var names []string
+	by := map[string][]time.Duration{}
+	var outside []time.Duration
+	for _, r := range runs {
+		outside = append(outside, r.wall-r.elapsed)
+		for _, p := range r.phases {
+			if _, ok := by[p.Name]; !ok {
+				names = append(names, p.Name)
+			}
+			by[p.Name] = append(by[p.Name], p.Took)
+		}
+	}
+	out := []PhaseSummary{{Name: "outside the engine: start hotpatch and its worker, read the patch, print", Median: summarize(outside).Median}}
+	for _, n := range names {
+		out = append(out, PhaseSummary{Name: n, Median: summarize(by[n]).Median})
+	}
+	return out
 }
 
 func (b *bench) latency(runs int) (Latency, error) {
@@ -208,12 +261,13 @@ func (b *bench) latency(runs int) (Latency, error) {
 	}
 	pid := strconv.Itoa(p.pid)
 	var ap, rp, ep []time.Duration
+	var aruns, rruns []hotpatchRun
 	for i := range runs + 1 {
-		da, ra, err := b.runHotpatch("apply", b.w.path(b.patchHP), "--pid", pid, "--allow-unsigned")
+		ra, err := b.runHotpatch("apply", b.w.path(b.patchHP), "--pid", pid, "--allow-unsigned")
 		if err != nil {
 			return l, err
 		}
-		dr, rr, err := b.runHotpatch("revert", b.patch.ID, "--pid", pid)
+		rr, err := b.runHotpatch("revert", b.patch.ID, "--pid", pid)
 		if err != nil {
 			return l, err
 		}
@@ -225,16 +279,18 @@ func (b *bench) latency(runs int) (Latency, error) {
 		if i == 0 {
 			continue // warm-up
 		}
-		ap, rp = append(ap, da), append(rp, dr)
+		ap, rp = append(ap, ra.wall), append(rp, rr.wall)
+		aruns, rruns = append(aruns, ra), append(rruns, rr)
 		if ar != nil { // nil: refused transiently, no sample
 			ep = append(ep, ar.Elapsed)
 		}
-		l.PeakRSSKiB = max(l.PeakRSSKiB, ra, rr)
+		l.PeakRSSKiB = max(l.PeakRSSKiB, ra.rssKiB, rr.rssKiB)
 	}
 	if p.exited() {
 		return l, p.exitErr()
 	}
 	l.Apply, l.Revert, l.EngineApply = summarize(ap), summarize(rp), summarize(ep)
+	l.ApplyPhases, l.RevertPhases = phaseMedians(aruns), phaseMedians(rruns)
 	return l, nil
 }
 

@@ -82,6 +82,8 @@ type ApplyReport struct {
 	Pause      time.Duration `json:"pause_ns"`
 	AllocPause time.Duration `json:"alloc_pause_ns"`
 	Elapsed    time.Duration `json:"elapsed_ns"`
+	// Phases splits Elapsed into its steps.
+	Phases []Phase `json:"phases,omitempty"`
 }
 
 // prepared is everything about one apply that can be computed before any
@@ -108,7 +110,10 @@ type plannedFunc struct {
 	pre []byte
 }
 
-func prepare(pid int, p *patchfile.Patch) (*prepared, error) {
+// prepare reads the target and links the patch against it. With stacks, it
+// also parses the call frame information for the stack check (pp.unw), on a
+// second goroutine: on a fresh process the two are the bulk of an apply.
+func prepare(pid int, p *patchfile.Patch, stacks bool) (*prepared, error) {
 	t, err := readTarget(pid)
 	if err != nil {
 		return nil, err
@@ -123,6 +128,10 @@ func prepare(pid int, p *patchfile.Patch) (*prepared, error) {
 	}
 	t.arch = a
 	pp := &prepared{t: t, mod: mod, arch: a}
+	if stacks {
+		unw := t.unwinderAsync()
+		defer func() { pp.unw = <-unw }()
+	}
 	objIndex := map[string]int{}
 	res := &resolver{t: t, patched: mod}
 	for i, name := range p.Objects() {
@@ -327,11 +336,13 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 		return nil, err
 	}
 	rep := &ApplyReport{PatchID: p.ID, PID: pid, BuildID: p.Target.BuildID, Consistency: cons}
+	tl := newTimeline(start)
 	unlock, err := lockProcess(pid, opt.timeout())
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	tl.mark("lock")
 	maps, err := procmaps.Read(pid)
 	if err != nil {
 		return nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
@@ -366,13 +377,12 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 			return rep, nil
 		}
 	}
-	pp, err := prepare(pid, p)
+	tl.mark("read records")
+	pp, err := prepare(pid, p, cons == ConsistencyStack)
 	if err != nil {
 		return nil, err
 	}
-	if cons == ConsistencyStack {
-		pp.unw = pp.t.unwinder()
-	}
+	tl.mark("symbols, link, unwind tables")
 	rep.Target = pp.mod.Path
 	if err := runPre(pp, recs); err != nil {
 		return nil, err
@@ -400,6 +410,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 		return nil, err
 	}
 	rep.AllocPause = allocPause
+	tl.mark("map region (one thread stopped)")
 	installed := false
 	defer func() {
 		if !installed && !errors.Is(err, errSimulatedCrash) {
@@ -412,6 +423,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 		return nil, err
 	}
 	defer pr.Detach()
+	tl.mark("attach")
 
 	if err = retry(opt.timeout(), &rep.Attempts, func() (*busyError, error) { return applyOnce(pr, pp, im) }); err != nil {
 		return nil, err
@@ -420,6 +432,8 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 		return nil, fmt.Errorf("detach: %w", err)
 	}
 	installed = true
+	tl.mark("stop, check, write jumps, detach")
+	rep.Phases = tl.phases
 	rep.Pause = pr.Pause()
 	rep.Region, rep.RegionSize = im.base, pp.size
 	for i, r := range im.plans {

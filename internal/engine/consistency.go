@@ -24,6 +24,18 @@ const (
 
 var cfiCache unwind.Cache
 
+// unwinderAsync builds the unwinder on another goroutine. Every module is
+// loaded first, here: from then on both goroutines only read a module's
+// fields (the parts loaded later are behind their own sync.Once).
+func (t *target) unwinderAsync() <-chan *unwind.Unwinder {
+	for _, m := range t.mods {
+		t.load(m)
+	}
+	c := make(chan *unwind.Unwinder, 1)
+	go func() { c <- t.unwinder() }()
+	return c
+}
+
 // unwinder builds the stack walker for the target, parsing (or taking from
 // the cache) the call frame information of every mapped object. It runs
 // before the threads are stopped.

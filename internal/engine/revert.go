@@ -23,6 +23,7 @@ type RevertReport struct {
 	Attempts    int           `json:"attempts"`
 	Pause       time.Duration `json:"pause_ns"`
 	Elapsed     time.Duration `json:"elapsed_ns"`
+	Phases      []Phase       `json:"phases,omitempty"` // Elapsed split into its steps
 	free        *regionRef    // to unmap after the resume
 }
 
@@ -31,6 +32,7 @@ type RevertReport struct {
 // executing in it.
 func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 	start := time.Now()
+	tl := newTimeline(start)
 	unlock, err := lockProcess(pid, opt.timeout())
 	if err != nil {
 		return nil, err
@@ -65,6 +67,7 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 		return nil, err
 	}
 	rep := &RevertReport{PatchID: id, PID: pid, Consistency: cons}
+	tl.mark("lock, read records")
 	var t *target
 	var unw *unwind.Unwinder
 	if cons == ConsistencyStack {
@@ -81,23 +84,28 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 			unw = t.unwinder()
 		}
 	}
+	tl.mark("unwind tables")
 	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
 	if err != nil {
 		return nil, err
 	}
 	defer pr.Detach()
+	tl.mark("attach")
 	if err := retry(opt.timeout(), &rep.Attempts, func() (*busyError, error) { return revertOnce(pr, base, rep, t, unw) }); err != nil {
 		return nil, err
 	}
 	if err := pr.Detach(); err != nil {
 		return nil, fmt.Errorf("detach: %w", err)
 	}
+	tl.mark("stop, check, restore, detach")
 	rep.Pause = pr.Pause()
 	if rep.free != nil {
 		if rep.Retained = freeRegion(pid, rep.free); rep.Retained == "" {
 			rep.Freed = true
 		}
+		tl.mark("free region (one thread stopped)")
 	}
+	rep.Phases = tl.phases
 	rep.Elapsed = time.Since(start)
 	return rep, nil
 }

@@ -297,7 +297,7 @@ func (p *Process) threadErr(err error) error {
 
 // waitStop polls thread t until it reports a stop or exit, or deadline.
 func (p *Process) waitStop(t *thread, deadline time.Time) (stopEv, int, error) {
-	backoff := 10 * time.Microsecond
+	pace := p.newPacer()
 	for {
 		ev, sig, err := p.poll(t)
 		if err != nil || ev != evNone {
@@ -309,8 +309,7 @@ func (p *Process) waitStop(t *thread, deadline time.Time) (stopEv, int, error) {
 			}
 			return evNone, 0, fmt.Errorf("thread %d of process %d: %w", t.tid, p.pid, ErrTimeout)
 		}
-		nap(backoff)
-		backoff = min(backoff*2, time.Millisecond)
+		pace.wait()
 	}
 }
 

@@ -1060,3 +1060,25 @@ func TestZombieLeader(t *testing.T) {
 	}
 	countersAdvance(t, pid, tg.addr(t, "counters"), 2)
 }
+
+// BenchmarkInjectedSyscall measures one system call run inside a stopped
+// target (getppid): set the registers, resume to the syscall-exit stop, read
+// the result, restore the registers.
+func BenchmarkInjectedSyscall(b *testing.B) {
+	requirePtrace(b)
+	tg := start(b, "threads", "1")
+	tg.readUntil(b, "ready")
+	p, err := Attach(tg.pid(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Detach()
+	if err := p.Stop(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := p.Syscall(unix.SYS_GETPPID); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
