@@ -16,7 +16,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -64,14 +63,7 @@ func GenerateKey(path string) (pubPath, keyID string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("generate key: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return "", "", fmt.Errorf("encode private key: %w", err)
-	}
-	pubDER, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return "", "", fmt.Errorf("encode public key: %w", err)
-	}
+	der, pubDER := marshalPrivateKey(priv), marshalPublicKey(pub)
 	pubPath = path + ".pub"
 	if err := writeNew(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return "", "", err
@@ -126,13 +118,9 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := x509.ParsePKCS8PrivateKey(der)
+	priv, err := parsePrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadKey, path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s is a %T, not an ed25519 key", ErrBadKey, path, k)
 	}
 	return priv, nil
 }
@@ -144,13 +132,9 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := x509.ParsePKIXPublicKey(der)
+	pub, err := parsePublicKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadKey, path, err)
-	}
-	pub, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s is a %T, not an ed25519 key", ErrBadKey, path, k)
 	}
 	return pub, nil
 }
