@@ -89,6 +89,7 @@ type ApplyReport struct {
 // prepared is everything about one apply that can be computed before any
 // thread of the target is stopped.
 type prepared struct {
+	frames  frameFuncs // of the target's unwinder, see ehframe.go
 	t       *target
 	mod     *module
 	arch    arch.Arch
@@ -182,6 +183,7 @@ func prepare(pid int, p *patchfile.Patch, stacks bool) (*prepared, error) {
 		}
 		pp.funcs = append(pp.funcs, pf)
 	}
+	pp.frames = findFrameFuncs(t, mod)
 	// The header: its size depends only on the number of redirects and names,
 	// so encode a worst case once to size it.
 	dry := &record.Record{ID: p.ID, Description: p.Description, Target: mod.Path, BuildID: p.Target.BuildID,

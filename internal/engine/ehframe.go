@@ -30,14 +30,45 @@ import (
 // libgcc_s.so.1) has no unwinder to tell, and a patch without .eh_frame
 // nothing to register: both are skipped.
 
-// unwinderFunc finds a function of the target's unwinder by name.
-func unwinderFunc(t *target, patched *module, name string) (uint64, bool) {
+// frameFuncs are the target's __register_frame and __deregister_frame (0
+// when it has none). They are looked up before any thread is stopped: a name
+// the process does not define is looked for in every module's symbols, which
+// takes milliseconds.
+type frameFuncs struct{ reg, dereg uint64 }
+
+func findFrameFuncs(t *target, patched *module) frameFuncs {
 	r := &resolver{t: t, patched: patched}
-	res, err := r.Resolve(linker.SymbolRef{Name: name, Type: elf.STT_FUNC})
-	if err != nil || !res.Found || res.Addr == 0 {
-		return 0, false
+	find := func(name string) uint64 {
+		res, err := r.Resolve(linker.SymbolRef{Name: name, Type: elf.STT_FUNC})
+		if err != nil || !res.Found {
+			return 0
+		}
+		return res.Addr
 	}
-	return res.Addr, true
+	ff := frameFuncs{reg: find("__register_frame"), dereg: find("__deregister_frame")}
+	if ff.reg == 0 || ff.dereg == 0 {
+		return frameFuncs{}
+	}
+	return ff
+}
+
+// targetFrameFuncs reads process pid to find its frameFuncs.
+func targetFrameFuncs(pid int) (frameFuncs, error) {
+	t, err := readTarget(pid)
+	if err != nil {
+		return frameFuncs{}, err
+	}
+	if len(t.mods) == 0 {
+		return frameFuncs{}, fmt.Errorf("process %d maps no module", pid)
+	}
+	for _, m := range t.mods {
+		if err := t.load(m); err == nil && m.IsExe {
+			if a, err := arch.ForMachine(m.f.Machine()); err == nil {
+				t.arch = a
+			}
+		}
+	}
+	return findFrameFuncs(t, t.mods[0]), nil
 }
 
 // registerEHFrames registers the linked objects' .eh_frame sections with the
@@ -55,9 +86,8 @@ func registerEHFrames(pr *proc.Process, pp *prepared, im *image, errp *error) fu
 	if len(frames) == 0 {
 		return func() {}
 	}
-	reg, ok1 := unwinderFunc(pp.t, pp.mod, "__register_frame")
-	dereg, ok2 := unwinderFunc(pp.t, pp.mod, "__deregister_frame")
-	if !ok1 || !ok2 {
+	reg, dereg := pp.frames.reg, pp.frames.dereg
+	if reg == 0 {
 		return func() {}
 	}
 	var done []uint64
@@ -89,9 +119,9 @@ func registerEHFrames(pr *proc.Process, pp *prepared, im *image, errp *error) fu
 }
 
 // deregisterEHFrames finds the unwind tables a patch registered in the region
-// [lo, hi) and deregisters them. It returns why the region must be kept, ""
-// when it may be unmapped.
-func deregisterEHFrames(pr *proc.Process, lo, hi uint64) string {
+// [lo, hi) and deregisters them with ff.dereg. It returns why the region must
+// be kept, "" when it may be unmapped.
+func deregisterEHFrames(pr *proc.Process, lo, hi uint64, ff frameFuncs) string {
 	const maxScan = 64 << 20
 	if hi <= lo || hi-lo > maxScan {
 		return ""
@@ -113,19 +143,8 @@ func deregisterEHFrames(pr *proc.Process, lo, hi uint64) string {
 	if len(regs) == 0 {
 		return ""
 	}
-	t, err := readTarget(pr.Pid())
-	if err != nil || len(t.mods) == 0 {
-		return fmt.Sprintf("cannot find __deregister_frame for its unwind tables: %v", err)
-	}
-	for _, m := range t.mods {
-		if err := t.load(m); err == nil && m.IsExe {
-			if a, err := arch.ForMachine(m.f.Machine()); err == nil {
-				t.arch = a
-			}
-		}
-	}
-	dereg, ok := unwinderFunc(t, t.mods[0], "__deregister_frame")
-	if !ok {
+	dereg := ff.dereg
+	if dereg == 0 {
 		return "its unwind tables are registered but the process has no __deregister_frame"
 	}
 	for _, f := range regs {

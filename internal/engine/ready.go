@@ -273,7 +273,7 @@ func (pp *prepared) release(im *image) {
 	if pr.Stop() != nil {
 		return
 	}
-	if why := deregisterEHFrames(pr, im.base, im.base+pp.size); why != "" {
+	if why := deregisterEHFrames(pr, im.base, im.base+pp.size, pp.frames); why != "" {
 		return
 	}
 	pr.Munmap(im.base, pp.size)

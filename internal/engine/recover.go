@@ -56,6 +56,7 @@ func Recover(pid int, opt Options) (*RecoverReport, error) {
 	if len(todo) == 0 {
 		return rep, nil
 	}
+	ff, ffErr := targetFrameFuncs(pid)
 	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
 	if err != nil {
 		return nil, err
@@ -70,7 +71,9 @@ func Recover(pid int, opt Options) (*RecoverReport, error) {
 		free := func() {
 			why := regionInUse(pr, threads, mustMaps(pid), p.Base, p.Base+p.Size)
 			if why == "" && p.StateName != StateIncomplete {
-				why = deregisterEHFrames(pr, p.Base, p.Base+p.Size)
+				if why = deregisterEHFrames(pr, p.Base, p.Base+p.Size, ff); why != "" && ffErr != nil {
+					why += fmt.Sprintf(" (%v)", ffErr)
+				}
 			}
 			if why != "" {
 				a.Action, a.Detail = "kept", why

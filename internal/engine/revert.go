@@ -214,6 +214,10 @@ type regionRef struct{ base, size uint64 }
 // first) with one thread of the process stopped. It returns why the region
 // was kept, or "".
 func freeRegion(pid int, r *regionRef) string {
+	ff, err := targetFrameFuncs(pid)
+	if err != nil {
+		return fmt.Sprintf("cannot read the process to find __deregister_frame: %v (hotpatch recover frees it)", err)
+	}
 	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, OneThread: true})
 	if err != nil {
 		return fmt.Sprintf("cannot attach to unmap it: %v (hotpatch recover frees it)", err)
@@ -222,7 +226,7 @@ func freeRegion(pid int, r *regionRef) string {
 	if err := pr.Stop(); err != nil {
 		return fmt.Sprintf("cannot stop a thread to unmap it: %v (hotpatch recover frees it)", err)
 	}
-	if why := deregisterEHFrames(pr, r.base, r.base+r.size); why != "" { // see ehframe.go
+	if why := deregisterEHFrames(pr, r.base, r.base+r.size, ff); why != "" { // see ehframe.go
 		return why
 	}
 	if err := pr.Munmap(r.base, r.size); err != nil {
