@@ -52,6 +52,21 @@ func findFrameFuncs(t *target, patched *module) frameFuncs {
 	return ff
 }
 
+// frameFuncsToFree returns the frameFuncs of process pid if one of the
+// regions ([base, base+size) pairs) has unwind tables registered, which
+// freeing it requires; otherwise it skips the costly lookup. The regions are
+// read without stopping anything: only hotpatch, under the process lock,
+// changes them.
+func frameFuncsToFree(pid int, regions ...[2]uint64) (frameFuncs, error) {
+	for _, r := range regions {
+		regs, err := registeredFrames(func(a uint64, b []byte) error { return proc.ReadMem(pid, a, b) }, r[0], r[0]+r[1])
+		if err != nil || len(regs) > 0 {
+			return targetFrameFuncs(pid)
+		}
+	}
+	return frameFuncs{}, nil
+}
+
 // targetFrameFuncs reads process pid to find its frameFuncs.
 func targetFrameFuncs(pid int) (frameFuncs, error) {
 	t, err := readTarget(pid)
@@ -122,13 +137,38 @@ func registerEHFrames(pr *proc.Process, pp *prepared, im *image, errp *error) fu
 // [lo, hi) and deregisters them with ff.dereg. It returns why the region must
 // be kept, "" when it may be unmapped.
 func deregisterEHFrames(pr *proc.Process, lo, hi uint64, ff frameFuncs) string {
-	const maxScan = 64 << 20
-	if hi <= lo || hi-lo > maxScan {
+	regs, err := registeredFrames(pr.ReadMem, lo, hi)
+	if err != nil {
+		return fmt.Sprintf("cannot read the region to find its unwind tables: %v", err)
+	}
+	if len(regs) == 0 {
 		return ""
 	}
+	dereg := ff.dereg
+	if dereg == 0 {
+		return "its unwind tables are registered but the process has no __deregister_frame"
+	}
+	magic := []byte(linker.EHFrameMagic)
+	for _, f := range regs {
+		if _, err := pr.Call(dereg, f); err != nil {
+			return fmt.Sprintf("__deregister_frame(%#x) failed: %v", f, err)
+		}
+		pr.WriteMem(f-linker.EHFrameHeader+uint64(len(magic)), make([]byte, 8))
+	}
+	return ""
+}
+
+// registeredFrames returns the addresses of the unwind tables registered
+// from the region [lo, hi): each sits behind a marker holding its own
+// address (see registerEHFrames).
+func registeredFrames(read func(uint64, []byte) error, lo, hi uint64) ([]uint64, error) {
+	const maxScan = 64 << 20
+	if hi <= lo || hi-lo > maxScan {
+		return nil, nil
+	}
 	buf := make([]byte, hi-lo)
-	if err := pr.ReadMem(lo, buf); err != nil {
-		return fmt.Sprintf("cannot read the region to find its unwind tables: %v", err)
+	if err := read(lo, buf); err != nil {
+		return nil, err
 	}
 	magic := []byte(linker.EHFrameMagic)
 	var regs []uint64
@@ -140,18 +180,5 @@ func deregisterEHFrames(pr *proc.Process, lo, hi uint64, ff frameFuncs) string {
 			regs = append(regs, f)
 		}
 	}
-	if len(regs) == 0 {
-		return ""
-	}
-	dereg := ff.dereg
-	if dereg == 0 {
-		return "its unwind tables are registered but the process has no __deregister_frame"
-	}
-	for _, f := range regs {
-		if _, err := pr.Call(dereg, f); err != nil {
-			return fmt.Sprintf("__deregister_frame(%#x) failed: %v", f, err)
-		}
-		pr.WriteMem(f-linker.EHFrameHeader+uint64(len(magic)), make([]byte, 8))
-	}
-	return ""
+	return regs, nil
 }

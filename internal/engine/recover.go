@@ -56,7 +56,11 @@ func Recover(pid int, opt Options) (*RecoverReport, error) {
 	if len(todo) == 0 {
 		return rep, nil
 	}
-	ff, ffErr := targetFrameFuncs(pid)
+	var regions [][2]uint64
+	for _, p := range todo {
+		regions = append(regions, [2]uint64{p.Base, p.Size})
+	}
+	ff, ffErr := frameFuncsToFree(pid, regions...)
 	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
 	if err != nil {
 		return nil, err

@@ -214,7 +214,7 @@ type regionRef struct{ base, size uint64 }
 // first) with one thread of the process stopped. It returns why the region
 // was kept, or "".
 func freeRegion(pid int, r *regionRef) string {
-	ff, err := targetFrameFuncs(pid)
+	ff, err := frameFuncsToFree(pid, [2]uint64{r.base, r.size})
 	if err != nil {
 		return fmt.Sprintf("cannot read the process to find __deregister_frame: %v (hotpatch recover frees it)", err)
 	}
