@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/linker"
 	"github.com/hotpatch/hotpatch/internal/proc"
 )
@@ -69,19 +68,12 @@ func frameFuncsToFree(pid int, regions ...[2]uint64) (frameFuncs, error) {
 
 // targetFrameFuncs reads process pid to find its frameFuncs.
 func targetFrameFuncs(pid int) (frameFuncs, error) {
-	t, err := readTarget(pid)
+	t, err := readTargetArch(pid)
 	if err != nil {
 		return frameFuncs{}, err
 	}
 	if len(t.mods) == 0 {
 		return frameFuncs{}, fmt.Errorf("process %d maps no module", pid)
-	}
-	for _, m := range t.mods {
-		if err := t.load(m); err == nil && m.IsExe {
-			if a, err := arch.ForMachine(m.f.Machine()); err == nil {
-				t.arch = a
-			}
-		}
 	}
 	return findFrameFuncs(t, t.mods[0]), nil
 }

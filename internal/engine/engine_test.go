@@ -108,6 +108,7 @@ func TestApplyRevertSingleThread(t *testing.T) {
 				t.Fatalf("report: %+v", rep)
 			}
 			t.Logf("apply pause %v, elapsed %v", rep.Pause, rep.Elapsed)
+			checkPhases(t, "apply", rep.Phases, rep.Elapsed)
 			tg.Drain()
 			tg.WaitLine(t, time.Second, ratio(3))
 
@@ -126,6 +127,7 @@ func TestApplyRevertSingleThread(t *testing.T) {
 				t.Fatalf("revert: %v", err)
 			}
 			t.Logf("revert pause %v freed=%v %s", rrep.Pause, rrep.Freed, rrep.Retained)
+			checkPhases(t, "revert", rrep.Phases, rrep.Elapsed)
 			tg.Drain()
 			tg.WaitLine(t, time.Second, ratio(2))
 			if !rrep.Freed {
@@ -430,5 +432,23 @@ func TestIPARAHazardRefused(t *testing.T) {
 	tg.Drain()
 	if l := tg.WaitLine(t, 2*time.Second, func(string) bool { return true }); l != first {
 		t.Errorf("patched output %q, want %q", l, first)
+	}
+}
+
+// checkPhases checks a report's phases: the stop window is among them, none
+// is negative, and together they do not exceed the elapsed time.
+func checkPhases(t *testing.T, what string, ps []Phase, elapsed time.Duration) {
+	t.Helper()
+	var sum time.Duration
+	stop := false
+	for _, p := range ps {
+		if p.Took < 0 {
+			t.Errorf("%s phase %q took %v", what, p.Name, p.Took)
+		}
+		sum += p.Took
+		stop = stop || strings.HasPrefix(p.Name, "stop, check")
+	}
+	if !stop || sum > elapsed {
+		t.Errorf("%s phases %+v (sum %v) for elapsed %v", what, ps, sum, elapsed)
 	}
 }

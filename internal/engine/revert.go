@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/procmaps"
 	"github.com/hotpatch/hotpatch/internal/record"
@@ -72,13 +71,8 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 	var unw *unwind.Unwinder
 	if cons == ConsistencyStack {
 		// Walk stacks with call frame information parsed before the stop.
-		if t, err = readTarget(pid); err != nil {
+		if t, err = readTargetArch(pid); err != nil {
 			return nil, err
-		}
-		for _, m := range t.mods {
-			if m.IsExe && t.load(m) == nil {
-				t.arch, _ = arch.ForMachine(m.f.Machine())
-			}
 		}
 		if t.arch != nil {
 			unw = t.unwinder()

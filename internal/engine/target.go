@@ -84,6 +84,22 @@ func readTarget(pid int) (*target, error) {
 	return t, nil
 }
 
+// readTargetArch is readTarget with t.arch set from the executable's
+// machine (left nil when it is unknown), for the paths that have no patch
+// to take it from: revert and the freeing of regions.
+func readTargetArch(pid int) (*target, error) {
+	t, err := readTarget(pid)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range t.mods {
+		if m.IsExe && t.load(m) == nil {
+			t.arch, _ = arch.ForMachine(m.f.Machine())
+		}
+	}
+	return t, nil
+}
+
 // load parses a module's file (once per file on this host).
 func (t *target) load(m *module) error {
 	if m.loadedFile != nil {
