@@ -375,6 +375,8 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 			return nil, err
 		}
 		if ok {
+			tl.mark("flip entries (nothing stopped)")
+			rep.Phases = tl.phases
 			rep.Elapsed = time.Since(start)
 			return rep, nil
 		}
@@ -395,11 +397,12 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 		readyPossible = readyPossible && f.pre != nil
 	}
 	if readyPossible && !opt.NoReady {
-		ok, err := applyReady(pp, p, rep, recs)
+		ok, err := applyReady(pp, p, rep, recs, tl)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
+			rep.Phases = tl.phases
 			rep.Elapsed = time.Since(start)
 			return rep, nil
 		}

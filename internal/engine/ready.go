@@ -99,7 +99,7 @@ func reversed(o []int) []int {
 // patch left by an earlier patch-ready revert is reused without stopping
 // anything. It returns ok=false when the fast path does not apply (the
 // caller takes the stop-the-world path).
-func applyReady(pp *prepared, p *patchfile.Patch, rep *ApplyReport, recs []PatchStatus) (ok bool, err error) {
+func applyReady(pp *prepared, p *patchfile.Patch, rep *ApplyReport, recs []PatchStatus, tl *timeline) (ok bool, err error) {
 	mem, err := proc.OpenMem(pp.t.pid)
 	if err != nil {
 		return false, err
@@ -111,6 +111,7 @@ func applyReady(pp *prepared, p *patchfile.Patch, rep *ApplyReport, recs []Patch
 		return false, err
 	}
 	rep.Attempts = 1
+	tl.mark("map region (one thread stopped)")
 	// The entries and the padding must hold the compiler's NOPs now; any
 	// other state (another patch's jumps) takes the stop-the-world path,
 	// which can rewrite them safely.
@@ -156,6 +157,7 @@ func applyReady(pp *prepared, p *patchfile.Patch, rep *ApplyReport, recs []Patch
 	if err := mem.Write(base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
 		return true, undo(&stepError{"commit", err})
 	}
+	tl.mark("write padding and entries (nothing stopped)")
 	rep.Region, rep.RegionSize = base, pp.size
 	for i, pd := range im.padded {
 		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Entry: pp.funcs[i].fn.Addr,

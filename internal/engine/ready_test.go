@@ -302,3 +302,29 @@ func TestPatchReadyNoStacking(t *testing.T) {
 	tg.Drain()
 	tg.WaitLine(t, 2*time.Second, func(l string) bool { return l == "1 2 -1" })
 }
+
+// TestPatchReadyPhases: the patch-ready path reports its phases like the
+// stop path (issue 12 item 5): the first apply maps and writes, the revert
+// and the re-apply only flip entries.
+func TestPatchReadyPhases(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "ready.c", readyFlags...)
+	p := buildPatch(t, bin, compileObj(t, dir, "ready_new.c"))
+	tg := testutil.Start(t, bin, "4")
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return strings.HasPrefix(l, "ready ") })
+	for i, must := range []string{"write padding and entries", "flip entries"} {
+		rep, err := Apply(tg.Pid, p, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Functions[0].Path != "patch-ready" {
+			t.Fatalf("apply %d took path %q", i, rep.Functions[0].Path)
+		}
+		checkPhases(t, fmt.Sprintf("apply %d", i), rep.Phases, rep.Elapsed, must)
+		rrep, err := Revert(tg.Pid, p.ID, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPhases(t, fmt.Sprintf("revert %d", i), rrep.Phases, rrep.Elapsed, "restore entries")
+	}
+}

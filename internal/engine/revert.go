@@ -55,9 +55,12 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 		// Patch-ready: revert without stopping any thread. (Patch-ready
 		// functions never stack, see applyOnce, so no patch sits on top.)
 		rep := &RevertReport{PatchID: id, PID: pid}
+		tl.mark("lock, read records")
 		if err := revertReady(pid, found, rep); err != nil {
 			return nil, err
 		}
+		tl.mark("restore entries (nothing stopped)")
+		rep.Phases = tl.phases
 		rep.Elapsed = time.Since(start)
 		return rep, nil
 	}
