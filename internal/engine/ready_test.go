@@ -328,3 +328,65 @@ func TestPatchReadyPhases(t *testing.T) {
 		checkPhases(t, fmt.Sprintf("revert %d", i), rrep.Phases, rrep.Elapsed, "restore entries")
 	}
 }
+
+// TestRecoverRestoresPadding: after a patch-ready revert and a recover that
+// frees the region, or a revert on the stop path, the padding above each
+// entry holds the compiler's NOPs again, so the next apply takes the
+// patch-ready path (issue 11 item 4: it took the stop path every time).
+func TestRecoverRestoresPadding(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "ready.c", readyFlags...)
+	p := buildPatch(t, bin, compileObj(t, dir, "ready_new.c"))
+	tg := testutil.Start(t, bin, "8")
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return strings.HasPrefix(l, "ready ") })
+	applyReadyPath := func(what string) {
+		t.Helper()
+		rep, err := Apply(tg.Pid, p, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		for _, f := range rep.Functions {
+			if f.Path != "patch-ready" {
+				t.Fatalf("%s: %s took the %s path", what, f.Name, f.Path)
+			}
+		}
+		tg.Drain()
+		tg.WaitLine(t, 2*time.Second, func(l string) bool { return l == "1001 3 -1" })
+	}
+	recoverAll := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			rec, err := Recover(tg.Pid, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := Status(tg.Pid); len(st.Patches) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("recover kept the region: %+v", rec)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		applyReadyPath(fmt.Sprintf("apply %d after a recover", i))
+		if _, err := Revert(tg.Pid, p.ID, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		recoverAll()
+	}
+	// The stop path writes the padding too; its revert restores it.
+	if _, err := Apply(tg.Pid, p, Options{NoReady: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Revert(tg.Pid, p.ID, Options{NoReady: true, Consistency: ConsistencyEntry}); err != nil {
+		t.Fatal(err)
+	}
+	recoverAll()
+	applyReadyPath("apply after a stop-path revert")
+	if s := tg.Stderr(); s != "" {
+		t.Fatal(s)
+	}
+}

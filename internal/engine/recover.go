@@ -73,6 +73,10 @@ func Recover(pid int, opt Options) (*RecoverReport, error) {
 	for _, p := range todo {
 		a := RecoverAction{PatchID: p.ID, Was: p.StateName}
 		free := func() {
+			if err := restorePadding(pr, threads, p.Redirects); err != nil {
+				a.Action, a.Detail = "kept", err.Error()
+				return
+			}
 			why := regionInUse(pr, threads, mustMaps(pid), p.Base, p.Base+p.Size)
 			if why == "" && p.StateName != StateIncomplete {
 				if why = deregisterEHFrames(pr, p.Base, p.Base+p.Size, ff); why != "" && ffErr != nil {
@@ -146,6 +150,53 @@ func restoreJumps(pr *proc.Process, rds []record.Redirect) error {
 			if err := pr.WriteMem(rd.Addr, rd.Orig); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// restorePadding puts the compiler's NOPs back into the padding above each
+// patch-ready entry of rds whose long jump is still there, with every thread
+// of pr stopped. An apply wrote that jump; leaving it after the region is
+// gone makes every later apply of the function take the stop path (its
+// padding no longer holds what the patch-ready path expects).
+//
+// Safe at every instant because the padding is reached only through the
+// entry's short jump: the entry must already hold its original bytes (so no
+// thread can newly take the jump), and no stopped thread may have its pc in
+// the padding (one that took the short jump just before and sits at the long
+// jump would otherwise run the NOPs into the entry — harmless, but we do not
+// rely on it and leave such a padding alone). The padding is never executed
+// otherwise: it lies between the previous function's last instruction (which
+// does not fall through) and the entry. A thread whose return address lies in
+// the padding is impossible: a jmp pushes nothing.
+func restorePadding(pr *proc.Process, threads []proc.Thread, rds []record.Redirect) error {
+	for _, rd := range rds {
+		if !rd.Padded() {
+			continue
+		}
+		entry := make([]byte, len(rd.Orig))
+		pad := make([]byte, len(rd.PadJump))
+		if err := pr.ReadMem(rd.Addr, entry); err != nil {
+			return fmt.Errorf("read %s at %#x: %w", rd.Func, rd.Addr, err)
+		}
+		if err := pr.ReadMem(rd.PadAddr, pad); err != nil {
+			return fmt.Errorf("read the padding of %s at %#x: %w", rd.Func, rd.PadAddr, err)
+		}
+		if string(entry) != string(rd.Orig) || string(pad) != string(rd.PadJump) {
+			continue
+		}
+		inside := false
+		for _, th := range threads {
+			if pc := th.Regs.PC(); pc >= rd.PadAddr && pc < rd.PadAddr+uint64(len(rd.PadJump)) {
+				inside = true
+			}
+		}
+		if inside {
+			continue
+		}
+		if err := pr.WriteMem(rd.PadAddr, rd.PadOrig); err != nil {
+			return fmt.Errorf("restore the padding of %s at %#x: %w", rd.Func, rd.PadAddr, err)
 		}
 	}
 	return nil

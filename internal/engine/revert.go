@@ -181,6 +181,9 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 			return resumeErr(fmt.Errorf("restore %s at %#x: %w", rd.Func, rd.Addr, err))
 		}
 	}
+	// The padding above a patch-ready entry goes back too (see
+	// restorePadding); a failure leaves only a dead jump there.
+	restorePadding(pr, threads, rec.Redirects)
 	rep.Functions = nil
 	for _, rd := range rec.Redirects {
 		rep.Functions = append(rep.Functions, rd.Func)
