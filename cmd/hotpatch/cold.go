@@ -208,6 +208,19 @@ type sigReport struct {
 	KeyID   string `json:"key_id,omitempty"`
 	Source  string `json:"trusted_by,omitempty"`
 	Warning string `json:"warning,omitempty"`
+	// KeyWarnings name the trusted keys (or directories) ignored because
+	// their ownership or mode made them unsafe to trust.
+	KeyWarnings []string `json:"key_warnings,omitempty"`
+}
+
+// warn prints the report's warnings on w.
+func (r *sigReport) warn(w io.Writer) {
+	for _, k := range r.KeyWarnings {
+		fmt.Fprintf(w, "hotpatch: warning: %s\n", k)
+	}
+	if r.Warning != "" {
+		fmt.Fprintf(w, "hotpatch: warning: %s\n", r.Warning)
+	}
 }
 
 // verifyBundle reads a bundle (checking every member's hash) and its
@@ -222,7 +235,7 @@ func verifyBundle(path string, t *trustFlags, allowUnsigned bool) (*patchfile.Pa
 	if err != nil {
 		return nil, nil, err
 	}
-	rep := &sigReport{Signed: p.Signature() != nil}
+	rep := &sigReport{Signed: p.Signature() != nil, KeyWarnings: ring.Warnings}
 	if rep.Signed {
 		rep.KeyID = p.Signature().KeyID
 	}
@@ -291,15 +304,16 @@ func (f *applyBundleFlags) open(cmd *cobra.Command, path string) (p *patchfile.P
 		return nil, false, err
 	}
 	p, sr, err := verifyBundle(path, f.trust, f.allowUnsigned)
+	if sr != nil {
+		sr.warn(cmd.ErrOrStderr())
+	}
 	if err != nil {
 		return nil, false, err
 	}
 	var e extras
 	e.set("signature", sr)
 	w := cmd.OutOrStdout()
-	if sr.Warning != "" {
-		fmt.Fprintf(cmd.ErrOrStderr(), "hotpatch: warning: %s\n", sr.Warning)
-	} else if !jsonOut {
+	if sr.Warning == "" && !jsonOut {
 		fmt.Fprintf(w, "patch %s: intact, signed by trusted key %s (%s)\n", p.ID, sr.KeyID, sr.Source)
 	}
 	var res *coldpatch.Result

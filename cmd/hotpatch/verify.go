@@ -20,6 +20,9 @@ signature does not verify.`,
 	trust := addTrustFlags(c)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		p, sr, err := verifyBundle(args[0], trust, false)
+		if sr != nil {
+			sr.warn(cmd.ErrOrStderr())
+		}
 		if err != nil {
 			return err
 		}

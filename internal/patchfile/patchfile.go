@@ -33,11 +33,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/hotpatch/hotpatch/internal/safefile"
 )
 
 // Magic starts every patch file.
@@ -379,26 +380,18 @@ func (p *Patch) WriteFile(name string) error {
 
 // ReadFile reads and verifies a patch file (member hashes; not the
 // signature, see package sign).
+//
+// The file must be a regular file (a FIFO or a device is refused at once,
+// without blocking or reading it) of at most the largest size a patch may
+// have; see package safefile.
 func ReadFile(name string) (*Patch, error) {
-	f, err := os.Open(name)
-	if err != nil {
+	const max = MaxTotalSize + MaxManifest + MaxSignature + HeaderSize
+	b, err := safefile.Read(name, max, 0)
+	switch {
+	case errors.Is(err, safefile.ErrNotRegular), errors.Is(err, safefile.ErrTooLarge):
+		return nil, fmt.Errorf("%w: %v", ErrBadPatch, err)
+	case err != nil:
 		return nil, fmt.Errorf("open patch: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("open patch: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrBadPatch, name)
-	}
-	if st.Size() > MaxTotalSize+MaxManifest+MaxSignature+HeaderSize {
-		return nil, fmt.Errorf("%w: %s is %d bytes, more than any patch may be", ErrBadPatch, name, st.Size())
-	}
-	// LimitReader: the file may grow between Stat and the read.
-	b, err := io.ReadAll(io.LimitReader(f, MaxTotalSize+MaxManifest+MaxSignature+HeaderSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	p, err := Decode(b)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/safefile"
 )
 
 // Algorithm is the only signature algorithm defined.
@@ -99,11 +100,18 @@ func writeNew(name string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
+// MaxKeyFile bounds a key file (a PEM ed25519 key is about 120 bytes).
+const MaxKeyFile = 16 << 10
+
 func readPEM(path, typ string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := safefile.Read(path, MaxKeyFile, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read key: %w", err)
 	}
+	return decodePEM(b, path, typ)
+}
+
+func decodePEM(b []byte, path, typ string) ([]byte, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != typ {
 		return nil, fmt.Errorf("%w: %s holds no PEM %q block", ErrBadKey, path, typ)
@@ -149,6 +157,9 @@ type TrustedKey struct {
 // Keyring is the set of trusted public keys.
 type Keyring struct {
 	keys map[string]TrustedKey
+	// Warnings name the keys and directories LoadKeyring ignored because
+	// they were not safe to trust (see LoadKeyring).
+	Warnings []string
 }
 
 // Len is the number of trusted keys.
@@ -175,9 +186,16 @@ func (r *Keyring) Add(pub ed25519.PublicKey, source string) {
 	}
 }
 
-// LoadKeyring trusts the public keys in files (each must be valid) and the
-// files ending in ".pub" in dirs (a missing directory holds no keys; an
-// unreadable key in it is an error, so that a typo is not silently ignored).
+// LoadKeyring trusts the public keys in files (each must be a small regular
+// file holding a valid key) and the files ending in ".pub" in dirs.
+//
+// A directory is used only when it and every directory above it are owned by
+// root (or the user running hotpatch) and not writable by group or others,
+// and each key in it only when it is such a regular file too (sshd's
+// StrictModes): anyone who can write there could make hotpatch trust their
+// key. What fails these checks is ignored and named in Keyring.Warnings. A
+// missing directory holds no keys; a key in it that cannot be parsed is an
+// error, so that a typo is not silently ignored.
 func LoadKeyring(files []string, dirs ...string) (*Keyring, error) {
 	r := &Keyring{}
 	for _, f := range files {
@@ -188,26 +206,73 @@ func LoadKeyring(files []string, dirs ...string) (*Keyring, error) {
 		r.Add(pub, f)
 	}
 	for _, d := range dirs {
-		ents, err := os.ReadDir(d)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("trusted keys: %w", err)
-		}
-		for _, e := range ents {
-			if e.IsDir() || !strings.HasSuffix(e.Name(), ".pub") {
-				continue
-			}
-			f := filepath.Join(d, e.Name())
-			pub, err := LoadPublicKey(f)
-			if err != nil {
-				return nil, fmt.Errorf("trusted key: %w", err)
-			}
-			r.Add(pub, f)
+		if err := r.loadDir(d); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil
+}
+
+// loadDir adds the keys of one trusted directory (see LoadKeyring).
+func (r *Keyring) loadDir(dir string) error {
+	d, err := safefile.TrustedDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case errors.Is(err, safefile.ErrInsecure):
+		r.Warnings = append(r.Warnings, fmt.Sprintf("ignoring trusted keys in %s: %v", dir, err))
+		return nil
+	case err != nil:
+		return fmt.Errorf("trusted keys: %w", err)
+	}
+	defer d.Close()
+	ents, err := d.ReadDir(-1)
+	if err != nil {
+		return fmt.Errorf("trusted keys: %w", err)
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".pub") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		pub, err := loadTrustedKey(d, e.Name(), path)
+		if errors.Is(err, safefile.ErrInsecure) || errors.Is(err, safefile.ErrNotRegular) || errors.Is(err, safefile.ErrTooLarge) {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("ignoring trusted key %v", err))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("trusted key: %w", err)
+		}
+		r.Add(pub, path)
+	}
+	return nil
+}
+
+// loadTrustedKey reads name in the directory d without following a symbolic
+// link, and only if it is a small regular file that passes safefile.Trusted.
+func loadTrustedKey(d *os.File, name, path string) (ed25519.PublicKey, error) {
+	f, st, err := safefile.OpenAt(d, name, MaxKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := safefile.Trusted(path, st); err != nil {
+		return nil, err
+	}
+	b, err := safefile.ReadAll(f, MaxKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	der, err := decodePEM(b, path, "PUBLIC KEY")
+	if err != nil {
+		return nil, err
+	}
+	pub, err := parsePublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadKey, path, err)
+	}
+	return pub, nil
 }
 
 // Sign signs p with priv (replacing any earlier signature).

@@ -1,0 +1,213 @@
+// Package safefile opens files whose path another user may control: patch
+// bundles, keys, the trusted-keys directory and hotpatch's own state
+// directories. It never blocks on a FIFO or a device, never reads more than a
+// bound, and checks ownership and modes the way sshd's StrictModes does.
+//
+// Why each step:
+//   - open(2) of a FIFO blocks until a writer appears; O_NONBLOCK makes it
+//     return at once (fifo(7): "opening for read-only succeeds even if no one
+//     has opened on the write side yet"), and fstat then shows it is not a
+//     regular file. On a regular file O_NONBLOCK has no effect (open(2)).
+//   - The type and size are taken with fstat on the descriptor that is read,
+//     so a rename between a stat and the open cannot substitute another file.
+//   - The read is bounded (a file may grow after fstat): /dev/zero or a
+//     growing file cannot exhaust memory.
+package safefile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNotRegular: the path names a FIFO, device, socket or directory.
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrTooLarge: the file is larger than the caller accepts.
+	ErrTooLarge = errors.New("file too large")
+	// ErrInsecure: the file or directory may be changed by someone other
+	// than root and the user running hotpatch (owner, or group/other write
+	// permission), or is a symbolic link where none is allowed.
+	ErrInsecure = errors.New("insecure ownership or permissions")
+)
+
+// Flags for Open and Read.
+const (
+	// NoFollow refuses a symbolic link as the last component (O_NOFOLLOW).
+	NoFollow = 1 << iota
+)
+
+// Open opens path read-only without blocking and returns it with its fstat
+// data, refusing anything but a regular file of at most max bytes.
+func Open(path string, max int64, flags int) (*os.File, *unix.Stat_t, error) {
+	of := unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC
+	if flags&NoFollow != 0 {
+		of |= unix.O_NOFOLLOW
+	}
+	fd, err := unix.Open(path, of, 0)
+	if errors.Is(err, unix.ELOOP) && flags&NoFollow != 0 {
+		return nil, nil, fmt.Errorf("%w: %s is a symbolic link", ErrInsecure, path)
+	}
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	st, err := check(f, path, max)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
+}
+
+// OpenAt is Open relative to the directory dir, never following a symbolic
+// link in name (which must be one component).
+func OpenAt(dir *os.File, name string, max int64) (*os.File, *unix.Stat_t, error) {
+	path := filepath.Join(dir.Name(), name)
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, nil, fmt.Errorf("%w: %s is a symbolic link", ErrInsecure, path)
+	}
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	st, err := check(f, path, max)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
+}
+
+func check(f *os.File, path string, max int64) (*unix.Stat_t, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%w: %s is a %s", ErrNotRegular, path, typeName(st.Mode))
+	}
+	if max >= 0 && st.Size > max {
+		return nil, fmt.Errorf("%w: %s is %d bytes (at most %d)", ErrTooLarge, path, st.Size, max)
+	}
+	return &st, nil
+}
+
+// ReadAll reads f to its end, at most max bytes (a file may grow after the
+// fstat of Open).
+func ReadAll(f *os.File, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%w: %s grew beyond %d bytes", ErrTooLarge, f.Name(), max)
+	}
+	return b, nil
+}
+
+// Read is Open and ReadAll.
+func Read(path string, max int64, flags int) ([]byte, error) {
+	f, _, err := Open(path, max, flags)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadAll(f, max)
+}
+
+func typeName(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "FIFO"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFDIR:
+		return "directory"
+	case unix.S_IFLNK:
+		return "symbolic link"
+	}
+	return fmt.Sprintf("file of type %#o", mode&unix.S_IFMT)
+}
+
+// Trusted reports (nil) whether st, the fstat of path, may be trusted the way
+// sshd's StrictModes trusts a file: owned by root or by the effective user,
+// and writable by neither group nor others. A directory writable by others
+// is accepted only with the sticky bit (as /tmp): then no one but the owner
+// of an entry may rename or remove it (inode(7), S_ISVTX), so the entries of
+// root stay root's.
+func Trusted(path string, st *unix.Stat_t) error {
+	euid := uint32(os.Geteuid())
+	if st.Uid != 0 && st.Uid != euid {
+		return fmt.Errorf("%w: %s is owned by uid %d (must be root's%s)", ErrInsecure, path, st.Uid, ownerHint(euid))
+	}
+	if st.Mode&0o022 != 0 {
+		sticky := st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Mode&unix.S_ISVTX != 0
+		if !sticky {
+			return fmt.Errorf("%w: %s is writable by its group or by others (mode %#o; chmod go-w %s)", ErrInsecure, path, st.Mode&0o7777, path)
+		}
+	}
+	return nil
+}
+
+func ownerHint(euid uint32) string {
+	if euid == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" or uid %d's", euid)
+}
+
+// TrustedDir opens the directory path (following symbolic links) and checks
+// it and every directory above it with Trusted, so that no one but root and
+// the user can replace what it holds. A directory that does not exist is
+// returned as an error satisfying errors.Is(err, fs.ErrNotExist).
+func TrustedDir(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	d := os.NewFile(uintptr(fd), path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if err := Trusted(path, &st); err != nil {
+		d.Close()
+		return nil, err
+	}
+	// The directories above, by the real path of the one opened.
+	real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		real, err = filepath.Abs(path)
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	for p := filepath.Dir(real); ; p = filepath.Dir(p) {
+		var pst unix.Stat_t
+		if err := unix.Stat(p, &pst); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("stat %s: %w", p, err)
+		}
+		if err := Trusted(p, &pst); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if p == "/" || p == "." {
+			break
+		}
+	}
+	return d, nil
+}
