@@ -50,6 +50,10 @@ type Arch interface {
 
 	// UnwindRegs names the DWARF register numbers the stack unwinder tracks.
 	UnwindRegs() UnwindRegs
+
+	// AuditArch is the AUDIT_ARCH_* value (linux/audit.h) of the native
+	// system call convention: seccomp_data.arch, which seccomp filters check.
+	AuditArch() uint32
 }
 
 // UnwindRegs are DWARF register numbers (the psABI's DWARF register mapping).

@@ -21,5 +21,8 @@ func (Arch) Name() string { return "amd64" }
 // Machine implements arch.Arch.
 func (Arch) Machine() elf.Machine { return elf.EM_X86_64 }
 
+// AuditArch is AUDIT_ARCH_X86_64 (EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE).
+func (Arch) AuditArch() uint32 { return 0xc000003e }
+
 // PtrSize implements arch.Arch.
 func (Arch) PtrSize() int { return 8 }

@@ -158,3 +158,9 @@ func TestJumpEncodingsAssemble(t *testing.T) {
 		t.Errorf("as produced %x, encoders %x", data, want)
 	}
 }
+
+func TestAuditArch(t *testing.T) {
+	if got := (Arch{}).AuditArch(); got != 0xc000003e {
+		t.Errorf("AuditArch = %#x, want AUDIT_ARCH_X86_64", got)
+	}
+}

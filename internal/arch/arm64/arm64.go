@@ -33,6 +33,9 @@ func (Arch) Name() string { return "arm64" }
 // Machine returns elf.EM_AARCH64.
 func (Arch) Machine() elf.Machine { return elf.EM_AARCH64 }
 
+// AuditArch is AUDIT_ARCH_AARCH64 (EM_AARCH64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE).
+func (Arch) AuditArch() uint32 { return 0xc00000b7 }
+
 // PtrSize returns 8.
 func (Arch) PtrSize() int { return 8 }
 
