@@ -19,6 +19,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/linker"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/safefile"
 )
 
 // Exit codes (documented in README.md; scripts depend on them).
@@ -41,7 +42,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, proc.ErrNoProcess), errors.Is(err, proc.ErrExited), errors.Is(err, engine.ErrNoTarget):
 		return exitNoTarget
-	case errors.Is(err, proc.ErrPermission), errors.Is(err, proc.ErrAlreadyTraced):
+	case errors.Is(err, proc.ErrPermission), errors.Is(err, proc.ErrAlreadyTraced),
+		errors.Is(err, engine.ErrNoStateDir), errors.Is(err, safefile.ErrInsecure):
 		return exitPermission
 	case errors.Is(err, engine.ErrNotApplied):
 		return exitNotApplied

@@ -11,16 +11,47 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/safefile"
 )
 
-// LockDir holds the per-process lock files. Tests may point it elsewhere.
-var LockDir = "/run/hotpatch"
+// LockDir, when set (by tests), is the directory of the per-process lock
+// files instead of StateDir's answer.
+var LockDir string
+
+// RootStateDir is root's runtime state directory.
+const RootStateDir = "/run/hotpatch"
+
+// ErrNoStateDir: hotpatch runs as a user other than root and
+// $XDG_RUNTIME_DIR is not set, so it has no private place for its locks.
+var ErrNoStateDir = errors.New("no runtime directory for hotpatch's state")
+
+// StateDir returns the runtime state directory of the user running hotpatch:
+// /run/hotpatch for root, $XDG_RUNTIME_DIR/hotpatch for any other user (a
+// directory only that user can write, created by the login manager;
+// XDG Base Directory Specification). Each user's commands serialise among
+// themselves; a user cannot block, or plant files for, another's.
+func StateDir() (string, error) {
+	if os.Geteuid() == 0 {
+		return RootStateDir, nil
+	}
+	x := os.Getenv("XDG_RUNTIME_DIR")
+	if x == "" || !filepath.IsAbs(x) {
+		return "", fmt.Errorf("%w: hotpatch run by uid %d keeps its locks in $XDG_RUNTIME_DIR/hotpatch, and XDG_RUNTIME_DIR is not set (set it to a directory of yours with mode 0700, or run as root)",
+			ErrNoStateDir, os.Geteuid())
+	}
+	return filepath.Join(x, "hotpatch"), nil
+}
 
 // lockProcess serialises hotpatch commands on one process: it takes an
 // exclusive flock(2) on a file named after the pid and the process's start
 // time (so a recycled pid gets another lock). The kernel drops the lock when
 // the holder exits, even on SIGKILL, so a crashed hotpatch never leaves a
 // stale lock behind. It waits up to timeout for another command to finish.
+//
+// The directory must be the user's own, mode 0700 (safefile.PrivateDir), and
+// the lock file is opened without following a symbolic link and must be a
+// regular file of the user's: nobody else can hold the lock or make hotpatch
+// create or truncate a file elsewhere.
 func lockProcess(pid int, timeout time.Duration) (unlock func(), err error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -34,16 +65,20 @@ func lockProcess(pid int, timeout time.Duration) (unlock func(), err error) {
 		}
 	}
 	dir := LockDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		dir = filepath.Join(os.TempDir(), "hotpatch-locks")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("lock directory: %w", err)
+	if dir == "" {
+		if dir, err = StateDir(); err != nil {
+			return nil, err
 		}
 	}
-	name := filepath.Join(dir, fmt.Sprintf("%d-%s.lock", pid, start))
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	d, err := safefile.PrivateDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", name, err)
+		return nil, fmt.Errorf("lock directory: %w", err)
+	}
+	defer d.Close()
+	name := fmt.Sprintf("%d-%s.lock", pid, start)
+	f, err := safefile.CreateAt(d, name, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
 	}
 	deadline := time.Now().Add(timeout)
 	for {
@@ -53,11 +88,11 @@ func lockProcess(pid int, timeout time.Duration) (unlock func(), err error) {
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", name, err)
+			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
 		}
 		if time.Now().After(deadline) {
 			f.Close()
-			return nil, fmt.Errorf("%w: another hotpatch command holds %s for process %d", ErrBusy, name, pid)
+			return nil, fmt.Errorf("%w: another hotpatch command holds %s for process %d", ErrBusy, f.Name(), pid)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -153,6 +154,12 @@ func Modules(pid int, maps []Mapping, mem MemReader) ([]*Module, error) {
 		if err != nil {
 			if !mod.executable() {
 				continue // a data file we cannot open does not matter
+			}
+			if strings.HasPrefix(mod.Path, "/memfd:") && mod.Deleted {
+				// A memfd (a patch region, JIT code) that only a privileged
+				// caller may open through map_files: no file on disk to load
+				// symbols from, and not the module a patch targets.
+				continue
 			}
 			return nil, fmt.Errorf("module %s: %w", mod.Path, err)
 		}

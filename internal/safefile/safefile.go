@@ -211,3 +211,66 @@ func TrustedDir(path string) (*os.File, error) {
 	}
 	return d, nil
 }
+
+// PrivateDir creates (mode 0700) or opens the directory path for state of
+// the user running hotpatch, and checks that it is a directory, not a
+// symbolic link, owned by that user and not accessible to group or others:
+// otherwise another user could take its locks, plant symbolic links in it
+// or read what it keeps. Its parent must exist.
+func PrivateDir(path string) (*os.File, error) {
+	if err := unix.Mkdir(path, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, &os.PathError{Op: "mkdir", Path: path, Err: err}
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return nil, fmt.Errorf("%w: %s is not a directory (a symbolic link?); remove it", ErrInsecure, path)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	d := os.NewFile(uintptr(fd), path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if euid := os.Geteuid(); int(st.Uid) != euid {
+		d.Close()
+		return nil, fmt.Errorf("%w: %s belongs to uid %d, not to uid %d who runs hotpatch", ErrInsecure, path, st.Uid, euid)
+	}
+	if st.Mode&0o077 != 0 {
+		d.Close()
+		return nil, fmt.Errorf("%w: %s has mode %#o, must be 0700 (chmod 700 %s)", ErrInsecure, path, st.Mode&0o7777, path)
+	}
+	return d, nil
+}
+
+// CreateAt opens (creating with mode perm if needed) the regular file name
+// in the directory d for reading and writing, never following a symbolic
+// link, and checks that it is a regular file owned by the user running
+// hotpatch.
+func CreateAt(d *os.File, name string, perm uint32) (*os.File, error) {
+	path := filepath.Join(d.Name(), name)
+	fd, err := unix.Openat(int(d.Fd()), name, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, perm)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%w: %s is a symbolic link; remove it", ErrInsecure, path)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s is a %s", ErrNotRegular, path, typeName(st.Mode))
+	}
+	if int(st.Uid) != os.Geteuid() {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s belongs to uid %d, not to uid %d who runs hotpatch", ErrInsecure, path, st.Uid, os.Geteuid())
+	}
+	return f, nil
+}
