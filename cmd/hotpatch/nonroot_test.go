@@ -30,11 +30,13 @@ func asNobody(bin string, env []string, args ...string) *exec.Cmd {
 // others, so that nobody can run the programs the test built in it.
 func openUp(t *testing.T, dir string) {
 	for p := dir; p != "/" && p != "."; p = filepath.Dir(p) {
-		st, err := os.Stat(p)
-		if err != nil {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
 			t.Fatal(err)
 		}
-		os.Chmod(p, st.Mode().Perm()|0o055)
+		if st.Mode&0o055 != 0o055 { // keep every other bit (the sticky bit of /tmp)
+			syscall.Chmod(p, st.Mode&0o7777|0o055)
+		}
 	}
 }
 
