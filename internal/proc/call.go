@@ -55,6 +55,9 @@ func (p *Process) Call(fn uint64, args ...uint64) (uint64, error) {
 }
 
 func (p *Process) call(t *thread, fn uint64, args []uint64) (uint64, error) {
+	if err := p.seccompCheckCall(t, fn); err != nil {
+		return 0, fmt.Errorf("call %#x: %w", fn, err)
+	}
 	var a [6]uint64
 	copy(a[:], args)
 	r := t.regs

@@ -174,6 +174,9 @@ func (p *Process) injectThen(t *thread, nr uint64, args []uint64, undo func() er
 		_, err := prepareSyscall(t.regs, 0, nr, args)
 		return 0, err
 	}
+	if err := p.seccompCheck(t, nr, args); err != nil { // not injected: nothing to undo but undo's own
+		return 0, errors.Join(err, runUndo(undo))
+	}
 	ret, err := p.inject1(t, nr, args)
 	if undo != nil {
 		if uerr := undo(); uerr != nil && err == nil {

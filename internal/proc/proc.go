@@ -126,6 +126,8 @@ type Process struct {
 	sysAddr    uint64
 	// injectTID, when non-zero, forces the thread Syscall runs on (tests).
 	injectTID int
+	// seccomp caches each thread's filters (seccomp_linux.go).
+	seccomp map[int]*threadSeccomp
 }
 
 // Attach seizes every thread of process pid with PTRACE_SEIZE. The threads
@@ -455,7 +457,7 @@ func (p *Process) seizeOne() error {
 		return goneErr(p.pid)
 	}
 	var last error
-	for _, tid := range tids {
+	for _, tid := range preferUnfiltered(p.pid, tids) {
 		if st, err := taskState(p.pid, tid); err != nil || st == 'Z' || st == 'X' {
 			continue
 		}

@@ -41,7 +41,7 @@ func TestRunTable(t *testing.T) {
 		{"allow", Program{stmt(retK, uint32(Allow))}, uint32(Allow)},
 		{"kill on nr 9", denyNr(9, KillProcess), uint32(KillProcess)},
 		{"other nr allowed", denyNr(10, KillProcess), uint32(Allow)},
-		{"wrong arch", Program{stmt(ldW, 4), jump(jeqK, 0x40000003, 0, 1), stmt(retK, uint32(Allow)), stmt(retK, uint32(Errno) | 1)}, uint32(Errno) | 1},
+		{"wrong arch", Program{stmt(ldW, 4), jump(jeqK, 0x40000003, 0, 1), stmt(retK, uint32(Allow)), stmt(retK, uint32(Errno)|1)}, uint32(Errno) | 1},
 		{"arg low word", Program{stmt(ldW, 16+8*5), stmt(clsRET|retA, 0)}, 3},
 		{"arg high word", Program{stmt(ldW, 16+8*5+4), stmt(clsRET|retA, 0)}, 1},
 		{"ip low", Program{stmt(ldW, 8), stmt(clsRET|retA, 0)}, 0x1234_5678},
