@@ -231,3 +231,36 @@ type PaddedRedirector interface {
 	// re-apply), or dest is out of reach of the padding's jump.
 	PlanPadded(fn Func, pre []byte, dest uint64) (r PaddedRedirect, ok bool, why string)
 }
+
+// FarRef is the plan, made by a FarRefPlanner, for one instruction of patch
+// code whose 32-bit field addresses a data symbol of the target that may lie
+// out of the field's reach from wherever the patch region is placed (a
+// library's variable, terabytes from code placed near the executable). The
+// instruction is rewritten to take the symbol's address from a slot of the
+// patch's own GOT, in place or through an out-of-line stub in the region.
+type FarRef struct {
+	// Start and Len locate the instruction in its section.
+	Start, Len int
+	// SlotAddend: the slot the rewritten code reads holds S + SlotAddend.
+	SlotAddend int64
+	// StubLen is the size of the out-of-line stub, 0 when the instruction is
+	// rewritten in place.
+	StubLen int
+	// Encode returns the Len bytes that replace the instruction and the
+	// StubLen bytes of the stub, for the instruction at run-time address
+	// insn, the stub at stub and the GOT slot at slot (all three in the patch
+	// region, so within reach of each other).
+	Encode func(insn, stub, slot uint64) (code, stubCode []byte, err error)
+}
+
+// FarRefPlanner is implemented by architectures that can reach far data
+// from instructions with a 32-bit field (see FarRef).
+type FarRefPlanner interface {
+	// PlanFarRef plans the rewrite of the instruction of code (a text
+	// section) holding the field of relocation t at offset off; from is the
+	// offset of an instruction boundary at or before it (the start of the
+	// function holding it). A is the relocation's addend. It returns an error
+	// for instruction forms it cannot rewrite; the reference then has to be
+	// reached directly.
+	PlanFarRef(code []byte, from, off int, t uint32, a int64) (FarRef, error)
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -98,6 +99,7 @@ type prepared struct {
 	hdrSize uint64
 	size    uint64
 	reach   []uint64         // addresses the region must be within ±2 GiB of
+	prefer  []uint64         // addresses it should be within ±2 GiB of (see linker.Prepared.Prefer)
 	low     uint64           // region must end below this (0: no limit)
 	unw     *unwind.Unwinder // set for the stack consistency model
 }
@@ -150,6 +152,7 @@ func prepare(pid int, p *patchfile.Patch, stacks bool) (*prepared, error) {
 		objIndex[name] = i
 		pp.objs = append(pp.objs, lp)
 		pp.reach = append(pp.reach, lp.Reach()...)
+		pp.prefer = append(pp.prefer, lp.Prefer()...)
 		if lim, ok := lp.NeedsLow(); ok && (pp.low == 0 || lim < pp.low) {
 			pp.low = lim
 		}
@@ -223,6 +226,24 @@ func window(reach []uint64, size, low uint64) (lo, hi uint64) {
 		hi = low - size
 	}
 	return lo, hi
+}
+
+// withPreferred adds to the required addresses rs those of prefer, nearest
+// to near first, that keep the placement window non-empty.
+func withPreferred(rs, prefer []uint64, near, size, low uint64) []uint64 {
+	if lo, hi := window(rs, size, low); lo >= hi {
+		return rs
+	}
+	dist := func(a uint64) uint64 { return max(a, near) - min(a, near) }
+	order := append([]uint64(nil), prefer...)
+	sort.Slice(order, func(i, j int) bool { return dist(order[i]) < dist(order[j]) })
+	out := append([]uint64(nil), rs...)
+	for _, a := range order {
+		if lo, hi := window(append(out, a), size, low); lo < hi {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // image is the linked patch at one base address.
@@ -317,8 +338,14 @@ func (pp *prepared) chooseBase(maps []procmaps.Mapping) (uint64, error) {
 	}
 	// Prefer a place from which every redirect is a 5-byte jmp rel32; if the
 	// functions are spread too far apart, satisfy only the linker's needs and
-	// let far functions take the absolute jump.
+	// let far functions take the absolute jump. Within that, come within
+	// reach of as many preferred data addresses as possible, nearest first
+	// (the others are reached through the patch's GOT: slower, as correct).
+	var tries [][]uint64
 	for _, rs := range [][]uint64{append(append([]uint64(nil), reach...), entries...), reach} {
+		tries = append(tries, withPreferred(rs, pp.prefer, near, pp.size, pp.low), rs)
+	}
+	for _, rs := range tries {
 		lo, hi := window(rs, pp.size, pp.low)
 		if lo >= hi {
 			continue

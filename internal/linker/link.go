@@ -77,7 +77,7 @@ func (p *Prepared) Link(base uint64) (*Image, error) {
 	gotAddr := base + p.gotOff
 	for i, slot := range p.got {
 		l := p.symLoc[slot.sym]
-		v := l.addr(base)
+		v := l.addr(base) + uint64(slot.addend)
 		if slot.tls {
 			v = uint64(l.tpoff)
 		}
@@ -114,6 +114,11 @@ func (p *Prepared) Link(base uint64) (*Image, error) {
 			v.S = base + p.stubAt[pr.stub]
 			err = a.ApplyReloc(pr.r.typ, place, v)
 		}
+		if pr.far >= 0 && errors.Is(err, arch.ErrRelocOverflow) {
+			// The data symbol is out of the field's reach from this base:
+			// rewrite the instruction to take its address from the GOT.
+			err = p.writeFar(pr, base, bytesAt, gotAddr)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("link at %#x: relocation at %s+%#x against %s: %w", base, sec.name, pr.r.off, p.o.symName(pr.r.sym), err)
 		}
@@ -126,4 +131,25 @@ func (p *Prepared) Link(base uint64) (*Image, error) {
 		img.EHFrame = p.secLoc[e].addr(base) + EHFrameHeader
 	}
 	return img, nil
+}
+
+// writeFar applies a far-data rewrite (arch.FarRef) of the instruction of
+// relocation pr's instruction: the instruction's replacement in place and,
+// if the plan has one, its stub.
+func (p *Prepared) writeFar(pr *preparedReloc, base uint64, bytesAt func(uint64) []byte, gotAddr uint64) error {
+	f := &p.fars[pr.far]
+	at := p.secLoc[pr.sec].v + uint64(f.plan.Start)
+	slot := gotAddr + uint64(f.got)*uint64(p.arch.PtrSize())
+	code, stub, err := f.plan.Encode(base+at, base+f.stubAt, slot)
+	if err != nil {
+		return err
+	}
+	if len(code) != f.plan.Len || len(stub) != f.plan.StubLen {
+		return fmt.Errorf("internal error: far-data rewrite of %d+%d bytes, planned %d+%d", len(code), len(stub), f.plan.Len, f.plan.StubLen)
+	}
+	copy(bytesAt(at), code)
+	if len(stub) > 0 {
+		copy(bytesAt(f.stubAt), stub)
+	}
+	return nil
 }

@@ -87,11 +87,24 @@ type preparedReloc struct {
 	info arch.RelocInfo
 	got  int // GOT slot index, -1 if none
 	stub int // far-call stub index, -1 if none
+	far  int // far-data rewrite index (Prepared.fars), -1 if none
 }
 
+// gotSlot is one slot of the patch's GOT: the symbol's address plus addend
+// (or its TLS offset).
 type gotSlot struct {
-	sym uint32
-	tls bool
+	sym    uint32
+	tls    bool
+	addend int64
+}
+
+// farRef is a planned rewrite of an instruction that may not reach its data
+// symbol directly (arch.FarRef): used by Link only when the direct
+// relocation overflows at the chosen base.
+type farRef struct {
+	plan   arch.FarRef
+	got    int    // the slot holding S + plan.SlotAddend
+	stubAt uint64 // region offset of the stub, if plan.StubLen > 0
 }
 
 type imageSym struct {
@@ -116,7 +129,9 @@ type Prepared struct {
 	got    []gotSlot
 	stubs  []uint64 // destinations
 	stubAt []uint64 // region offsets of the stubs
+	fars   []farRef
 	reach  []uint64
+	prefer []uint64
 	low    uint64
 	syms   []imageSym
 }
@@ -129,6 +144,14 @@ func (p *Prepared) Size() uint64 { return p.size }
 // (which go through stubs when needed), must reach: the region must be placed
 // so that every one is within ±2 GiB of every byte of it.
 func (p *Prepared) Reach() []uint64 { return append([]uint64(nil), p.reach...) }
+
+// Prefer returns, sorted, the target addresses that PC-relative data
+// references would rather reach directly but need not: when the region is
+// placed out of their reach, Link rewrites the instructions to go through
+// the patch's GOT (see arch.FarRef), which costs a few instructions per
+// access. Place the region within ±2 GiB of them when the Reach addresses and
+// the redirects allow it.
+func (p *Prepared) Prefer() []uint64 { return append([]uint64(nil), p.prefer...) }
 
 // NeedsLow reports whether absolute 32-bit relocations (R_X86_64_32, 32S)
 // refer to the patch itself; if so the whole region must lie below limit
@@ -248,7 +271,7 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 				errs = append(errs, bad("relocation %s at %s+%#x refers to %s in section %s, which is not loaded", info.Name, sec.name, rl.off, o.symName(rl.sym), o.secs[sym.shndx].name))
 				continue
 			}
-			p.relocs = append(p.relocs, preparedReloc{sec: si, r: rl, info: info, got: -1, stub: -1})
+			p.relocs = append(p.relocs, preparedReloc{sec: si, r: rl, info: info, got: -1, stub: -1, far: -1})
 		}
 	}
 	if len(errs) > 0 {
@@ -328,6 +351,28 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 			}
 		}
 	}
+	if fp, ok := a.(arch.FarRefPlanner); ok {
+		for k := range p.relocs {
+			pr := &p.relocs[k]
+			if _, abs := symAbs(pr.r.sym); !abs || pr.r.sym == 0 || !farCandidate(o, pr) {
+				continue
+			}
+			plan, err := fp.PlanFarRef(o.secs[pr.sec].data, funcStart(o, pr.sec, pr.r.off), int(pr.r.off), pr.r.typ, pr.r.addend)
+			if err != nil || othersIn(o, pr, plan) {
+				continue // stays a direct reference (Reach)
+			}
+			key := gotSlot{sym: pr.r.sym, addend: plan.SlotAddend}
+			idx, ok := gotIdx[key]
+			if !ok {
+				idx = len(p.got)
+				gotIdx[key] = idx
+				p.got = append(p.got, key)
+			}
+			usesGOT = true
+			pr.far = len(p.fars)
+			p.fars = append(p.fars, farRef{plan: plan, got: idx})
+		}
+	}
 
 	// 5. Layout: text (+ stubs), rodata (+ GOT), data + bss (+ commons).
 	var off uint64
@@ -368,6 +413,11 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 		slot := (stubSize + 7) &^ 7
 		for range p.stubs {
 			p.stubAt = append(p.stubAt, place(slot, 16))
+		}
+	}
+	for i := range p.fars {
+		if n := uint64(p.fars[i].plan.StubLen); n > 0 {
+			p.fars[i].stubAt = place(n, 16)
 		}
 	}
 	text := span{start, off}
@@ -444,7 +494,7 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 	}
 
 	// 6. Placement constraints.
-	reach := map[uint64]bool{}
+	reach, prefer := map[uint64]bool{}, map[uint64]bool{}
 	for k := range p.relocs {
 		pr := &p.relocs[k]
 		if pr.info.GOT || pr.info.TLS || pr.info.Size >= a.PtrSize() || pr.info.Size == 0 || !p.inImage(pr.sec) {
@@ -452,6 +502,9 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 		}
 		l := p.symLoc[pr.r.sym]
 		switch {
+		case pr.far >= 0 && pr.info.PCRel:
+			prefer[l.v+uint64(pr.r.addend)] = true
+		case pr.far >= 0:
 		case pr.info.PCRel && !pr.info.Call && l.abs && pr.r.sym != 0:
 			reach[l.v+uint64(pr.r.addend)] = true
 		case !pr.info.PCRel && !l.abs:
@@ -464,6 +517,12 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 		p.reach = append(p.reach, v)
 	}
 	sort.Slice(p.reach, func(i, j int) bool { return p.reach[i] < p.reach[j] })
+	for v := range prefer {
+		if !reach[v] {
+			p.prefer = append(p.prefer, v)
+		}
+	}
+	sort.Slice(p.prefer, func(i, j int) bool { return p.prefer[i] < p.prefer[j] })
 
 	// Symbols of the image: globals first so that they keep their plain names.
 	seen := map[string]bool{}
@@ -486,6 +545,39 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 		}
 	}
 	return p, nil
+}
+
+// farCandidate reports whether relocation pr is a 32-bit data reference from
+// code, of the kinds an instruction rewrite may rescue when the symbol is out
+// of the field's reach (PC-relative, or absolute in non-PIC code).
+func farCandidate(o *Object, pr *preparedReloc) bool {
+	i := pr.info
+	return o.secs[pr.sec].kind == kindText && !i.GOT && !i.TLS && !i.Call && i.Size == 4
+}
+
+// funcStart returns the offset in section si of the function holding off
+// (an instruction boundary to decode from), 0 if no symbol says.
+func funcStart(o *Object, si int, off uint64) int {
+	best := uint64(0)
+	for i := 1; i < len(o.syms); i++ {
+		s := &o.syms[i]
+		if int(s.shndx) == si && s.typ == elf.STT_FUNC && s.value <= off && off < s.value+s.size && s.value > best {
+			best = s.value
+		}
+	}
+	return int(best)
+}
+
+// othersIn reports whether another relocation of the section patches a byte
+// of the instruction plan rewrites (the rewrite would lose it).
+func othersIn(o *Object, pr *preparedReloc, plan arch.FarRef) bool {
+	lo, hi := uint64(plan.Start), uint64(plan.Start+plan.Len)
+	for _, r := range o.secs[pr.sec].relas {
+		if r != pr.r && r.off < hi && r.off+4 > lo {
+			return true
+		}
+	}
+	return false
 }
 
 // inImage reports whether section si is copied into the region (not bound to

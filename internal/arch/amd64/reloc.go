@@ -11,7 +11,9 @@ package amd64
 // table itself. The patch linker always gives a symbol referenced through the
 // GOT a real slot, so the optional "relaxations" of GOTPCRELX/REX_GOTPCRELX
 // (rewriting "mov foo@GOTPCREL(%rip)" into "lea foo(%rip)") are never needed:
-// the unrelaxed instruction is always correct.
+// the unrelaxed instruction is always correct. The opposite rewrite, for PIE
+// and non-PIC code that addresses a library's data as if it were in reach,
+// is in fardata.go.
 
 import (
 	"debug/elf"
