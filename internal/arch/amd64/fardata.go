@@ -353,7 +353,7 @@ func viaStub(r arch.FarRef, insn []byte, l insnLayout, f, sib int, disp int64) (
 			return nil, nil, err
 		}
 		s = append(s, ni...)
-		s = append(s, 0x58+byte(scratch))                         // pop %scratch
+		s = append(s, 0x58+byte(scratch))                             // pop %scratch
 		s = append(s, 0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00) // lea 0x80(%rsp), %rsp
 		return finishStub(r.Len, at, stub, s)
 	}
