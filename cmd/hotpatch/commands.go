@@ -62,7 +62,7 @@ apply checks against the running process (run-pre). See docs/patch-generation.md
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "built %s -> %s (target %s, build-id %s)\n", rep.ID, out, rep.Target, rep.BuildID)
 			for _, f := range rep.Replaced {
-				fmt.Fprintf(w, "  replace %-24s %#x %d bytes\n", f.Name, f.Addr, f.Size)
+				fmt.Fprintf(w, "  replace %-24s %#x %d bytes%s\n", f.Name, f.Addr, f.Size, aliasNote(f.Aliases))
 			}
 			for _, f := range rep.Added {
 				fmt.Fprintf(w, "  add     %s\n", f.Name)
@@ -134,7 +134,7 @@ func newApplyCmd() *cobra.Command {
 			rep.PatchID, pid, rep.Target, len(rep.Functions), rep.Pause.Round(time.Microsecond), rep.AllocPause.Round(time.Microsecond),
 			rep.Elapsed.Round(time.Millisecond), rep.Consistency)
 		for _, f := range rep.Functions {
-			fmt.Fprintf(w, "  %-24s %#x -> %#x (%s, %s path)\n", f.Name, f.Entry, f.New, f.Kind, f.Path)
+			fmt.Fprintf(w, "  %-24s %#x -> %#x (%s, %s path)%s\n", f.Name, f.Entry, f.New, f.Kind, f.Path, aliasNote(f.Aliases))
 		}
 		return nil
 	}
@@ -227,4 +227,13 @@ func newStatusCmd() *cobra.Command {
 	}
 	c.Flags().IntSliceVar(&pids, "pid", nil, "process to inspect (repeatable; default: every patched process)")
 	return c
+}
+
+// aliasNote lists a function's other names (aliases at its address, which
+// share its one redirect).
+func aliasNote(aliases []string) string {
+	if len(aliases) == 0 {
+		return ""
+	}
+	return " (also " + strings.Join(aliases, ", ") + ")"
 }

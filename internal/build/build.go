@@ -47,11 +47,14 @@ type Options struct {
 
 // Func is one function in the report.
 type Func struct {
-	Name   string `json:"name"`
-	File   string `json:"file,omitempty"`
-	Object string `json:"object"`
-	Addr   uint64 `json:"addr,omitempty"`
-	Size   uint64 `json:"size,omitempty"`
+	Name string `json:"name"`
+	// Aliases are the other names of the same function (same address in
+	// the target) that the patch replaces with it.
+	Aliases []string `json:"aliases,omitempty"`
+	File    string   `json:"file,omitempty"`
+	Object  string   `json:"object"`
+	Addr    uint64   `json:"addr,omitempty"`
+	Size    uint64   `json:"size,omitempty"`
 }
 
 // Report says what a patch will do.
@@ -115,6 +118,9 @@ func ByName(opt Options) (*patchfile.Patch, *Report, error) {
 	}
 	if len(rep.Replaced) == 0 {
 		return nil, nil, fmt.Errorf("%w: no function of %s is defined in %s", ErrNotFound, strings.Join(opt.New, ", "), opt.Target)
+	}
+	if err := mergeAliases(&man, rep, members); err != nil {
+		return nil, nil, err
 	}
 	if err := checkIPARA(ef, syms, a, rep.Replaced); err != nil {
 		return nil, nil, err

@@ -123,6 +123,9 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 		return nil, nil, fmt.Errorf("%w: the fix only adds functions (%s) and changes no existing one, so nothing would ever call them",
 			ErrNotFound, rep.Added[0].Name)
 	}
+	if err := mergeAliases(&man, rep, members); err != nil {
+		return nil, nil, err
+	}
 	man.ID = opt.ID
 	if man.ID == "" {
 		man.ID = "hp-" + hex.EncodeToString(h.Sum(nil))[:12]

@@ -56,11 +56,14 @@ func (o Options) timeout() time.Duration {
 
 // FuncReport describes one redirected function.
 type FuncReport struct {
-	Name  string `json:"name"`
-	Entry uint64 `json:"entry"`
-	At    uint64 `json:"at"`
-	New   uint64 `json:"new"`
-	Kind  string `json:"kind"`
+	Name string `json:"name"`
+	// Aliases are the function's other names the patch replaces with it
+	// (symbols at the same address: one redirect serves them all).
+	Aliases []string `json:"aliases,omitempty"`
+	Entry   uint64   `json:"entry"`
+	At      uint64   `json:"at"`
+	New     uint64   `json:"new"`
+	Kind    string   `json:"kind"`
 	// Path is "patch-ready" (redirected through the padding above the entry
 	// without stopping the threads) or "stop" (all threads stopped).
 	Path string `json:"path"`
@@ -111,7 +114,16 @@ type plannedFunc struct {
 	// pre holds the bytes above the entry of a patch-ready function (listed
 	// in __patchable_function_entries); nil otherwise.
 	pre []byte
+	// aliases are the manifest's other functions at this address: they
+	// share this one's redirect (link checks they share its destination).
+	aliases []alias
+	others  []string // see names
 }
+
+// names returns the function's other names: the manifest's entries merged
+// into it and the target's other function symbols at its address (which
+// the one redirect serves too).
+func (f plannedFunc) names() []string { return f.others }
 
 // prepare reads the target and links the patch against it. With stacks, it
 // also parses the call frame information for the stack check (pp.unw), on a
@@ -157,7 +169,11 @@ func prepare(pid int, p *patchfile.Patch, stacks bool) (*prepared, error) {
 			pp.low = lim
 		}
 	}
-	for _, f := range p.Functions {
+	if err := checkFunctions(mod, a, p.Functions); err != nil {
+		return nil, err
+	}
+	fns, aliases := dedupeAliases(p.Functions)
+	for k, f := range fns {
 		if f.New {
 			continue
 		}
@@ -181,6 +197,10 @@ func prepare(pid int, p *patchfile.Patch, stacks bool) (*prepared, error) {
 		}
 		entry := f.Addr + mod.Bias
 		pf := plannedFunc{spec: f, obj: objIndex[f.Object], fn: arch.Func{Name: f.Name, Addr: entry, Code: code, Tail: tail}}
+		for _, al := range aliases[k] {
+			pf.aliases = append(pf.aliases, alias{al.Name, objIndex[al.Object]})
+		}
+		pf.others = aliasNames(mod, f)
 		if pr, ok := a.(arch.PaddedRedirector); ok && readyEntries(mod)[f.Addr-uint64(pr.PaddingBefore())] {
 			pf.pre, _ = mod.f.ReadVirt(f.Addr-uint64(pr.PaddingBefore()), pr.PaddingBefore())
 		}
@@ -294,6 +314,12 @@ func (pp *prepared) link(base uint64, p *patchfile.Patch) (*image, error) {
 		if !ok {
 			return nil, fmt.Errorf("patch object does not define %s", f.spec.Name)
 		}
+		for _, al := range f.aliases {
+			if d, ok := im.objs[al.obj].Symbols[al.name]; !ok || d != dest {
+				return nil, fmt.Errorf("%w: %s and %s are one function of %s (both at %#x), but the patch gives them different code: one address takes one redirect",
+					ErrBadAddress, f.spec.Name, al.name, pp.mod.Path, f.spec.Addr)
+			}
+		}
 		if f.pre != nil {
 			pr := pp.arch.(arch.PaddedRedirector)
 			if pd, ok, _ := pr.PlanPadded(f.fn, f.pre, dest); ok {
@@ -313,6 +339,9 @@ func (pp *prepared) link(base uint64, p *patchfile.Patch) (*image, error) {
 		im.padded = append(im.padded, nil)
 		im.rec.Redirects = append(im.rec.Redirects, record.Redirect{Func: f.spec.Name, Addr: r.Addr, Entry: f.fn.Addr,
 			New: dest, Orig: r.Orig, Jump: r.Jump, Kind: r.Kind})
+	}
+	if err := checkWrites(im.rec.Redirects); err != nil {
+		return nil, err
 	}
 	hdr, err := record.Encode(im.rec, record.StateApplying)
 	if err != nil {
@@ -469,7 +498,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 	rep.Pause = pr.Pause()
 	rep.Region, rep.RegionSize = im.base, pp.size
 	for i, r := range im.plans {
-		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Entry: pp.funcs[i].fn.Addr,
+		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Aliases: pp.funcs[i].names(), Entry: pp.funcs[i].fn.Addr,
 			At: r.Addr, New: im.rec.Redirects[i].New, Kind: r.Kind, Path: "stop"})
 	}
 	rep.Elapsed = time.Since(start)

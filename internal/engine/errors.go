@@ -32,3 +32,8 @@ var (
 	// ErrResolve: a symbol the patch needs cannot be resolved in the target.
 	ErrResolve = errors.New("cannot resolve symbol in target")
 )
+
+// ErrBadAddress: an address in the patch's manifest is not what it claims to
+// be in the target (not a function's start, mid-instruction, overlapping
+// another function, or aliases given different code).
+var ErrBadAddress = errors.New("patch address does not match the target")

@@ -160,7 +160,7 @@ func applyReady(pp *prepared, p *patchfile.Patch, rep *ApplyReport, recs []Patch
 	tl.mark("write padding and entries (nothing stopped)")
 	rep.Region, rep.RegionSize = base, pp.size
 	for i, pd := range im.padded {
-		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Entry: pp.funcs[i].fn.Addr,
+		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Aliases: pp.funcs[i].names(), Entry: pp.funcs[i].fn.Addr,
 			At: pd.Entry.Addr, New: im.rec.Redirects[i].New, Kind: pd.Entry.Kind, Path: "patch-ready"})
 	}
 	rep.Consistency = ConsistencyEntry + " (implied by the patch-ready path)"
