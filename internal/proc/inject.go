@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -62,68 +63,165 @@ func (p *Process) syscallOn(tid int, nr uint64, args ...uint64) (uint64, error) 
 // injectionThread picks the thread to run an injected system call on.
 // Preferred: a thread stopped outside any system call in an interrupt stop
 // with no signal pending, since its registers are those of plain user code.
-// A thread blocked in a system call works too (see restartFixup). Threads in
-// a signal-delivery-stop or a group-stop are taken last.
+// A thread blocked in a system call works too (see restartFixup); one whose
+// call resumes through restart_syscall comes after those (it would see EINTR
+// if the tracer died, see restartBlock). Threads in a signal-delivery-stop or
+// a group-stop are taken last. Among those, the first whose stack can carry a
+// self-restoring frame (see lend) is taken; if none can, the best one.
 func (p *Process) injectionThread() (*thread, error) {
+	cands, err := p.injectionCandidates()
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range cands {
+		if _, self := p.lend(t); self {
+			return t, nil
+		}
+	}
+	return cands[0], nil
+}
+
+// injectionCandidates returns the stopped threads, best first (see
+// injectionThread), or only the forced one (injectTID, tests).
+func (p *Process) injectionCandidates() ([]*thread, error) {
 	if !p.stopped {
 		return nil, fmt.Errorf("process %d: %w", p.pid, ErrNotStopped)
 	}
 	if p.injectTID != 0 {
 		if t := p.threads[p.injectTID]; t != nil {
-			return t, nil
+			return []*thread{t}, nil
 		}
 	}
-	var best *thread
-	bestScore := -1
-	for _, t := range p.sortedThreads() {
-		score := 0
+	ts := p.sortedThreads()
+	score := func(t *thread) int {
+		s := 0
 		switch t.state {
 		case stopEvent, stopSyscall:
-			score = 2
+			s = 2
 		case stopSignal:
-			score = 1
+			s = 1
 		}
 		if len(t.sigs) == 0 {
-			score += 2
+			s += 2
 		}
 		if !t.regs.inSyscall() {
-			score += 4
+			s += 4
+		}
+		if t.regs.restartBlock() {
+			s -= 3
 		}
 		if t.tid == p.pid {
-			score++ // the main thread: its stack is the largest
+			s++ // the main thread: its stack is the largest
 		}
-		if score > bestScore {
-			best, bestScore = t, score
-		}
+		return s
 	}
-	if best == nil {
+	sort.SliceStable(ts, func(i, j int) bool { return score(ts[i]) > score(ts[j]) })
+	if len(ts) == 0 {
 		return nil, fmt.Errorf("process %d: no stopped thread: %w", p.pid, ErrExited)
 	}
-	return best, nil
+	return ts, nil
 }
 
-// syscallAddr returns the address of a `syscall` instruction in the
-// target's executable memory, preferring the [vdso].
-func (p *Process) syscallAddr() (uint64, error) {
-	if p.sysAddr != 0 {
-		b := make([]byte, len(syscallInsn))
-		if err := readMem(p.memTID, p.mem, p.sysAddr, b); err == nil && bytes.Equal(b, syscallInsn) {
-			return p.sysAddr, nil
-		}
-		p.sysAddr = 0
+// lend returns the stack pointer code injected on stopped thread t runs
+// with, and whether that code is self-restoring: t's stack then carries an
+// rt_sigframe (written once per stop, see writeFrame) whose pretcode is the
+// target's __restore_rt and which holds t's own registers, signal mask and
+// extended state, and injected code runs with rsp at that frame and returns
+// into it. If the tracer dies at any instant while t runs injected code, the
+// kernel detaches t and lets it run: it finishes the system call (or the
+// function), returns into __restore_rt, and rt_sigreturn gives it back
+// everything it had. Without a frame (see writeFrame for why one cannot be
+// written), injected code runs on t's own stack below the red zone as
+// before, and a tracer death at the wrong instant leaves t running with
+// borrowed registers; NotSelfRestoring says why.
+func (p *Process) lend(t *thread) (uint64, bool) {
+	if selfRestoreOff && t.frameErr == nil {
+		t.frameErr = errors.New("self-restoring frames disabled (test)")
 	}
-	// Through a live thread: a zombie main thread has an empty maps file.
+	if t.frame == 0 && t.frameErr == nil {
+		t.frame, t.frameErr = p.writeFrame(t)
+		if t.frameErr != nil {
+			t.frame = 0
+		}
+	}
+	if t.frame != 0 {
+		return t.frame, true
+	}
+	return t.regs.SP(), false
+}
+
+// selfRestoreOff disables self-restoring frames: set only by tests, to show
+// what the kill tests find without them.
+var selfRestoreOff bool
+
+// NotSelfRestoring returns why the last injected system call or function
+// call ran without a self-restoring frame, or "" if it had one (or none ran).
+func (p *Process) NotSelfRestoring() string {
+	var s string
+	p.do(func() error {
+		s = p.fallback
+		return nil
+	})
+	return s
+}
+
+// gadgets are the instruction sequences injected calls borrow from the
+// target's executable memory (found once per Process, validated before each
+// use): a bare `syscall` (preferably in the [vdso]), `syscall; ret`, and
+// `mov $15, %rax; syscall` (__restore_rt).
+type gadgets struct {
+	syscall, syscallRet, restorer uint64
+	scanned                       bool
+}
+
+// gadgets returns the process's gadgets, scanning its executable memory the
+// first time and again if one no longer holds its bytes (a library was
+// unloaded).
+func (p *Process) gadgets() (gadgets, error) {
+	if p.gad.scanned {
+		ok := true
+		for _, c := range []struct {
+			addr uint64
+			pat  []byte
+		}{{p.gad.syscall, syscallInsn}, {p.gad.syscallRet, syscallRetInsn}, {p.gad.restorer, restorerInsn}} {
+			if c.addr == 0 {
+				continue
+			}
+			b := make([]byte, len(c.pat))
+			if err := readMem(p.memTID, p.mem, c.addr, b); err != nil || !bytes.Equal(b, c.pat) {
+				ok = false
+			}
+		}
+		if ok {
+			return p.gad, nil
+		}
+	}
+	return p.scanGadgets()
+}
+
+// readMaps reads the process's mappings (through a live thread: a zombie
+// main thread has an empty maps file).
+func (p *Process) readMaps() error {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/maps", p.pid, liveTask(p.pid)))
 	if err != nil {
-		return 0, fmt.Errorf("read /proc/%d/maps: %w", p.pid, err)
+		return fmt.Errorf("read /proc/%d/maps: %w", p.pid, err)
 	}
 	ms, err := parseMaps(data)
 	if err != nil {
-		return 0, fmt.Errorf("process %d: %w", p.pid, err)
+		return fmt.Errorf("process %d: %w", p.pid, err)
+	}
+	p.maps = ms
+	return nil
+}
+
+func (p *Process) scanGadgets() (gadgets, error) {
+	p.gad = gadgets{}
+	if err := p.readMaps(); err != nil {
+		return p.gad, err
 	}
 	// [vdso] first, then the other executable mappings in order.
 	var cands []mapping
-	for _, m := range ms {
+	for _, m := range p.maps {
 		if strings.Contains(m.Perms, "r") && strings.Contains(m.Perms, "x") {
 			if m.Path == "[vdso]" {
 				cands = append([]mapping{m}, cands...)
@@ -132,30 +230,52 @@ func (p *Process) syscallAddr() (uint64, error) {
 			}
 		}
 	}
-	const chunk = 64 << 10
-	buf := make([]byte, chunk+len(syscallInsn)-1)
+	g := gadgets{scanned: true}
+	want := []struct {
+		pat []byte
+		dst *uint64
+	}{{syscallInsn, &g.syscall}, {syscallRetInsn, &g.syscallRet}, {restorerInsn, &g.restorer}}
+	missing := func() bool {
+		for _, w := range want {
+			if len(w.pat) > 0 && *w.dst == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	const chunk, overlap = 1 << 20, 16
+	buf := make([]byte, chunk+overlap)
 	for _, m := range cands {
-		for a := m.Start; a < m.End; a += chunk {
-			n := min(uint64(len(buf)), m.End-a)
-			b := buf[:n]
+		for a := m.Start; a < m.End && missing(); a += chunk {
+			b := buf[:min(uint64(len(buf)), m.End-a)]
 			if err := readMem(p.memTID, p.mem, a, b); err != nil {
 				break
 			}
-			for off := 0; ; {
-				i := bytes.Index(b[off:], syscallInsn)
-				if i < 0 {
-					break
+			for _, w := range want {
+				if len(w.pat) == 0 || *w.dst != 0 {
+					continue
 				}
-				addr := a + uint64(off+i)
-				if addr%uint64(syscallInsnAlign) == 0 {
-					p.sysAddr = addr
-					return addr, nil
+				if i := bytes.Index(b, w.pat); i >= 0 {
+					*w.dst = a + uint64(i)
 				}
-				off += i + 1
 			}
 		}
 	}
-	return 0, fmt.Errorf("process %d: no system call instruction in executable memory", p.pid)
+	p.gad = g
+	return g, nil
+}
+
+// syscallAddr returns the address of a `syscall` instruction in the
+// target's executable memory, preferring the [vdso].
+func (p *Process) syscallAddr() (uint64, error) {
+	g, err := p.gadgets()
+	if err != nil {
+		return 0, err
+	}
+	if g.syscall == 0 {
+		return 0, fmt.Errorf("process %d: no system call instruction in executable memory", p.pid)
+	}
+	return g.syscall, nil
 }
 
 // inject runs one system call on stopped thread t and restores its
@@ -196,19 +316,34 @@ func (p *Process) injectThen(t *thread, nr uint64, args []uint64, undo func() er
 }
 
 func (p *Process) inject1(t *thread, nr uint64, args []uint64) (uint64, error) {
-	pc, err := p.syscallAddr()
-	if err != nil {
-		return 0, err
+	sp, self := p.lend(t)
+	var pc uint64
+	var err error
+	if self {
+		// `syscall; ret` with rsp at the frame: the `ret` goes to
+		// __restore_rt, only ever taken if the tracer is gone (see lend).
+		pc = p.gad.syscallRet
+		p.fallback = ""
+	} else {
+		pc, err = p.syscallAddr()
+		if err != nil {
+			return 0, err
+		}
+		p.fallback = fmt.Sprintf("thread %d: %v", t.tid, t.frameErr)
 	}
 	r, err := prepareSyscall(t.regs, pc, nr, args)
 	if err != nil {
 		return 0, err
+	}
+	if self {
+		r.setSP(sp)
 	}
 	if err := setRegs(t.tid, &r); err != nil {
 		return 0, p.threadErr(err)
 	}
 	// From here the thread runs our registers; restore them whatever happens.
 	t.injected = true
+	stall("set", t.tid)
 	// PTRACE_SYSCALL with data 0: a signal-delivery-stop the thread was in is
 	// left without delivering the signal; we owe it (t.sigs) and re-deliver it
 	// at Resume/Detach.
@@ -240,9 +375,11 @@ func (p *Process) inject1(t *thread, nr uint64, args []uint64) (uint64, error) {
 					return 0, fmt.Errorf("system call %d on thread %d: unexpected registers at syscall-entry-stop", nr, t.tid)
 				}
 				entered = true
+				stall("entry", t.tid)
 			} else {
 				ret = cur.syscallResult()
 				done = true
+				stall("exit", t.tid)
 				continue
 			}
 		case evSignal:
@@ -261,6 +398,7 @@ func (p *Process) inject1(t *thread, nr uint64, args []uint64) (uint64, error) {
 	if err := p.restore(t); err != nil {
 		return 0, err
 	}
+	stall("restored", t.tid)
 	return ret, nil
 }
 
@@ -364,7 +502,8 @@ const mfdNameMax = 249
 // and returns its descriptor. The name is written temporarily on the
 // injecting thread's stack, below its red zone (the psABI allows code to
 // use the 128 bytes below rsp without moving rsp), and the bytes it covered
-// are restored afterwards.
+// are restored afterwards. With a self-restoring frame the name lies below
+// the frame, which is below the red zone (see lend).
 func (p *Process) MemfdCreate(name string, flags int) (int, error) {
 	if len(name) > mfdNameMax || strings.IndexByte(name, 0) >= 0 {
 		return -1, fmt.Errorf("memfd_create %q: name longer than %d bytes or contains NUL", name, mfdNameMax)
@@ -377,7 +516,10 @@ func (p *Process) MemfdCreate(name string, flags int) (int, error) {
 		}
 		scratch := make([]byte, len(name)+1)
 		copy(scratch, name)
-		addr := (t.regs.SP() - redZone - uint64(len(scratch))) &^ 15
+		// Below the stack pointer the call runs with (and its red zone):
+		// never over the self-restoring frame.
+		sp, _ := p.lend(t)
+		addr := (sp - redZone - uint64(len(scratch))) &^ 15
 		saved := make([]byte, len(scratch))
 		if err := readMem(p.memTID, p.mem, addr, saved); err != nil {
 			return fmt.Errorf("memfd_create: read scratch stack of thread %d: %w", t.tid, err)

@@ -99,6 +99,12 @@ type thread struct {
 	// registers have been restored to regs, but it sits in a
 	// syscall-exit-stop, so the restart fixup must be applied when it leaves.
 	injected bool
+	// frame is the address of the self-restoring rt_sigframe written on the
+	// thread's stack in this stop (0: none yet, or frameErr says why none
+	// can be); xstate is the extended state it was built from. See lend.
+	frame    uint64
+	frameErr error
+	xstate   []byte
 }
 
 // Process is a process we are attached to. Its methods are safe for use by
@@ -123,7 +129,9 @@ type Process struct {
 	finished   bool // the loop must return
 	pauseStart time.Time
 	realtime   bool
-	sysAddr    uint64
+	gad        gadgets   // instruction sequences borrowed for injection
+	maps       []mapping // the mappings when gad was found or a stack checked
+	fallback   string    // why the last injection was not self-restoring
 	// injectTID, when non-zero, forces the thread Syscall runs on (tests).
 	injectTID int
 	// seccomp caches each thread's filters (seccomp_linux.go).
@@ -169,6 +177,12 @@ func Attach(pid int, opt Options) (*Process, error) {
 		p.detached = true
 		return nil, err
 	}
+	// Find the instruction sequences injected calls borrow now, while the
+	// process runs, to keep the stop short (errors surface at first use).
+	p.do(func() error {
+		p.gadgets()
+		return nil
+	})
 	return p, nil
 }
 
@@ -913,6 +927,8 @@ func (p *Process) release(t *thread, detach bool) error {
 	if t.state == running {
 		return nil
 	}
+	// The frame on its stack is dead once the thread runs again.
+	t.frame, t.frameErr, t.xstate = 0, nil, nil
 	if t.injected {
 		r := restartFixup(t.regs)
 		if err := setRegs(t.tid, &r); err != nil && !errors.Is(err, unix.ESRCH) {

@@ -1,0 +1,252 @@
+//go:build linux && amd64
+
+package proc
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// tracerChild is the test binary re-run as a tracer (PROC_TEST_TRACER =
+// "PID:TID:MODE[:FN]"): it stops process PID and lends thread TID to an
+// injected mmap (MODE syscall) or a call of FN (MODE call). With
+// HOTPATCH_TEST_INJECT_STALL set, it announces the instant on stderr and
+// waits there for the test to kill it.
+func tracerChild(spec string) int {
+	f := strings.Split(spec, ":")
+	pid, _ := strconv.Atoi(f[0])
+	tid, _ := strconv.Atoi(f[1])
+	if os.Getenv("PROC_TEST_NO_SELFRESTORE") != "" {
+		selfRestoreOff = true
+	}
+	p, err := Attach(pid, Options{Timeout: 5 * time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "attach:", err)
+		return 1
+	}
+	defer p.Detach()
+	if err := p.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop:", err)
+		return 1
+	}
+	p.do(func() error { p.injectTID = tid; return nil })
+	switch f[2] {
+	case "syscall":
+		_, err = p.Mmap(0, 4096, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, -1, 0)
+	case "call":
+		fn, _ := strconv.ParseUint(f[3], 0, 64)
+		err = p.CallVoid(fn, nil, 1)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "inject:", err)
+		return 1
+	}
+	if s := p.NotSelfRestoring(); s != "" {
+		fmt.Fprintln(os.Stderr, "not self-restoring:", s)
+	}
+	return 0
+}
+
+// TestTracerKilledMidInjection kills the tracer (SIGKILL, so the kernel
+// detaches the tracee and lets it run, kernel/ptrace.c exit_ptrace) at each
+// instant of an injected system call and of an injected function call, on a
+// thread running user code and on threads blocked in nanosleep, read and
+// futex. The target's threads check their general and ymm registers, signal
+// mask and errno around every step; each must go on running correctly.
+// Without the self-restoring frame (PROC_TEST_NO_SELFRESTORE) the thread
+// runs on with borrowed registers and the target dies at set, entry, exit
+// and call.
+func TestTracerKilledMidInjection(t *testing.T) {
+	requirePtrace(t)
+	if b, _ := os.ReadFile("/proc/cpuinfo"); !strings.Contains(string(b), " avx") {
+		t.Skip("no AVX")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := []string{"user", "nanosleep", "read", "futex"}
+	for _, stage := range []string{"set", "entry", "exit", "restored", "call"} {
+		for role := range roles {
+			t.Run(stage+"/"+roles[role], func(t *testing.T) {
+				killTracerAt(t, exe, stage, role)
+			})
+		}
+	}
+}
+
+// killTracerAt starts a selfcheck target, lends its thread of the given
+// role to an injected call, kills the tracer at stage, and checks that every
+// thread of the target goes on correctly.
+func killTracerAt(t *testing.T, exe, stage string, role int) {
+	tg := start(t, "selfcheck")
+	f := strings.Fields(tg.readUntil(t, "tids"))
+	tg.readUntil(t, "ready")
+	pid := tg.pid()
+	tid, _ := strconv.Atoi(f[1+role])
+	counters, calls := tg.addr(t, "counters"), tg.addr(t, "calls")
+	mode := "syscall"
+	if stage == "call" {
+		mode = "call:" + tg.vals["bump"]
+	}
+	// Let the threads block in their system calls.
+	countersAdvanceBy(t, tg, counters, 2)
+	before := readU64s(t, pid, counters, 4)
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(),
+		fmt.Sprintf("PROC_TEST_TRACER=%d:%d:%s", pid, tid, mode),
+		"HOTPATCH_TEST_INJECT_STALL="+stage+":60s")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := waitLine(stderr, StallAnnounce, 10*time.Second)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err != nil {
+		t.Fatalf("tracer: %v (%s)", err, line)
+	}
+	after := countersAdvanceBy(t, tg, counters, 2)
+	if after == nil {
+		return
+	}
+	if stage == "call" {
+		if got := readU64s(t, pid, calls, 1)[0]; got != 1 {
+			t.Errorf("bump ran %d times, want 1 (the callee runs to its end when the tracer dies)", got)
+		}
+	}
+	_ = before
+}
+
+// countersAdvanceBy waits until every selfcheck thread has done n more
+// checked steps (writing a line for the reader each time), and fails if the
+// target dies meanwhile.
+func countersAdvanceBy(t *testing.T, tg *target, counters uint64, n uint64) []uint64 {
+	t.Helper()
+	pid := tg.pid()
+	before := readU64s(t, pid, counters, 4)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		io.WriteString(tg.stdin, "ping\n")
+		if st, err := taskState(pid, pid); err != nil || st == 'Z' {
+			t.Errorf("target died: %v", tg.cmd.Wait())
+			return nil
+		}
+		now := readU64s(t, pid, counters, 4)
+		ok := true
+		for i := range now {
+			if now[i] < before[i]+n {
+				ok = false
+			}
+		}
+		if ok {
+			return now
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("counters %v -> %v in 5 s", before, now)
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitLine reads r until a line containing want, or d passes.
+func waitLine(r io.Reader, want string, d time.Duration) (string, error) {
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var seen []string
+	timeout := time.After(d)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return strings.Join(seen, "\n"), fmt.Errorf("tracer exited before %q", want)
+			}
+			if strings.Contains(l, want) {
+				go io.Copy(io.Discard, r)
+				return l, nil
+			}
+			seen = append(seen, l)
+		case <-timeout:
+			return strings.Join(seen, "\n"), fmt.Errorf("no %q within %v", want, d)
+		}
+	}
+}
+
+// TestSelfRestoringCalls runs injected system calls and function calls on
+// every selfcheck thread with the tracer alive: registers and extended state
+// come back exactly (the threads check them), each frame is self-restoring,
+// and a safe predicate that refuses every thread gives ErrNoSafeThread.
+func TestSelfRestoringCalls(t *testing.T) {
+	requirePtrace(t)
+	tg := start(t, "selfcheck")
+	f := strings.Fields(tg.readUntil(t, "tids"))
+	tg.readUntil(t, "ready")
+	pid := tg.pid()
+	counters, calls := tg.addr(t, "counters"), tg.addr(t, "calls")
+	bump, _ := strconv.ParseUint(tg.vals["bump"], 0, 64)
+	countersAdvanceBy(t, tg, counters, 2)
+	p, err := Attach(pid, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Detach()
+	for round := 0; round < 2; round++ {
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		before := regsOf(t, p)
+		for _, s := range f[1:] {
+			tid, _ := strconv.Atoi(s)
+			p.do(func() error { p.injectTID = tid; return nil })
+			if _, err := p.Mmap(0, 4096, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, -1, 0); err != nil {
+				t.Fatal(err)
+			}
+			if why := p.NotSelfRestoring(); why != "" {
+				t.Errorf("system call on thread %d not self-restoring: %s", tid, why)
+			}
+			if err := p.CallVoid(bump, nil, 1); err != nil {
+				t.Fatal(err)
+			}
+			if why := p.NotSelfRestoring(); why != "" {
+				t.Errorf("call on thread %d not self-restoring: %s", tid, why)
+			}
+		}
+		p.do(func() error { p.injectTID = 0; return nil })
+		err := p.CallVoid(bump, func(th Thread) error { return fmt.Errorf("refused") }, 1)
+		if !errors.Is(err, ErrNoSafeThread) || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("all threads refused: %v", err)
+		}
+		for tid, r := range regsOf(t, p) {
+			if before[tid] != r {
+				t.Errorf("thread %d: registers changed", tid)
+			}
+		}
+		if err := p.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		countersAdvanceBy(t, tg, counters, 2)
+	}
+	if got := readU64s(t, pid, calls, 1)[0]; got != 8 {
+		t.Errorf("bump ran %d times, want 8", got)
+	}
+}
