@@ -73,6 +73,7 @@ const (
 	DynSlot              // a GOT slot bound to a symbol (GLOB_DAT, JUMP_SLOT)
 	DynIRelative         // a GOT slot holding an IFUNC's chosen implementation; addend = resolver
 	DynTPOff             // a GOT slot holding a TLS offset from the thread pointer (TPOFF64)
+	DynTPMod             // a GOT slot holding a TLS module id (DTPMOD64)
 )
 
 // Func is one function of the target as the redirect planner sees it.
@@ -152,7 +153,21 @@ type RelocInfo struct {
 	Call bool
 	// PCRel: the value is relative to the place.
 	PCRel bool
+	// TLSIndex: the GOT entry is not one slot but a tls_index pair for
+	// __tls_get_addr (general/local-dynamic TLS): TLSIndexGD holds the
+	// symbol's module id and offset in that module's block, TLSIndexLD the
+	// module id and 0.
+	TLSIndex int
+	// DTPRel: the value is the symbol's offset in its module's TLS block
+	// (RelocValues.DTPOff), not its thread-pointer offset.
+	DTPRel bool
 }
+
+// TLSIndex kinds.
+const (
+	TLSIndexGD = 1
+	TLSIndexLD = 2
+)
 
 // RelocValues are the inputs of one relocation, named as in the psABI.
 type RelocValues struct {
@@ -162,6 +177,7 @@ type RelocValues struct {
 	GOTEntry uint64 // address of the symbol's slot in the patch's GOT
 	GOT      uint64 // address of the patch's GOT
 	TPOff    int64  // TLS: offset of the variable from the thread pointer
+	DTPOff   int64  // TLS: offset of the variable in its module's TLS block
 }
 
 // Relocator applies relocations of the target's ABI.

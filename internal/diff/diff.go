@@ -60,6 +60,9 @@ var (
 	// variable that already exists in the running process; that cannot take
 	// effect live (the process's copy already holds its current value).
 	ErrLiveData = errors.New("change to an existing variable cannot be applied live")
+	// ErrNewTLS: the fix adds a thread-local variable; the threads of a
+	// running process cannot get new thread-local storage.
+	ErrNewTLS = errors.New("new thread-local variable cannot be added live")
 )
 
 // Status of a function or data object.
@@ -144,6 +147,7 @@ type item struct {
 	val  uint64
 	size uint64
 	ro   bool // read-only data
+	tls  bool // thread-local variable (.tdata/.tbss)
 }
 
 // numSuffix matches GCC's numbering of static locals and clones (.0, .12).
@@ -169,7 +173,7 @@ func newSide(o *object) (*side, error) {
 	for i := 1; i < len(o.syms); i++ {
 		sy := o.syms[i]
 		t := elf.ST_TYPE(sy.Info)
-		if (t != elf.STT_FUNC && t != elf.STT_OBJECT) || sy.Name == "" {
+		if (t != elf.STT_FUNC && t != elf.STT_OBJECT && t != elf.STT_TLS) || sy.Name == "" {
 			continue
 		}
 		sec := o.sec(sy.Section)
@@ -177,7 +181,7 @@ func newSide(o *object) (*side, error) {
 			continue // undefined, absolute or common
 		}
 		it := &item{sym: i, name: sy.Name, fn: t == elf.STT_FUNC, sec: sy.Section, val: sy.Value, size: sy.Size,
-			ro: t == elf.STT_OBJECT && sec.Flags&elf.SHF_WRITE == 0}
+			ro: t == elf.STT_OBJECT && sec.Flags&elf.SHF_WRITE == 0, tls: t == elf.STT_TLS}
 		if _, ok := o.bytesOf(sec, it.val, it.size); !ok {
 			return nil, fmt.Errorf("%w: symbol %s lies outside its section %s", ErrBadObject, sy.Name, sec.Name)
 		}
@@ -515,8 +519,10 @@ func compare(oo, no *object) (*Result, error) {
 		}
 	}
 
-	// Data.
-	var refused []string
+	// Data. Thread-local variables are variables like the others: an existing
+	// one is the process's (every thread keeps its value), a change of its
+	// initial value or size is refused; a new one cannot be added at all.
+	var refused, newTLS []string
 	for _, it := range ns.items {
 		if it.fn {
 			continue
@@ -531,6 +537,9 @@ func compare(oo, no *object) (*Result, error) {
 		switch {
 		case old == nil || old.fn:
 			d.Status = New
+			if it.tls {
+				newTLS = append(newTLS, it.name)
+			}
 			if elf.ST_BIND(no.syms[it.sym].Info) == elf.STB_LOCAL && !it.ro {
 				// A new static must never bind to a same-named static of
 				// another file of the target: give it a name no target has.
@@ -575,6 +584,10 @@ func compare(oo, no *object) (*Result, error) {
 			st = New
 		}
 		res.Data = append(res.Data, Data{Name: fmt.Sprintf("%q", str), Kind: "string", Status: st, Size: uint64(len(str) + 1)})
+	}
+	if len(newTLS) > 0 {
+		return res, fmt.Errorf("%w: %s: the threads of a running process have their thread-local storage allocated already; keep the fix to the existing thread-local variables, or use a global protected by a lock",
+			ErrNewTLS, strings.Join(newTLS, ", "))
 	}
 	if len(refused) > 0 {
 		return res, fmt.Errorf("%w: %s: the running process already holds its current value, which a patch cannot change; initialise it in code instead, or restart the program",

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"debug/elf"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -187,6 +188,9 @@ func (r *resolver) Resolve(ref linker.SymbolRef) (linker.Resolution, error) {
 			return linker.Resolution{}, fmt.Errorf("%w: variable %s is %d bytes in the patch but %d bytes in the running program: a live variable cannot change size",
 				ErrResolve, name, ref.Size, s.Size)
 		}
+		if ref.TLS != (s.Type == elf.STT_TLS) {
+			return linker.Resolution{}, fmt.Errorf("%w: variable %s is thread-local in one of the patch and the running program but not in the other", ErrResolve, name)
+		}
 		return r.resolution(r.patched, s)
 	}
 	// 1. A static of the patched file from the same source file.
@@ -272,11 +276,21 @@ func (r *resolver) findLocalOrGlobal(name, file string, local, wantData bool) (e
 func (r *resolver) resolution(m *module, s elfsym.Symbol) (linker.Resolution, error) {
 	switch s.Type {
 	case elf.STT_TLS:
+		// Both ways to the variable, as far as the process tells: its
+		// thread-pointer offset (initial/local-exec code) and its module id
+		// (general/local-dynamic code through __tls_get_addr; st_value of a
+		// TLS symbol is its offset in the module's block, gABI "Symbol
+		// Values"). The linker refuses a relocation whose value is missing.
+		res := linker.Resolution{Found: true, DTPOff: int64(s.Value)}
 		off, err := r.t.tpoff(m, s)
-		if err != nil {
+		res.TPOff, res.NoTPOff = off, err != nil
+		if !m.IsExe {
+			res.TLSModule = r.t.tlsModule(m)
+		}
+		if err != nil && res.TLSModule == 0 {
 			return linker.Resolution{}, err
 		}
-		return linker.Resolution{Found: true, TPOff: off}, nil
+		return res, nil
 	case elf.STT_GNU_IFUNC:
 		addr, err := r.t.ifunc(m, s)
 		if err != nil {
@@ -397,6 +411,40 @@ func (t *target) tpoff(m *module, s elfsym.Symbol) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%w: thread-local %s of %s: the library has no initial-exec TLS slot to learn its TLS offset from", ErrResolve, s.Name, m.Path)
+}
+
+// tlsModule returns the TLS module id the dynamic linker gave module m, read
+// from one of m's own R_X86_64_DTPMOD64 GOT slots (filled at load time,
+// never lazily: glibc elf/dynamic-link.h), 0 when m has none: a slot for a
+// symbol m defines or for m itself (local dynamic, no symbol). A slot for
+// another module's variable holds that module's id and is skipped.
+func (t *target) tlsModule(m *module) uint64 {
+	rels, err := m.dynRelocs()
+	if err != nil || t.loadSyms(m) != nil {
+		return 0
+	}
+	for _, rel := range rels {
+		if t.arch.DynRelocKind(rel.Type) != arch.DynTPMod {
+			continue
+		}
+		if rel.Sym != "" {
+			own := false
+			for _, s := range m.syms.Lookup(baseName(rel.Sym)) {
+				own = own || (s.Section != elf.SHN_UNDEF && s.Type == elf.STT_TLS)
+			}
+			if !own {
+				continue
+			}
+		}
+		var v [8]byte
+		if t.mem(rel.Offset+m.Bias, v[:]) != nil {
+			continue
+		}
+		if id := binary.LittleEndian.Uint64(v[:]); id != 0 {
+			return id
+		}
+	}
+	return 0
 }
 
 func baseName(sym string) string {

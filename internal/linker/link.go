@@ -77,9 +77,16 @@ func (p *Prepared) Link(base uint64) (*Image, error) {
 	gotAddr := base + p.gotOff
 	for i, slot := range p.got {
 		l := p.symLoc[slot.sym]
-		v := l.addr(base) + uint64(slot.addend)
-		if slot.tls {
+		var v uint64
+		switch slot.kind {
+		case slotAddr:
+			v = l.addr(base) + uint64(slot.addend)
+		case slotTPOff:
 			v = uint64(l.tpoff)
+		case slotModule:
+			v = l.mod
+		case slotDTPOff:
+			v = uint64(l.dtpoff)
 		}
 		b := bytesAt(p.gotOff + uint64(i)*ptr)
 		if ptr == 4 {
@@ -95,11 +102,12 @@ func (p *Prepared) Link(base uint64) (*Image, error) {
 		off := p.secLoc[pr.sec].v + pr.r.off
 		l := p.symLoc[pr.r.sym]
 		v := arch.RelocValues{
-			P:     base + off,
-			S:     l.addr(base),
-			A:     pr.r.addend,
-			GOT:   gotAddr,
-			TPOff: l.tpoff,
+			P:      base + off,
+			S:      l.addr(base),
+			A:      pr.r.addend,
+			GOT:    gotAddr,
+			TPOff:  l.tpoff,
+			DTPOff: l.dtpoff,
 		}
 		if pr.got >= 0 {
 			v.GOTEntry = gotAddr + uint64(pr.got)*ptr

@@ -73,6 +73,7 @@ func parse(t testing.TB, src string, flags ...string) *Object {
 type fakeResolver struct {
 	addrs map[string]uint64 // undefined symbols
 	tls   map[string]int64  // undefined TLS symbols
+	mods  map[string]uint64 // TLS module ids (DTPOff = TPOff + 0x1000)
 	bind  map[string]uint64 // defined data objects bound to the target
 	asked []SymbolRef
 }
@@ -85,7 +86,7 @@ func (r *fakeResolver) Resolve(ref SymbolRef) (Resolution, error) {
 	}
 	if ref.TLS {
 		off, ok := r.tls[ref.Name]
-		return Resolution{Found: ok, TPOff: off}, nil
+		return Resolution{Found: ok, TPOff: off, TLSModule: r.mods[ref.Name], DTPOff: off + 0x1000}, nil
 	}
 	a, ok := r.addrs[ref.Name]
 	return Resolution{Found: ok, Addr: a}, nil
@@ -446,13 +447,62 @@ int f(void) { return maybe ? maybe() : 42; }`
 	}
 }
 
+// TestGeneralDynamicTLS: -fPIC code reaches a library's thread-local
+// variable through __tls_get_addr with a tls_index pair in the patch's GOT
+// holding the module id and offset the resolver found; without a module id
+// the link is refused, naming the variable.
+func TestGeneralDynamicTLS(t *testing.T) {
+	o := parse(t, "patch.c", "-fPIC", "-DUSE_TLS")
+	r := libcResolver(0x7f1234560000, 0x555555558010)
+	r.addrs["__tls_get_addr"] = 0x7f1234400000
+	if _, err := Prepare(o, r); !errors.Is(err, ErrUnresolved) || !strings.Contains(err.Error(), "tlsvar") {
+		t.Fatalf("without a module id: %v, want ErrUnresolved naming tlsvar", err)
+	}
+	r.mods = map[string]uint64{"tlsvar": 3}
+	p, err := Prepare(o, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := p.Link(0x7e0000000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []gotSlot
+	for _, s := range p.got {
+		if s.kind == slotModule || s.kind == slotDTPOff {
+			got = append(got, s)
+		}
+	}
+	if len(got) != 2 || got[0].kind != slotModule || got[1].kind != slotDTPOff {
+		t.Fatalf("GOT %+v, want a (module, offset) pair", p.got)
+	}
+	var seg []byte
+	for _, sg := range img.Segments {
+		if sg.Offset <= p.gotOff && p.gotOff < sg.Offset+uint64(len(sg.Data)) {
+			seg = sg.Data[p.gotOff-sg.Offset:]
+		}
+	}
+	for i, s := range p.got {
+		v := binary.LittleEndian.Uint64(seg[8*i:])
+		switch s.kind {
+		case slotModule:
+			if v != 3 {
+				t.Errorf("ti_module = %d, want 3", v)
+			}
+		case slotDTPOff:
+			if int64(v) != -0x44+0x1000 {
+				t.Errorf("ti_offset = %#x, want %#x", v, -0x44+0x1000)
+			}
+		}
+	}
+}
+
 func TestUnsupportedReloc(t *testing.T) {
 	tests := []struct {
 		name  string
 		flags []string
 		want  []string
 	}{
-		{"general-dynamic TLS", []string{"-fPIC", "-DUSE_TLS"}, []string{"R_X86_64_TLSGD", "tlsvar", ".text.patched"}},
 		{"large model", []string{"-fPIC", "-mcmodel=large"}, []string{"R_X86_64_PLTOFF64", "snprintf", ".text.patched"}},
 	}
 	for _, tt := range tests {

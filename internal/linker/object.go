@@ -68,6 +68,7 @@ const (
 	kindRodata                // alloc, neither writable nor executable
 	kindData                  // alloc, writable, with contents
 	kindBSS                   // alloc, writable, SHT_NOBITS
+	kindTLS                   // .tdata/.tbss: never loaded, bound to the target's variables (Prepare)
 )
 
 type section struct {
@@ -205,10 +206,10 @@ func bad(format string, args ...any) error {
 // ErrBadObject.
 //
 // Objects that cannot work in a running process are refused here: objects
-// defining thread-local variables (SHF_TLS sections: a new variable cannot be
-// added to the static TLS block of threads that already exist) and objects
 // with constructors or destructors (.init_array, .ctors, ...: nothing would
-// ever run them, the process's start-up is long over).
+// ever run them, the process's start-up is long over). Thread-local
+// variables the object defines (SHF_TLS sections) are never loaded: Prepare
+// binds each to the target's variable, and refuses a new one.
 func ParseObject(data []byte) (o *Object, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -264,10 +265,11 @@ func ParseObject(data []byte) (o *Object, err error) {
 		}
 		switch {
 		case s.Flags&elf.SHF_TLS != 0:
-			if s.Size == 0 {
-				continue
+			// Thread-local variables: Prepare binds each to the target's
+			// variable of the same name, or refuses a new one.
+			if s.Size > 0 {
+				sec.kind = kindTLS
 			}
-			return nil, bad("section %s defines thread-local variables: new thread-local storage cannot be added to a running process (declare them extern and keep them in the target)", s.Name)
 		case s.Type == elf.SHT_INIT_ARRAY || s.Type == elf.SHT_FINI_ARRAY || s.Type == elf.SHT_PREINIT_ARRAY ||
 			s.Name == ".ctors" || s.Name == ".dtors" || strings.HasPrefix(s.Name, ".ctors.") || strings.HasPrefix(s.Name, ".dtors.") ||
 			s.Name == ".init" || s.Name == ".fini":
@@ -389,7 +391,7 @@ func ParseObject(data []byte) (o *Object, err error) {
 			return nil, bad("relocation section %s applies to bad section index %d", s.Name, s.Info)
 		}
 		target := &o.secs[s.Info]
-		if target.kind == kindSkip || target.kind == kindBSS {
+		if target.kind == kindSkip || target.kind == kindBSS || target.kind == kindTLS {
 			// Relocations of sections that are not loaded (debug info, .eh_frame).
 			continue
 		}

@@ -56,15 +56,31 @@ type SymbolRef struct {
 type Resolution struct {
 	Found bool
 	Addr  uint64
-	TPOff int64
+	// For thread-local variables: the offset from the thread pointer
+	// (initial/local-exec code), unless NoTPOff says it is not known; and,
+	// when TLSModule is not 0, the module id the dynamic linker gave the
+	// variable's module and DTPOff, the variable's offset in that module's
+	// block (general/local-dynamic code, through __tls_get_addr).
+	TPOff     int64
+	NoTPOff   bool
+	TLSModule uint64
+	DTPOff    int64
 }
 
 // loc is where a symbol or section is at run time: an offset in the patch
 // region (abs false) or an absolute address in the target (abs true).
 type loc struct {
-	abs   bool
-	v     uint64
-	tpoff int64
+	abs    bool
+	v      uint64
+	tpoff  int64
+	noTP   bool   // tpoff unknown (a library reached only through __tls_get_addr)
+	mod    uint64 // TLS module id, 0 if unknown
+	dtpoff int64
+}
+
+// tlsLoc is where the Resolver says a thread-local variable is.
+func tlsLoc(res Resolution) loc {
+	return loc{abs: true, v: res.Addr, tpoff: res.TPOff, noTP: res.NoTPOff, mod: res.TLSModule, dtpoff: res.DTPOff}
 }
 
 func (l loc) addr(base uint64) uint64 {
@@ -90,13 +106,25 @@ type preparedReloc struct {
 	far  int // far-data rewrite index (Prepared.fars), -1 if none
 }
 
-// gotSlot is one slot of the patch's GOT: the symbol's address plus addend
-// (or its TLS offset).
+// gotSlot is one slot of the patch's GOT: the symbol's address plus addend,
+// or one of its TLS values.
 type gotSlot struct {
 	sym    uint32
-	tls    bool
+	kind   slotKind
 	addend int64
 }
+
+type slotKind int
+
+const (
+	slotAddr   slotKind = iota // S + addend
+	slotTPOff                  // the thread-pointer offset of S
+	slotModule                 // tls_index.ti_module of S
+	slotDTPOff                 // tls_index.ti_offset of S
+	slotZero                   // 0 (tls_index.ti_offset for local dynamic)
+	slotGD                     // key only: the pair slotModule, slotDTPOff
+	slotLD                     // key only: the pair slotModule, slotZero
+)
 
 // farRef is a planned rewrite of an instruction that may not reach its data
 // symbol directly (arch.FarRef): used by Link only when the direct
@@ -191,6 +219,9 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 		if s.defined() && s.shndx < shnLoReserve && s.typ != elf.STT_SECTION && s.typ != elf.STT_FILE {
 			symsIn[s.shndx]++
 		}
+	}
+	if err := p.bindTLS(r, symsIn); err != nil {
+		return nil, err
 	}
 	var commons []int
 	for i := 1; i < len(o.syms); i++ {
@@ -291,7 +322,7 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 		}
 		switch {
 		case res.Found:
-			p.symLoc[i] = loc{abs: true, v: res.Addr, tpoff: res.TPOff}
+			p.symLoc[i] = tlsLoc(res)
 		case sym.bind == elf.STB_WEAK:
 			// An undefined weak symbol that nobody defines is 0 (psABI / gABI).
 			p.symLoc[i] = loc{abs: true}
@@ -330,12 +361,24 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 	for k := range p.relocs {
 		pr := &p.relocs[k]
 		if pr.info.GOT {
-			key := gotSlot{sym: pr.r.sym, tls: pr.info.TLS}
+			// One slot for the address or TP offset; two consecutive ones
+			// (a tls_index) for general/local dynamic.
+			key, slots := gotSlot{sym: pr.r.sym}, []slotKind{slotAddr}
+			switch {
+			case pr.info.TLSIndex == arch.TLSIndexGD:
+				key.kind, slots = slotGD, []slotKind{slotModule, slotDTPOff}
+			case pr.info.TLSIndex == arch.TLSIndexLD:
+				key.kind, slots = slotLD, []slotKind{slotModule, slotZero}
+			case pr.info.TLS:
+				key.kind, slots = slotTPOff, []slotKind{slotTPOff}
+			}
 			idx, ok := gotIdx[key]
 			if !ok {
 				idx = len(p.got)
 				gotIdx[key] = idx
-				p.got = append(p.got, key)
+				for _, k := range slots {
+					p.got = append(p.got, gotSlot{sym: pr.r.sym, kind: k})
+				}
 			}
 			pr.got = idx
 		}
@@ -488,9 +531,15 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 			l := p.secLoc[s.shndx]
 			if s.typ != elf.STT_SECTION {
 				l.v += s.value
+				l.tpoff += int64(s.value)
+				l.dtpoff += int64(s.value)
 			}
 			p.symLoc[i] = l
 		}
+	}
+
+	if err := p.checkTLS(); err != nil {
+		return nil, err
 	}
 
 	// 6. Placement constraints.
@@ -545,6 +594,79 @@ func Prepare(o *Object, r Resolver) (*Prepared, error) {
 		}
 	}
 	return p, nil
+}
+
+// bindTLS binds every thread-local variable the object defines (in .tdata
+// or .tbss) to the target's variable of the same name: a variable that
+// exists in every thread of the running process, which is the only way a
+// patch can have thread-local storage (a new variable would need a slot in
+// the static TLS block, or a module's DTV entry, of threads that already
+// exist). A variable the target does not have is refused, naming it.
+func (p *Prepared) bindTLS(r Resolver, symsIn []int) error {
+	o := p.o
+	var missing []string
+	for i := 1; i < len(o.syms); i++ {
+		s := &o.syms[i]
+		if s.typ != elf.STT_TLS || !s.defined() {
+			continue
+		}
+		if s.shndx >= shnLoReserve || o.secs[s.shndx].kind != kindTLS {
+			return bad("thread-local symbol %s is not in a TLS section (common thread-local symbols are not supported)", s.name)
+		}
+		sec := &o.secs[s.shndx]
+		res, err := r.Resolve(SymbolRef{
+			Name: s.name, File: o.file, Local: s.bind == elf.STB_LOCAL, Weak: s.bind == elf.STB_WEAK,
+			Type: s.typ, Size: s.size, Defined: true, TLS: true,
+		})
+		if err != nil {
+			return fmt.Errorf("resolve %s: %w", s.name, err)
+		}
+		if !res.Found {
+			missing = append(missing, s.name)
+			continue
+		}
+		if symsIn[s.shndx] > 1 {
+			return bad("section %s holds %s and %d other symbols; it cannot be bound to the target's %s alone (build with -fdata-sections)", sec.name, s.name, symsIn[s.shndx]-1, s.name)
+		}
+		l := tlsLoc(res)
+		l.tpoff -= int64(s.value)
+		l.dtpoff -= int64(s.value)
+		p.secLoc[s.shndx] = l
+		p.placed[s.shndx] = true
+	}
+	if len(missing) > 0 {
+		return bad("new thread-local variable %s: the target has no such variable, and thread-local storage cannot be added to a running process (its threads' TLS blocks are already allocated); keep the variable in the target, or make it a global protected by a lock", strings.Join(missing, ", "))
+	}
+	for si := range o.secs {
+		if o.secs[si].kind == kindTLS && !p.placed[si] && o.secs[si].size > 0 {
+			return bad("section %s holds thread-local storage but no named variable the target has: it cannot be added to a running process", o.secs[si].name)
+		}
+	}
+	return nil
+}
+
+// checkTLS refuses TLS relocations whose value the resolver could not give:
+// a thread-pointer offset of a variable in a library whose block only
+// __tls_get_addr knows (no initial-exec slot to learn it from), or a module
+// id where the target has no DTPMOD slot to read it from.
+func (p *Prepared) checkTLS() error {
+	for k := range p.relocs {
+		pr := &p.relocs[k]
+		if !pr.info.TLS || pr.r.sym == 0 {
+			continue
+		}
+		l := p.symLoc[pr.r.sym]
+		name := p.o.symName(pr.r.sym)
+		switch {
+		case pr.info.TLSIndex != 0 && l.mod == 0:
+			return fmt.Errorf("%w: %s at %s+%#x: the TLS module id of %s is not known (its module has no DTPMOD slot to read it from): build the patch with -ftls-model=initial-exec",
+				ErrUnresolved, pr.info.Name, p.o.secs[pr.sec].name, pr.r.off, name)
+		case pr.info.TLSIndex == 0 && !pr.info.DTPRel && l.noTP:
+			return fmt.Errorf("%w: %s at %s+%#x: the thread-pointer offset of %s is not known (its library's TLS is reached only through __tls_get_addr): build the patch with the library's own TLS model (-fPIC, general dynamic)",
+				ErrUnresolved, pr.info.Name, p.o.secs[pr.sec].name, pr.r.off, name)
+		}
+	}
+	return nil
 }
 
 // farCandidate reports whether relocation pr is a 32-bit data reference from

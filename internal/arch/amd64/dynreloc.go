@@ -15,6 +15,8 @@ func (Arch) DynRelocKind(t uint32) arch.DynKind {
 		return arch.DynIRelative
 	case elf.R_X86_64_TPOFF64:
 		return arch.DynTPOff
+	case elf.R_X86_64_DTPMOD64:
+		return arch.DynTPMod
 	}
 	return arch.DynOther
 }

@@ -46,6 +46,7 @@ const (
 	fSAGot              // S + A - GOT
 	fGotAP              // GOT + A - P
 	fGotEntAP64         // as fGotEntAP, 64-bit
+	fDTPOffA            // DTPOFF + A (offset of the symbol in its module's TLS block)
 )
 
 type relocDef struct {
@@ -90,6 +91,20 @@ var relocs = map[elf.R_X86_64]relocDef{
 	elf.R_X86_64_TPOFF32: def(elf.R_X86_64_TPOFF32, 4, fTPOffA, fieldS32, false, true, false, false),
 	// word64 TPOFF + A.
 	elf.R_X86_64_TPOFF64: def(elf.R_X86_64_TPOFF64, 8, fTPOffA, fieldW64, false, true, false, false),
+	// word32 G + GOT + A - P where the GOT entry is a tls_index {module id,
+	// offset} pair: general-dynamic TLS in -fPIC code ("lea foo@tlsgd(%rip),
+	// %rdi; call __tls_get_addr@PLT"). The patch gets its own pair holding
+	// the module id the dynamic linker gave the variable's module, so that
+	// __tls_get_addr finds the variable for whichever thread calls (also a
+	// dlopen'ed module whose block is allocated lazily, per thread).
+	elf.R_X86_64_TLSGD: tlsDef(elf.R_X86_64_TLSGD, arch.TLSIndexGD),
+	// word32 as TLSGD with a {module id, 0} pair: local-dynamic TLS
+	// ("lea foo@tlsld(%rip), %rdi; call __tls_get_addr@PLT", then
+	// foo@dtpoff(%rax)).
+	elf.R_X86_64_TLSLD: tlsDef(elf.R_X86_64_TLSLD, arch.TLSIndexLD),
+	// word32 / word64 DTPOFF + A: the variable's offset in its module's block.
+	elf.R_X86_64_DTPOFF32: dtpDef(elf.R_X86_64_DTPOFF32, 4, fieldS32),
+	elf.R_X86_64_DTPOFF64: dtpDef(elf.R_X86_64_DTPOFF64, 8, fieldW64),
 	// word64 S + A - P.
 	elf.R_X86_64_PC64: def(elf.R_X86_64_PC64, 8, fSAP, fieldW64, false, false, false, true),
 	// word64 S + A - GOT (large model PIC data references).
@@ -97,6 +112,18 @@ var relocs = map[elf.R_X86_64]relocDef{
 	// word32 / word64 GOT + A - P (address of the GOT, e.g. _GLOBAL_OFFSET_TABLE_).
 	elf.R_X86_64_GOTPC32: def(elf.R_X86_64_GOTPC32, 4, fGotAP, fieldS32, false, false, false, true),
 	elf.R_X86_64_GOTPC64: def(elf.R_X86_64_GOTPC64, 8, fGotAP, fieldW64, false, false, false, true),
+}
+
+func tlsDef(t elf.R_X86_64, index int) relocDef {
+	d := def(t, 4, fGotEntAP, fieldS32, true, true, false, true)
+	d.info.TLSIndex = index
+	return d
+}
+
+func dtpDef(t elf.R_X86_64, size int, field fieldKind) relocDef {
+	d := def(t, size, fDTPOffA, field, false, true, false, false)
+	d.info.DTPRel = true
+	return d
 }
 
 func lookup(t uint32) (relocDef, error) {
@@ -140,6 +167,8 @@ func (Arch) ApplyReloc(t uint32, loc []byte, v arch.RelocValues) error {
 		val = v.GOTEntry + a - v.P
 	case fTPOffA:
 		val = uint64(v.TPOff) + a
+	case fDTPOffA:
+		val = uint64(v.DTPOff) + a
 	case fSAGot:
 		val = v.S + a - v.GOT
 	case fGotAP:
