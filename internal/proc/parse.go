@@ -39,6 +39,11 @@ func parseStat(data []byte) (si statInfo, err error) {
 	if len(f) < 7 || len(f[0]) != 1 {
 		return si, fmt.Errorf("parse stat: %d fields after comm", len(f))
 	}
+	// The state is one ASCII letter (R, S, D, T, t, Z, X, I, ...); anything
+	// else (a NUL, which strings.Fields keeps) is not a state.
+	if c := f[0][0]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+		return si, fmt.Errorf("parse stat: state %q is not a letter", c)
+	}
 	si.State = f[0][0]
 	si.Flags, err = strconv.ParseUint(f[6], 10, 64)
 	if err != nil {
