@@ -33,9 +33,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/hotpatch/hotpatch/internal/safefile"
@@ -471,15 +473,21 @@ func Decode(b []byte) (p *Patch, err error) {
 	return p, nil
 }
 
-// strictUnmarshal decodes one JSON value, refusing unknown fields and
-// trailing data.
+// strictUnmarshal decodes one JSON value, refusing unknown fields, keys
+// that are not spelled exactly as the fields are (see exactKeys), repeated
+// keys and trailing data.
 func strictUnmarshal(b []byte, v any) error {
+	if err := exactKeys(b, reflect.TypeOf(v)); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// Nothing may follow, not even a stray closing bracket (which
+	// dec.More does not see).
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("trailing data")
 	}
 	return nil

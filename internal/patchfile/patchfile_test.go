@@ -3,6 +3,7 @@ package patchfile
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -139,6 +140,15 @@ func TestDecodeRejects(t *testing.T) {
 		"trailing json":       raw(2, manifestWith(2, "")+"{}", ""),
 		"signature not json":  raw(2, manifestWith(2, ""), "garbage"),
 		"signature extra key": raw(2, manifestWith(2, ""), `{"algorithm":"ed25519","x":1}`),
+		// encoding/json matches keys case-insensitively and keeps the last
+		// of repeated keys: "ID" would override "id" (issue 11 item 13).
+		"key in other case":           raw(2, strings.Replace(manifestWith(2, ""), `"id":"x"`, `"id":"x","ID":"y"`, 1), ""),
+		"only key in other case":      raw(2, strings.Replace(manifestWith(2, ""), `"id":"x"`, `"Id":"x"`, 1), ""),
+		"duplicate key":               raw(2, strings.Replace(manifestWith(2, ""), `"id":"x"`, `"id":"x","id":"y"`, 1), ""),
+		"nested key in other case":    raw(2, strings.Replace(manifestWith(2, objMember("a.o", int64(len(obj)), sum)), `"sha256"`, `"SHA256"`, 1), "", obj),
+		"nested duplicate key":        raw(2, strings.Replace(manifestWith(2, objMember("a.o", int64(len(obj)), sum)), `"kind":"object"`, `"kind":"object","kind":"cold"`, 1), "", obj),
+		"target key in other case":    raw(2, strings.Replace(manifestWith(2, ""), `"build_id"`, `"Build_ID"`, 1), ""),
+		"signature key in other case": raw(2, manifestWith(2, ""), `{"Algorithm":"ed25519"}`),
 		"many members": raw(2, manifestWith(2, strings.Repeat(objMember("a.o", 0, hashHex(nil))+",", MaxMembers)+
 			objMember("b.o", 0, hashHex(nil))), ""),
 		"sizes add up to gigabytes": raw(2, manifestWith(2, objMember("a.o", MaxTotalSize, sum)+","+objMember("b.o", MaxTotalSize, sum)), ""),
@@ -241,4 +251,105 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("signed bundle re-encodes differently")
 		}
 	})
+}
+
+// FuzzManifestKeys: whatever manifest JSON the strict decoder accepts, every
+// key in it is one the manifest has, spelled exactly, with the value the
+// decoder kept: re-encoding the decoded manifest gives back each key with a
+// non-zero value.
+func FuzzManifestKeys(f *testing.F) {
+	for _, p := range []*Patch{samplePatch(f), coldPatch(f)} {
+		b, err := p.manifestBytes()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"format":2,"ID":"x","id":"y"}`))
+	f.Add([]byte(`{"functions":[{"name":"a","Name":"b"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m Manifest
+		if strictUnmarshal(b, &m) != nil {
+			return
+		}
+		var rawv, again any
+		if json.Unmarshal(b, &rawv) != nil {
+			t.Fatalf("accepted invalid JSON %q", b)
+		}
+		out, err := json.Marshal(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(out, &again); err != nil {
+			t.Fatal(err)
+		}
+		if path, ok := subsetOf(rawv, again, ""); !ok {
+			t.Fatalf("accepted %q: key %s is not what the decoder kept (re-encoded %s)", b, path, out)
+		}
+	})
+}
+
+// subsetOf reports whether every key of a with a non-zero value is in b with
+// an equal value (recursively), and the first key that is not.
+func subsetOf(a, b any, path string) (string, bool) {
+	switch av := a.(type) {
+	case map[string]any:
+		bv, _ := b.(map[string]any)
+		for k, v := range av {
+			w, ok := bv[k]
+			if !ok {
+				if isZeroJSON(v) {
+					continue
+				}
+				return path + "." + k, false
+			}
+			if p, ok := subsetOf(v, w, path+"."+k); !ok {
+				return p, false
+			}
+		}
+		return "", true
+	case []any:
+		bv, _ := b.([]any)
+		if len(av) != len(bv) {
+			if len(av) == 0 && b == nil {
+				return "", true
+			}
+			return path, false
+		}
+		for i := range av {
+			if p, ok := subsetOf(av[i], bv[i], fmt.Sprintf("%s[%d]", path, i)); !ok {
+				return p, false
+			}
+		}
+		return "", true
+	case nil:
+		return "", true
+	}
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		return path, false
+	}
+	return "", true
+}
+
+func isZeroJSON(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case string:
+		return x == ""
+	case float64:
+		return x == 0
+	case bool:
+		return !x
+	case []any:
+		return len(x) == 0
+	case map[string]any:
+		for _, e := range x {
+			if !isZeroJSON(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
