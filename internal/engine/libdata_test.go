@@ -15,9 +15,10 @@ import (
 )
 
 // TestLibraryDataNeverUsed patches greet() (testdata/diff/libdata) with code
-// that reads stderr and stdout and writes optind, C library data the target
-// never used (so the executable has no copy of it), while still using the
-// target's own static: in a PIE, a non-PIE executable and a shared library,
+// that reads stderr, stdout, environ and timezone and writes optind and
+// another library's exported global, library data the target never used (so
+// the executable has no copy of it), while still using the target's own
+// static: in a PIE, a non-PIE executable and a shared library,
 // in by-name and diff mode. The process must print through both streams,
 // optind must hold what the new code stored, the static must carry over,
 // and the redirect must stay a 5-byte jump (the region near the code).
@@ -26,6 +27,9 @@ func TestLibraryDataNeverUsed(t *testing.T) {
 	O2 := []string{"-O2", "-g", "-flive-patching=inline-clone"}
 	src := func(v string) string { return filepath.Join("testdata", "diff", "libdata", v, "prog.c") }
 	mainSrc := filepath.Join("testdata", "libdata_main.c")
+	dataLib := ccompile(t, filepath.Join(t.TempDir(), "libdata.so"), filepath.Join("testdata", "libdata_lib.c"), "-shared", "-fPIC", "-O2")
+	// The program is linked with the library but never refers to its data.
+	linkLib := []string{"-Wl,--no-as-needed", dataLib, "-Wl,-rpath," + filepath.Dir(dataLib)}
 	for _, c := range []struct {
 		name          string
 		cflags, ldflg []string
@@ -40,9 +44,9 @@ func TestLibraryDataNeverUsed(t *testing.T) {
 		var bin, target string
 		if c.lib {
 			target = ccompile(t, filepath.Join(d, "libgreet.so"), append([]string{src("old"), "-shared"}, cf...)...)
-			bin = ccompile(t, filepath.Join(d, "main"), append([]string{mainSrc, target, "-Wl,-rpath," + d}, O2...)...)
+			bin = ccompile(t, filepath.Join(d, "main"), append(append([]string{mainSrc, target, "-Wl,-rpath," + d}, linkLib...), O2...)...)
 		} else {
-			bin = ccompile(t, filepath.Join(t.TempDir(), "prog"), append(append([]string{src("old"), mainSrc}, cf...), c.ldflg...)...)
+			bin = ccompile(t, filepath.Join(t.TempDir(), "prog"), append(append(append([]string{src("old"), mainSrc}, cf...), c.ldflg...), linkLib...)...)
 			target = bin
 		}
 		assertNoCopies(t, bin)
@@ -66,7 +70,7 @@ func TestLibraryDataNeverUsed(t *testing.T) {
 }
 
 // assertNoCopies checks the premise: the executable has no symbol for the
-// library data the patch uses.
+// library data the patch uses (it would have one, a copy, if it used it).
 func assertNoCopies(t *testing.T, bin string) {
 	t.Helper()
 	f, err := elf.Open(bin)
@@ -76,7 +80,8 @@ func assertNoCopies(t *testing.T, bin string) {
 	defer f.Close()
 	syms, _ := f.DynamicSymbols()
 	for _, s := range syms {
-		if s.Name == "stderr" || s.Name == "stdout" || s.Name == "optind" {
+		switch s.Name {
+		case "stderr", "stdout", "optind", "environ", "timezone", "libdata_hits":
 			t.Fatalf("%s has a dynamic symbol %s: the test needs a target that never used it", bin, s.Name)
 		}
 	}
@@ -108,7 +113,9 @@ func checkLibData(t *testing.T, bin string, p *patchfile.Patch) {
 			t.Errorf("%s redirected with %s, want jmp rel32 (region near the code)", f.Name, f.Kind)
 		}
 	}
-	tg.WaitLine(t, 5*time.Second, func(l string) bool { return strings.HasPrefix(l, "stdout ") })
+	if l := tg.WaitLine(t, 5*time.Second, func(l string) bool { return strings.HasPrefix(l, "stdout ") }); !strings.Contains(l, " env=1 tz=") {
+		t.Errorf("patched code printed %q, want env=1 (environ read)", l)
+	}
 	var after int64
 	tg.WaitLine(t, 5*time.Second, func(l string) bool {
 		i, sum := sumLine(l)
@@ -129,6 +136,9 @@ func checkLibData(t *testing.T, bin string, p *patchfile.Patch) {
 	if v := readLibcInt(t, tg.Pid, "optind"); v%2 != 0 || int64(v/2) < after-1 {
 		t.Errorf("optind = %d, want 2*i for i >= %d", v, after-1)
 	}
+	if v := readLibcInt(t, tg.Pid, "libdata_hits"); v <= 0 {
+		t.Errorf("libdata_hits = %d, want the number of patched calls", v)
+	}
 	if _, err := Revert(tg.Pid, p.ID, Options{}); err != nil {
 		t.Fatalf("revert: %v", err)
 	}
@@ -137,7 +147,7 @@ func checkLibData(t *testing.T, bin string, p *patchfile.Patch) {
 	assertRunning(t, tg.Pid)
 }
 
-// readLibcInt reads a 4-byte global of the process, found as the engine's
+// readLibcInt reads a 4-byte library global of the process, found as the engine's
 // resolver finds it.
 func readLibcInt(t *testing.T, pid int, name string) int32 {
 	t.Helper()
