@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -216,11 +217,7 @@ func newStatusCmd() *cobra.Command {
 				return nil
 			}
 			for _, p := range rep.Patches {
-				fmt.Fprintf(w, "%s  %s  %s  region %#x (%d bytes)  applied %s\n", p.ID, p.StateName, p.Target, p.Base, p.Size,
-					time.Unix(p.AppliedAt, 0).UTC().Format(time.RFC3339))
-				for _, r := range p.Redirects {
-					fmt.Fprintf(w, "  %-24s %#x -> %#x (%s)\n", r.Func, r.Entry, r.New, r.Kind)
-				}
+				printPatchStatus(w, "", p)
 			}
 			return nil
 		},
@@ -236,4 +233,18 @@ func aliasNote(aliases []string) string {
 		return ""
 	}
 	return " (also " + strings.Join(aliases, ", ") + ")"
+}
+
+// printPatchStatus prints one patch region of a process (status). Foreign and
+// incomplete regions say what is wrong instead of what the record claims.
+func printPatchStatus(w io.Writer, indent string, p engine.PatchStatus) {
+	if p.Problem != "" {
+		fmt.Fprintf(w, "%s%s  %s  region %#x (%d bytes)\n%s  %s\n", indent, p.ID, p.StateName, p.Base, p.Size, indent, p.Problem)
+		return
+	}
+	fmt.Fprintf(w, "%s%s  %s  %s  region %#x (%d bytes)  applied %s\n", indent, p.ID, p.StateName, p.Target, p.Base, p.Size,
+		time.Unix(p.AppliedAt, 0).UTC().Format(time.RFC3339))
+	for _, r := range p.Redirects {
+		fmt.Fprintf(w, "%s  %-24s %#x -> %#x (%s)\n", indent, r.Func, r.Entry, r.New, r.Kind)
+	}
 }

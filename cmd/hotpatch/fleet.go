@@ -186,11 +186,7 @@ func runFleetStatus(cmd *cobra.Command, pids []int) error {
 			fmt.Fprintf(w, "  error: %s\n", s.Error)
 		}
 		for _, p := range s.Patches {
-			fmt.Fprintf(w, "  %s  %s  %s  region %#x (%d bytes)  applied %s\n", p.ID, p.StateName, p.Target, p.Base, p.Size,
-				time.Unix(p.AppliedAt, 0).UTC().Format(time.RFC3339))
-			for _, r := range p.Redirects {
-				fmt.Fprintf(w, "    %-24s %#x -> %#x (%s)\n", r.Func, r.Entry, r.New, r.Kind)
-			}
+			printPatchStatus(w, "  ", p)
 		}
 	}
 	fmt.Fprintf(w, "%d patched process(es)\n", len(sts))
@@ -208,6 +204,7 @@ type progressBar struct {
 const minProgress = 5
 
 func newProgressBar(w io.Writer) *progressBar {
+	w = raw(w)
 	f, ok := w.(*os.File)
 	if !ok {
 		return nil

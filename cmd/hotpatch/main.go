@@ -84,7 +84,7 @@ func report(err error, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	code := exitCode(err)
-	fmt.Fprintf(stderr, "hotpatch: %v\n", err)
+	fmt.Fprintf(stderr, "hotpatch: %s\n", clean(err.Error()))
 	if jsonOut {
 		writeJSON(stdout, map[string]any{"error": err.Error(), "exit_code": code})
 	}
@@ -111,8 +111,8 @@ patch or object file.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(cleanWriter{stdout}) // text from targets is escaped (sanitize.go)
+	root.SetErr(cleanWriter{stderr})
 	root.PersistentFlags().BoolVar(&jsonOut, "json", false, "print one JSON document instead of text")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBuildCmd(), newApplyCmd(), newRevertCmd(), newStatusCmd())

@@ -69,38 +69,9 @@ func TestNonRootState(t *testing.T) {
 	}
 
 	// The target runs as nobody.
-	tc := asNobody(target, nil, "loop")
-	stdout, _ := tc.StdoutPipe()
-	if err := tc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tc.Process.Kill(); tc.Wait() })
-	lines := make(chan string, 1024)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-	}()
-	waitFor := func(want string) {
-		t.Helper()
-		deadline := time.After(10 * time.Second)
-		for {
-			select {
-			case l := <-lines:
-				if l == want {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("target never printed %q", want)
-			}
-		}
-	}
+	tpid, waitFor := startNobody(t, target, "loop")
 	waitFor("v1")
-	pid := strconv.Itoa(tc.Process.Pid)
+	pid := strconv.Itoa(tpid)
 	stat, _ := os.ReadFile("/proc/" + pid + "/stat")
 	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
 	lockName := fmt.Sprintf("%s-%s.lock", pid, f[19])
@@ -161,4 +132,40 @@ func TestNonRootState(t *testing.T) {
 		t.Errorf("group-writable state directory:\n%s", out)
 	}
 	waitFor("v1") // none of the refusals touched the process
+}
+
+// startNobody starts bin as nobody and returns its pid and a function that
+// waits (10 s at most) for the process to print a line.
+func startNobody(t *testing.T, bin string, args ...string) (int, func(string)) {
+	t.Helper()
+	tc := asNobody(bin, nil, args...)
+	stdout, _ := tc.StdoutPipe()
+	if err := tc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tc.Process.Kill(); tc.Wait() })
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	return tc.Process.Pid, func(want string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case l := <-lines:
+				if l == want {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("process %d never printed %q", tc.Process.Pid, want)
+			}
+		}
+	}
 }

@@ -408,8 +408,8 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 	recs, _ := readRecords(pid, maps)
 	for _, r := range recs {
 		if r.InTransition() {
-			return nil, fmt.Errorf("%w: patch %s is %s in process %d (a hotpatch command was interrupted): run `hotpatch recover --pid %d` first",
-				ErrBusy, r.ID, r.StateName, pid, pid)
+			return nil, fmt.Errorf("%w: %w: patch %s is %s in process %d (a hotpatch command was interrupted): run `hotpatch recover --pid %d` first",
+				ErrBusy, ErrInTransition, r.ID, r.StateName, pid, pid)
 		}
 	}
 	for _, r := range recs {

@@ -29,6 +29,9 @@ var (
 	ErrStacked = errors.New("patch is under a newer patch")
 	// ErrBusy: another hotpatch command is working on the process.
 	ErrBusy = errors.New("process busy with another hotpatch command")
+	// ErrInTransition: the process holds a patch left half-way (by its
+	// record: read from the process, so not proof of anything elsewhere).
+	ErrInTransition = errors.New("a patch is in transition")
 	// ErrResolve: a symbol the patch needs cannot be resolved in the target.
 	ErrResolve = errors.New("cannot resolve symbol in target")
 )

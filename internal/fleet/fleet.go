@@ -62,6 +62,12 @@ type Options struct {
 	// Jobs bounds the processes worked on at once (default runtime.NumCPU()).
 	Jobs int
 	// AllOrNone: if any process fails, revert the ones this run patched.
+	// Only failures of hotpatch's own work count: a process refused because
+	// of a record found in it (a patch in transition, engine.ErrInTransition)
+	// is reported failed but rolls back no other process, since anything
+	// running in a process can write such a record (a user's own process
+	// must not undo root's rollout). Records that do not validate are
+	// foreign and ignored altogether (engine.StateForeign).
 	AllOrNone bool
 	// Engine is passed to engine.Apply and engine.Revert.
 	Engine engine.Options
@@ -434,9 +440,19 @@ func Apply(p *patchfile.Patch, opt Options) (*Report, error) {
 		ar, err := engine.Apply(m.PID, p, opt.Engine)
 		if err != nil {
 			classify(r, m.PID, err)
-			if r.Result == Failed {
-				failed.Store(true)
+			if r.Result != Failed {
+				return
 			}
+			if errors.Is(err, engine.ErrInTransition) {
+				// Refused on the word of a record read from this process,
+				// which its owner controls: it decides nothing for the
+				// others (see AllOrNone).
+				if opt.AllOrNone {
+					r.Reason += " (not counted for --all-or-none: that state was read from this process's memory)"
+				}
+				return
+			}
+			failed.Store(true)
 			return
 		}
 		r.Target = ar.Target

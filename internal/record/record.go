@@ -30,6 +30,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Magic starts every patch region.
@@ -188,10 +190,21 @@ func Decode(b []byte) (rec *Record, s State, err error) {
 	if err := json.Unmarshal(b[FixedSize:FixedSize+n], &r); err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrBadRecord, err)
 	}
-	if r.ID == "" || strings.ContainsAny(r.ID, "/\x00") {
+	if r.ID == "" || len(r.ID) > 64 || strings.ContainsAny(r.ID, "/ ") || !Printable(r.ID) {
 		return nil, 0, fmt.Errorf("%w: bad patch id %q", ErrBadRecord, r.ID)
 	}
+	for _, f := range []struct{ name, v string }{{"target", r.Target}, {"build-id", r.BuildID}, {"digest", r.Digest}} {
+		if !Printable(f.v) || len(f.v) > 4096 {
+			return nil, 0, fmt.Errorf("%w: %s %q is not printable text", ErrBadRecord, f.name, f.v)
+		}
+	}
+	if !utf8.ValidString(r.Description) {
+		return nil, 0, fmt.Errorf("%w: description is not UTF-8", ErrBadRecord)
+	}
 	for i, rd := range r.Redirects {
+		if rd.Func == "" || !Printable(rd.Func) || !Printable(rd.Kind) {
+			return nil, 0, fmt.Errorf("%w: redirect %d: function %q or kind %q is not printable text", ErrBadRecord, i, rd.Func, rd.Kind)
+		}
 		if len(rd.PadOrig) != len(rd.PadJump) || len(rd.PadJump) > 64 {
 			return nil, 0, fmt.Errorf("%w: redirect %d (%s): bad padding bytes", ErrBadRecord, i, rd.Func)
 		}
@@ -209,4 +222,29 @@ func Decode(b []byte) (rec *Record, s State, err error) {
 		return nil, 0, fmt.Errorf("%w: region size %d in header, %d in body", ErrBadRecord, sz, r.Size)
 	}
 	return &r, s, nil
+}
+
+// Printable reports whether s is valid UTF-8 without control characters
+// (C0, DEL, C1), format characters (bidirectional overrides, zero-width
+// marks) or line and paragraph separators: text that prints as itself on a
+// terminal. Strings of a record are read from a target's memory, which its
+// owner controls.
+func Printable(s string) bool {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				return false
+			}
+		}
+		if !PrintableRune(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// PrintableRune is Printable for one rune.
+func PrintableRune(r rune) bool {
+	return r >= 0x20 && r != 0x7f && !(r >= 0x80 && r <= 0x9f) &&
+		!unicode.Is(unicode.Cf, r) && !unicode.Is(unicode.Zl, r) && !unicode.Is(unicode.Zp, r)
 }

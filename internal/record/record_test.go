@@ -46,6 +46,24 @@ func TestDecodeRejects(t *testing.T) {
 		"huge":      mut(func(b []byte) []byte { b[19] = 0x7f; return b }),
 		"size":      mut(func(b []byte) []byte { b[24]++; return b }),
 	}
+	// Strings a terminal would interpret: escapes, C1 controls, bidi
+	// overrides, invalid UTF-8 (a forged record in a hostile process).
+	for name, edit := range map[string]func(r *Record){
+		"escape in id":    func(r *Record) { r.ID = "hp-\x1b[2J" },
+		"space in id":     func(r *Record) { r.ID = "hp 1" },
+		"csi in target":   func(r *Record) { r.Target = "/usr/bin/x\u009b31m" },
+		"bidi in func":    func(r *Record) { r.Redirects[0].Func = "f\u202e" },
+		"newline in kind": func(r *Record) { r.Redirects[0].Kind = "jmp\nrel32" },
+		"empty func":      func(r *Record) { r.Redirects[0].Func = "" },
+	} {
+		r := sample()
+		edit(r)
+		b, err := Encode(r, StateApplied)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases[name] = b
+	}
 	for name, b := range cases {
 		if _, _, err := Decode(b); !errors.Is(err, ErrBadRecord) {
 			t.Errorf("%s: got %v, want ErrBadRecord", name, err)
@@ -58,9 +76,30 @@ func FuzzDecode(f *testing.F) {
 	f.Add(good)
 	f.Add([]byte(Magic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, _, err := Decode(b)
-		if err == nil && r == nil {
+		r, s, err := Decode(b)
+		if err != nil {
+			return
+		}
+		if r == nil {
 			t.Fatal("nil record without error")
+		}
+		// What decodes is safe to print and survives a round trip.
+		for _, v := range []string{r.ID, r.Target, r.BuildID, r.Digest} {
+			if !Printable(v) {
+				t.Fatalf("decoded unprintable %q", v)
+			}
+		}
+		for _, rd := range r.Redirects {
+			if !Printable(rd.Func) || !Printable(rd.Kind) || len(rd.Orig) != len(rd.Jump) {
+				t.Fatalf("decoded bad redirect %+v", rd)
+			}
+		}
+		again, err := Encode(r, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := Decode(again); err != nil {
+			t.Fatalf("re-encoded record does not decode: %v", err)
 		}
 	})
 }
