@@ -34,6 +34,10 @@ var (
 	ErrInTransition = errors.New("a patch is in transition")
 	// ErrResolve: a symbol the patch needs cannot be resolved in the target.
 	ErrResolve = errors.New("cannot resolve symbol in target")
+	// ErrSeccompBlocked: the target's seccomp filters allow none of the ways
+	// to do the operation (the error names the blocked system calls); nothing
+	// was injected and nothing changed.
+	ErrSeccompBlocked = errors.New("refused by the target's seccomp filter")
 )
 
 // ErrBadAddress: an address in the patch's manifest is not what it claims to

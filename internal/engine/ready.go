@@ -249,6 +249,7 @@ func (pp *prepared) allocate(p *patchfile.Patch) (im *image, pause time.Duration
 		return nil, 0, err
 	}
 	if err := mapAndFill(pr, pp, im, pp.hdrSize); err != nil {
+		err = seccompBlocked(err)
 		// mapAndFill unmaps on failure; if it could not (the tracer lost the
 		// thread it borrowed, e.g. on a timeout under heavy load), try again
 		// with a fresh session so that nothing is left in the target.
@@ -275,6 +276,9 @@ func (pp *prepared) release(im *image) {
 	if pr.Stop() != nil {
 		return
 	}
+	if munmapAllowed(pr, im.base, pp.size) != "" {
+		return // the record says "applying": status shows it
+	}
 	if why := deregisterEHFrames(pr, im.base, im.base+pp.size, pp.frames); why != "" {
 		return
 	}
@@ -282,66 +286,46 @@ func (pp *prepared) release(im *image) {
 }
 
 // mapAndFill maps the region (with the one stopped thread lending its
-// registers), writes the record and the code, and protects it. On failure it
-// unmaps what it mapped.
+// registers) and fills it, with the sequence of system calls the target's
+// seccomp filters allow (mapseq.go), then registers its unwind tables. On
+// failure it unmaps what it mapped.
 func mapAndFill(pr *proc.Process, pp *prepared, im *image, hdrSize uint64) (err error) {
 	if err := faultHook("map"); err != nil {
+		return &stepError{"map", err}
+	}
+	seq, err := pp.chooseSeq(pr, im)
+	if err != nil {
 		return &stepError{"map", err}
 	}
 	fd, err := pr.MemfdCreate(record.NamePrefix+im.rec.ID, unix.MFD_CLOEXEC)
 	if err != nil {
 		return &stepError{"map", err}
 	}
-	if err := pr.Ftruncate(fd, pp.size); err != nil {
-		pr.Close(fd)
-		return &stepError{"map", err}
+	if seq == seqProtect {
+		if err := pp.mapProtect(pr, fd, im); err != nil {
+			var se *stepError
+			if errors.As(err, &se) {
+				return err
+			}
+			return &stepError{"map", err}
+		}
+	} else {
+		err := pp.mapFinal(pr, fd, im)
+		if cerr := pr.Close(fd); err == nil && cerr != nil {
+			pr.Munmap(im.base, pp.size)
+			err = &stepError{"map", cerr}
+		}
+		if err != nil {
+			return err
+		}
 	}
-	// MAP_PRIVATE: our writes go to private copies of the pages, so a child
-	// the target forks later gets its own copy and patching or reverting one
-	// process never changes another. MAP_FIXED_NOREPLACE (Linux 4.17, mmap(2))
-	// fails with EEXIST instead of replacing anything mapped there.
-	addr, err := pr.Mmap(im.base, pp.size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED_NOREPLACE, fd, 0)
-	pr.Close(fd)
-	if err != nil {
-		return &stepError{"map", err}
-	}
-	if addr != im.base {
-		pr.Munmap(addr, pp.size)
-		return &stepError{"map", fmt.Errorf("mmap returned %#x instead of %#x (kernel without MAP_FIXED_NOREPLACE?)", addr, im.base)}
-	}
-	defer func() {
-		if err != nil && !errors.Is(err, errSimulatedCrash) {
+	if err := registerEHFramesNow(pr, pp, im); err != nil {
+		if !errors.Is(err, errSimulatedCrash) {
 			pr.Munmap(im.base, pp.size)
 		}
-	}()
-	if err := faultHook("write"); err != nil {
-		return &stepError{"write", err}
+		return err
 	}
-	if err := pr.WriteMem(im.base, im.hdr); err != nil {
-		return &stepError{"write", err}
-	}
-	for _, s := range im.segData {
-		if err := pr.WriteMem(s.addr, s.data); err != nil {
-			return &stepError{"write", err}
-		}
-	}
-	if err := faultHook("protect"); err != nil {
-		return &stepError{"protect", err}
-	}
-	// W^X: code becomes read-execute and constants read-only only after they
-	// are written; nothing is ever writable and executable at once.
-	if err := pr.Mprotect(im.base, hdrSize, unix.PROT_READ); err != nil {
-		return &stepError{"protect", err}
-	}
-	for _, s := range im.segData {
-		if s.prot == unix.PROT_READ|unix.PROT_WRITE {
-			continue
-		}
-		if err := pr.Mprotect(s.addr, roundUp(uint64(len(s.data)), pageSize), s.prot); err != nil {
-			return &stepError{"protect", err}
-		}
-	}
-	return registerEHFramesNow(pr, pp, im)
+	return nil
 }
 
 // revertReady reverts a patch whose redirects all go through patch-ready

@@ -78,6 +78,9 @@ func Recover(pid int, opt Options) (*RecoverReport, error) {
 				return
 			}
 			why := regionInUse(pr, threads, mustMaps(pid), p.Base, p.Base+p.Size)
+			if why == "" {
+				why = munmapAllowed(pr, p.Base, p.Size)
+			}
 			if why == "" && p.StateName != StateIncomplete {
 				if why = deregisterEHFrames(pr, p.Base, p.Base+p.Size, ff); why != "" && ffErr != nil {
 					why += fmt.Sprintf(" (%v)", ffErr)

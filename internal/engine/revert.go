@@ -226,6 +226,9 @@ func freeRegion(pid int, r *regionRef) string {
 	if err := pr.Stop(); err != nil {
 		return fmt.Sprintf("cannot stop a thread to unmap it: %v (hotpatch recover frees it)", err)
 	}
+	if why := munmapAllowed(pr, r.base, r.size); why != "" { // mapseq.go
+		return why
+	}
 	if why := deregisterEHFrames(pr, r.base, r.base+r.size, ff); why != "" { // see ehframe.go
 		return why
 	}
