@@ -134,6 +134,9 @@ func (p *Process) CallVoid(fn uint64, safe func(Thread) error, args ...uint64) e
 // PTRACE_SYSCALL so that the callee's return shows as the syscall-entry-stop
 // of rt_sigreturn at the restorer.
 func (p *Process) callRestoring(t *thread, fn uint64, args []uint64) error {
+	if err := p.seccompCheckCall(t, fn); err != nil {
+		return fmt.Errorf("call %#x: %w", fn, err)
+	}
 	var a [6]uint64
 	copy(a[:], args)
 	r := t.regs

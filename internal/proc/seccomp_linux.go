@@ -30,7 +30,7 @@ import (
 // internal/seccomp, on exactly what the kernel will give them: the call's
 // number and six arguments (unused ones zero, as prepareSyscall sets them),
 // AUDIT_ARCH of the native convention and the instruction pointer just after
-// the borrowed system call instruction. Anything but SECCOMP_RET_ALLOW or
+// the borrowed system call instruction (either gadget inject1 may use). Anything but SECCOMP_RET_ALLOW or
 // SECCOMP_RET_LOG is not injected: the call returns a *SeccompError
 // (ErrSeccomp) and the process stays attached and stopped, untouched, so the
 // caller can undo what it did and choose another way.
@@ -188,20 +188,27 @@ func (p *Process) seccompCheck(t *thread, nr uint64, args []uint64) error {
 	case 1:
 		return &SeccompError{Call: syscallName(nr), TID: t.tid, Strict: true}
 	}
-	pc, err := p.syscallAddr()
+	// The call runs from the bare `syscall` gadget or, self-restoring,
+	// from `syscall; ret` (inject1): the filters must allow it from both.
+	g, err := p.gadgets()
 	if err != nil {
 		return err
 	}
-	d := seccomp.Data{Nr: int32(nr), Arch: hostAuditArch, IP: pc + uint64(len(syscallInsn))}
-	copy(d.Args[:], args)
-	res, err := seccomp.Eval(st.filters, d)
-	if err != nil {
-		return fmt.Errorf("%s on thread %d: %w: %v", syscallName(nr), t.tid, ErrSeccompUnreadable, err)
+	for _, pc := range []uint64{g.syscall, g.syscallRet} {
+		if pc == 0 {
+			continue
+		}
+		d := seccomp.Data{Nr: int32(nr), Arch: hostAuditArch, IP: pc + uint64(len(syscallInsn))}
+		copy(d.Args[:], args)
+		res, err := seccomp.Eval(st.filters, d)
+		if err != nil {
+			return fmt.Errorf("%s on thread %d: %w: %v", syscallName(nr), t.tid, ErrSeccompUnreadable, err)
+		}
+		if !res.Runs() {
+			return &SeccompError{Call: syscallName(nr), TID: t.tid, Result: res}
+		}
 	}
-	if res.Runs() {
-		return nil
-	}
-	return &SeccompError{Call: syscallName(nr), TID: t.tid, Result: res}
+	return nil
 }
 
 // SeccompCheck reports whether system call nr with args (unused ones zero)
