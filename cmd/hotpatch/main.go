@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -32,7 +33,14 @@ const (
 	exitPermission = 5 // not allowed to trace the process
 	exitNotApplied = 6 // revert of a patch that is not applied
 	exitBadInput   = 7 // the patch or object file is invalid
+	exitDied       = 8 // the process died while hotpatch was working on it
 )
+
+// workerUsage is how the worker (worker.go) reports a bad command line to
+// the command that started it, which exits with exitUsage: a Go program that
+// crashes (a fatal runtime error, SIGQUIT) exits with 2 by itself, and such a
+// crash must not read as "bad command line".
+const workerUsage = 82
 
 func exitCode(err error) int {
 	switch {
@@ -40,9 +48,11 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, errUsage):
 		return exitUsage
-	case errors.Is(err, proc.ErrNoProcess), errors.Is(err, proc.ErrExited), errors.Is(err, engine.ErrNoTarget):
+	case errors.Is(err, proc.ErrExited):
+		return exitDied
+	case errors.Is(err, proc.ErrNoProcess), errors.Is(err, engine.ErrNoTarget):
 		return exitNoTarget
-	case errors.Is(err, proc.ErrPermission), errors.Is(err, proc.ErrAlreadyTraced),
+	case errors.Is(err, proc.ErrPermission), errors.Is(err, proc.ErrAlreadyTraced), errors.Is(err, fs.ErrPermission),
 		errors.Is(err, engine.ErrNoStateDir), errors.Is(err, safefile.ErrInsecure):
 		return exitPermission
 	case errors.Is(err, engine.ErrNotApplied):
@@ -73,8 +83,23 @@ func main() {
 		os.Exit(code)
 	}
 	root := newRoot(os.Stdout, os.Stderr)
-	err := root.Execute()
-	os.Exit(report(err, os.Stdout, os.Stderr))
+	code := report(execute(root), os.Stdout, os.Stderr)
+	if code == exitUsage && os.Getenv(workerEnv) != "" {
+		code = workerUsage
+	}
+	os.Exit(code)
+}
+
+// execute runs the command, returning a panic as an error (exit 1, never the
+// 2 of a Go crash, which means "bad command line" here). The engine recovers
+// its own panics after rolling back; this catches the rest.
+func execute(root *cobra.Command) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: panic: %v", engine.ErrInternal, r)
+		}
+	}()
+	return root.Execute()
 }
 
 // report prints err (one line on stderr, and a JSON document on stdout with
@@ -107,7 +132,7 @@ Build a patch from a fixed object file, apply it to a running process, check
 its status, and revert it. Exit codes: 0 success, 1 failure, 2 usage,
 3 no such process or target not mapped, 4 refused by a safety or verification
 check (nothing changed), 5 permission denied, 6 patch not applied, 7 invalid
-patch or object file.`,
+patch or object file, 8 the process died during the operation.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -58,13 +58,23 @@ func runInWorker(args []string) (code int, ok bool) {
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		if ee.ExitCode() >= 0 {
-			return ee.ExitCode(), true
-		}
-		return exitFailure, true
+		return relayCode(ee.ExitCode()), true
 	}
 	if err != nil {
 		return exitFailure, true
 	}
 	return exitOK, true
+}
+
+// relayCode maps the worker's exit code to the command's: the worker says
+// "bad command line" with workerUsage, so a 2 from it is a Go crash (exit
+// 1); killed by a signal (-1) is a failure too.
+func relayCode(code int) int {
+	switch {
+	case code == workerUsage:
+		return exitUsage
+	case code == exitUsage || code < 0:
+		return exitFailure
+	}
+	return code
 }

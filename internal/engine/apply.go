@@ -387,7 +387,10 @@ func (pp *prepared) chooseBase(maps []procmaps.Mapping) (uint64, error) {
 }
 
 // Apply applies patch p to process pid.
-func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
+func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error) {
+	defer recoverPanic(&err, "apply")
+	found := false
+	defer diedDuring(&err, &found, pid)
 	start := time.Now()
 	cons, err := opt.consistency()
 	if err != nil {
@@ -405,6 +408,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (*ApplyReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
 	}
+	found = true
 	recs, _ := readRecords(pid, maps)
 	for _, r := range recs {
 		if r.InTransition() {
@@ -643,6 +647,13 @@ func (e *stepError) Unwrap() error { return e.err }
 func writeJumps(pr *proc.Process, pp *prepared, im *image) (err error) {
 	var written []int
 	defer func() {
+		// A panic between two writes must not leave some functions
+		// redirected into a region the caller then frees: roll back as
+		// for an error, then let the panic go on to Apply's recoverPanic.
+		if r := recover(); r != nil {
+			defer panic(r)
+			err = fmt.Errorf("panic: %v", r)
+		}
 		if err == nil || errors.Is(err, errSimulatedCrash) {
 			return
 		}

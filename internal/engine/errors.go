@@ -9,7 +9,12 @@
 // or left exactly as it was.
 package engine
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hotpatch/hotpatch/internal/proc"
+)
 
 // Sentinel errors callers (the CLI's exit codes, tests) branch on.
 var (
@@ -44,3 +49,28 @@ var (
 // be in the target (not a function's start, mid-instruction, overlapping
 // another function, or aliases given different code).
 var ErrBadAddress = errors.New("patch address does not match the target")
+
+// ErrInternal: hotpatch itself failed (a panic, i.e. a bug or an input no
+// check caught). The operation was rolled back as on any other error.
+var ErrInternal = errors.New("internal error")
+
+// recoverPanic, deferred first by each operation, turns a panic into an
+// error wrapping ErrInternal. The operation's other deferred steps (roll
+// back, resume, detach, unlock) have run by then: a panic unwinds through
+// them like a return.
+func recoverPanic(err *error, op string) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %s: panic: %v (what it changed was undone; please report this)", ErrInternal, op, r)
+	}
+}
+
+// diedDuring, deferred by each operation after it found the process, turns
+// the error of an operation during which the process died into one wrapping
+// proc.ErrExited: once it is gone, reading its maps or memory fails with
+// "no such process" (and writing with a short write), which must not read
+// as a wrong pid or a hotpatch failure.
+func diedDuring(err *error, found *bool, pid int) {
+	if *err != nil && *found && !errors.Is(*err, proc.ErrExited) && proc.Gone(pid) {
+		*err = fmt.Errorf("%w during the operation: %w", proc.ErrExited, *err)
+	}
+}

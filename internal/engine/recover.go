@@ -36,7 +36,10 @@ type RecoverReport struct {
 //     applied); otherwise the jumps written are undone and the region freed;
 //   - reverting: the revert is finished;
 //   - reverted but retained: freed once no thread can be executing in it.
-func Recover(pid int, opt Options) (*RecoverReport, error) {
+func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
+	defer recoverPanic(&err, "recover")
+	found := false
+	defer diedDuring(&err, &found, pid)
 	unlock, err := lockProcess(pid, opt.timeout())
 	if err != nil {
 		return nil, err
@@ -46,6 +49,7 @@ func Recover(pid int, opt Options) (*RecoverReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	found = true
 	rep := &RecoverReport{PID: pid}
 	var todo []PatchStatus
 	for _, p := range st.Patches {

@@ -29,7 +29,10 @@ type RevertReport struct {
 // Revert puts back the original bytes of every function patch id redirected
 // in process pid, and frees the patch's region once no thread can be
 // executing in it.
-func Revert(pid int, id string, opt Options) (*RevertReport, error) {
+func Revert(pid int, id string, opt Options) (_ *RevertReport, err error) {
+	defer recoverPanic(&err, "revert")
+	exists := false
+	defer diedDuring(&err, &exists, pid)
 	start := time.Now()
 	tl := newTimeline(start)
 	unlock, err := lockProcess(pid, opt.timeout())
@@ -41,6 +44,7 @@ func Revert(pid int, id string, opt Options) (*RevertReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	exists = true
 	var base uint64
 	var found PatchStatus
 	for _, p := range st.Patches {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
@@ -258,4 +260,77 @@ func TestRecoverAfterInterruptedApply(t *testing.T) {
 		}
 	}
 	assertRunning(t, tg.Pid)
+}
+
+// TestPanicRollsBack: a panic inside an apply (here injected between two
+// jumps, with every thread stopped) is returned as ErrInternal with the
+// process exactly as before: jumps restored, region unmapped, threads
+// resumed and detached (issue 11 item 13: a panic killed the worker).
+func TestPanicRollsBack(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "three.c")
+	p := buildPatch(t, bin, compileObj(t, dir, "three_new.c"))
+	tg := testutil.Start(t, bin)
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "1 2 3" })
+	for _, step := range []string{"map", "redirect"} {
+		maps0, text0 := snapshot(t, tg.Pid)
+		n := 0
+		faultHook = func(s string) error {
+			if s == step {
+				if n++; n == 2 || step == "map" {
+					panic("injected panic at " + s)
+				}
+			}
+			return nil
+		}
+		_, err := Apply(tg.Pid, p, Options{})
+		faultHook = func(string) error { return nil }
+		if !errors.Is(err, ErrInternal) || !strings.Contains(err.Error(), "injected panic at "+step) {
+			t.Fatalf("%s: got %v, want ErrInternal", step, err)
+		}
+		maps1, text1 := snapshot(t, tg.Pid)
+		if maps0 != maps1 || !bytes.Equal(text0, text1) {
+			t.Fatalf("%s: the panic left the process changed:\n%s\n---\n%s", step, maps0, maps1)
+		}
+		if st, _ := testutil.ThreadStates(tg.Pid); st[tg.Pid] == "t" {
+			t.Fatalf("%s: left stopped", step)
+		}
+		tg.Drain()
+		tg.WaitLine(t, time.Second, func(l string) bool { return l == "1 2 3" })
+	}
+	if _, err := Apply(tg.Pid, p, Options{}); err != nil {
+		t.Fatalf("apply after the panics: %v", err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, time.Second, func(l string) bool { return l == "101 102 103" })
+}
+
+// TestTargetDiesDuringApply: a target killed in the middle of an apply (here
+// while its one thread is stopped to map the region, and while every thread
+// is stopped for the jumps) is reported as having exited during the
+// operation (proc.ErrExited, its own exit code), not as "no such process"
+// (issue 11 item 13).
+func TestTargetDiesDuringApply(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "three.c")
+	p := buildPatch(t, bin, compileObj(t, dir, "three_new.c"))
+	for _, step := range []string{"map", "redirect"} {
+		tg := testutil.Start(t, bin)
+		tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "1 2 3" })
+		faultHook = func(s string) error {
+			if s == step {
+				syscall.Kill(tg.Pid, syscall.SIGKILL)
+				tg.Wait(5 * time.Second)
+			}
+			return nil
+		}
+		_, err := Apply(tg.Pid, p, Options{})
+		faultHook = func(string) error { return nil }
+		if !errors.Is(err, proc.ErrExited) {
+			t.Errorf("%s: target killed during the apply: got %v, want proc.ErrExited", step, err)
+		}
+	}
+	if _, err := Apply(1<<22+12345, p, Options{}); !errors.Is(err, proc.ErrNoProcess) || errors.Is(err, proc.ErrExited) {
+		t.Errorf("no such process: got %v", err)
+	}
 }

@@ -53,7 +53,8 @@ type StatusReport struct {
 
 // Status reads the records of every patch region in process pid. It does not
 // stop the process.
-func Status(pid int) (*StatusReport, error) {
+func Status(pid int) (_ *StatusReport, err error) {
+	defer recoverPanic(&err, "status")
 	maps, err := procmaps.Read(pid)
 	if err != nil {
 		return nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)

@@ -42,7 +42,8 @@ type Image struct {
 // different bases. A relocation whose value does not fit yields an error
 // wrapping arch.ErrRelocOverflow; see Reach and NeedsLow for where the region
 // may be placed.
-func (p *Prepared) Link(base uint64) (*Image, error) {
+func (p *Prepared) Link(base uint64) (_ *Image, err error) {
+	defer recoverBad(&err, "link")
 	if base%PageSize != 0 {
 		return nil, fmt.Errorf("link at %#x: base is not page-aligned", base)
 	}

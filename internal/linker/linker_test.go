@@ -770,3 +770,48 @@ func TestNeedsLow(t *testing.T) {
 		})
 	}
 }
+
+// TestBadSectionAlign: an object whose loaded sections ask for an alignment
+// that is huge or not a power of two is refused by ParseObject — which build
+// and apply both call — instead of wrapping the layout arithmetic (issue 11
+// item 13: .eh_frame aligned to 0xfffffffffffffffa panicked Prepare with
+// "makeslice: len out of range" in the apply worker).
+func TestBadSectionAlign(t *testing.T) {
+	good := compile(t, "int x = 3; int f(int y) { return x + y; }", "-fasynchronous-unwind-tables")
+	for _, c := range []struct {
+		sec   string
+		align uint64
+	}{{".eh_frame", 0xfffffffffffffffa}, {".eh_frame", 1 << 40}, {".eh_frame", 24}, {".text", 0xfffffffffffffffa}, {".data", 3}} {
+		data := withAlign(t, good, c.sec, c.align)
+		o, err := ParseObject(data)
+		if err == nil {
+			_, err = Prepare(o, anyResolver{})
+			t.Errorf("%s aligned to %#x: accepted (Prepare: %v)", c.sec, c.align, err)
+			continue
+		}
+		if !errors.Is(err, ErrBadObject) || !strings.Contains(err.Error(), c.sec) {
+			t.Errorf("%s aligned to %#x: %v", c.sec, c.align, err)
+		}
+	}
+}
+
+// withAlign returns a copy of obj with the sh_addralign of section name set
+// to align (Elf64_Shdr.sh_addralign is at offset 0x30, gABI).
+func withAlign(t *testing.T, obj []byte, name string, align uint64) []byte {
+	t.Helper()
+	f, err := elf.NewFile(bytes.NewReader(obj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shoff := binary.LittleEndian.Uint64(obj[0x28:])
+	shentsize := uint64(binary.LittleEndian.Uint16(obj[0x3a:]))
+	out := append([]byte(nil), obj...)
+	for i, s := range f.Sections {
+		if s.Name == name {
+			binary.LittleEndian.PutUint64(out[shoff+uint64(i)*shentsize+0x30:], align)
+			return out
+		}
+	}
+	t.Fatalf("no section %s", name)
+	return nil
+}

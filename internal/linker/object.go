@@ -263,6 +263,16 @@ func ParseObject(data []byte) (o *Object, err error) {
 		if s.Flags&elf.SHF_ALLOC == 0 {
 			continue
 		}
+		// Every loaded section's alignment feeds the layout arithmetic
+		// (round up to it): a huge or non-power-of-two value would wrap it
+		// (an .eh_frame aligned to 0xfffffffffffffffa made Prepare allocate
+		// a negative length). Refuse it here, so that build refuses it too.
+		if s.Addralign > maxAlign {
+			return nil, bad("section %s asks for %d-byte alignment, more than a page", s.Name, s.Addralign)
+		}
+		if s.Addralign&(s.Addralign-1) != 0 {
+			return nil, bad("section %s alignment %d is not a power of two", s.Name, s.Addralign)
+		}
 		switch {
 		case s.Flags&elf.SHF_TLS != 0:
 			// Thread-local variables: Prepare binds each to the target's

@@ -197,7 +197,8 @@ func (p *Prepared) NeedsLow() (limit uint64, ok bool) { return p.low, p.low != 0
 // object is bound to the target's copy, not allocated, and its relocations
 // are not applied (the target's copy is already relocated). Read-only objects
 // are always allocated fresh, since the patch may have changed their contents.
-func Prepare(o *Object, r Resolver) (*Prepared, error) {
+func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
+	defer recoverBad(&err, "prepare")
 	a := o.arch
 	p := &Prepared{
 		o:      o,
@@ -717,4 +718,13 @@ func lowLimit(a arch.Arch, pr *preparedReloc) uint64 {
 		}
 	}
 	return 0
+}
+
+// recoverBad turns a panic in the linker (a case the object's validation
+// missed) into an error wrapping ErrBadObject: the input is untrusted, and
+// the caller may be holding a process stopped.
+func recoverBad(err *error, op string) {
+	if r := recover(); r != nil {
+		*err = bad("%s: malformed object: %v", op, r)
+	}
 }
