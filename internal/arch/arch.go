@@ -161,6 +161,11 @@ type RelocInfo struct {
 	// DTPRel: the value is the symbol's offset in its module's TLS block
 	// (RelocValues.DTPOff), not its thread-pointer offset.
 	DTPRel bool
+	// RelaxBefore and RelaxAfter count the bytes before and after the field
+	// that the static linker may rewrite when it relaxes the instruction
+	// sequence (GOTPCRELX mov -> lea, TLS initial-exec -> local-exec, ...):
+	// in a linked program they need not match the object's.
+	RelaxBefore, RelaxAfter int
 }
 
 // TLSIndex kinds.

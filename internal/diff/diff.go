@@ -616,11 +616,16 @@ func (s *side) runPre(it *item) (code, mask []byte) {
 	code = append([]byte(nil), b...)
 	mask = bytes.Repeat([]byte{0xff}, len(code))
 	for _, r := range s.relsIn(it) {
-		n := 8 // unknown relocation types: mask the widest field
+		// The field, and the bytes around it that the static linker may
+		// have rewritten when it relaxed the instruction (a GOT load into a
+		// lea, initial-exec TLS into local-exec, ...).
+		n, before, after := 8, 0, 0 // unknown relocation types: mask the widest field
 		if ri, err := s.a.RelocInfo(r.typ); err == nil {
-			n = ri.Size
+			n, before, after = ri.Size, ri.RelaxBefore, ri.RelaxAfter
 		}
-		for k := r.off - it.val; k < r.off-it.val+uint64(n) && k < uint64(len(mask)); k++ {
+		lo := int64(r.off-it.val) - int64(before)
+		hi := int64(r.off-it.val) + int64(n+after)
+		for k := max(lo, 0); k < hi && k < int64(len(mask)); k++ {
 			mask[k], code[k] = 0, 0
 		}
 	}

@@ -284,9 +284,7 @@ func (r *resolver) resolution(m *module, s elfsym.Symbol) (linker.Resolution, er
 		res := linker.Resolution{Found: true, DTPOff: int64(s.Value)}
 		off, err := r.t.tpoff(m, s)
 		res.TPOff, res.NoTPOff = off, err != nil
-		if !m.IsExe {
-			res.TLSModule = r.t.tlsModule(m)
-		}
+		res.TLSModule = r.t.tlsModule(m, s.Name)
 		if err != nil && res.TLSModule == 0 {
 			return linker.Resolution{}, err
 		}
@@ -413,38 +411,52 @@ func (t *target) tpoff(m *module, s elfsym.Symbol) (int64, error) {
 	return 0, fmt.Errorf("%w: thread-local %s of %s: the library has no initial-exec TLS slot to learn its TLS offset from", ErrResolve, s.Name, m.Path)
 }
 
-// tlsModule returns the TLS module id the dynamic linker gave module m, read
-// from one of m's own R_X86_64_DTPMOD64 GOT slots (filled at load time,
-// never lazily: glibc elf/dynamic-link.h), 0 when m has none: a slot for a
-// symbol m defines or for m itself (local dynamic, no symbol). A slot for
-// another module's variable holds that module's id and is skipped.
-func (t *target) tlsModule(m *module) uint64 {
-	rels, err := m.dynRelocs()
-	if err != nil || t.loadSyms(m) != nil {
-		return 0
-	}
-	for _, rel := range rels {
-		if t.arch.DynRelocKind(rel.Type) != arch.DynTPMod {
+// tlsModule returns the TLS module id the dynamic linker gave module m, the
+// module that defines thread-local name, 0 when no slot tells. It reads an
+// R_X86_64_DTPMOD64 GOT slot (filled at load time, never lazily: glibc
+// elf/dynamic-link.h): one of m's own, for m itself (local dynamic, no
+// symbol) or for a variable m defines; or one of another module's for name,
+// which the dynamic linker bound to m's definition (the resolver chose m by
+// the same search order). Slots of m's for another module's variable hold
+// that module's id and are skipped.
+func (t *target) tlsModule(m *module, name string) uint64 {
+	for _, mm := range t.mods {
+		rels, err := mm.dynRelocs()
+		if err != nil || t.loadSyms(mm) != nil {
 			continue
 		}
-		if rel.Sym != "" {
-			own := false
-			for _, s := range m.syms.Lookup(baseName(rel.Sym)) {
-				own = own || (s.Section != elf.SHN_UNDEF && s.Type == elf.STT_TLS)
-			}
-			if !own {
+		for _, rel := range rels {
+			if t.arch.DynRelocKind(rel.Type) != arch.DynTPMod {
 				continue
 			}
-		}
-		var v [8]byte
-		if t.mem(rel.Offset+m.Bias, v[:]) != nil {
-			continue
-		}
-		if id := binary.LittleEndian.Uint64(v[:]); id != 0 {
-			return id
+			sym := baseName(rel.Sym)
+			switch {
+			case mm == m && sym == "":
+			case mm == m && definesTLS(m, sym):
+			case mm != m && sym == name:
+			default:
+				continue
+			}
+			var v [8]byte
+			if t.mem(rel.Offset+mm.Bias, v[:]) != nil {
+				continue
+			}
+			if id := binary.LittleEndian.Uint64(v[:]); id != 0 {
+				return id
+			}
 		}
 	}
 	return 0
+}
+
+// definesTLS reports whether module m defines the thread-local variable name.
+func definesTLS(m *module, name string) bool {
+	for _, s := range m.syms.Lookup(name) {
+		if s.Section != elf.SHN_UNDEF && s.Type == elf.STT_TLS {
+			return true
+		}
+	}
+	return false
 }
 
 func baseName(sym string) string {

@@ -13,10 +13,11 @@ import (
 )
 
 // TestDiffThreadLocal patches, in diff mode, a translation unit with
-// thread-local variables (testdata/diff/tls: tv initialised, tz zero) running
-// in three threads: in a PIE and a non-PIE executable (local-exec code) and
-// in a shared library (general/local-dynamic code through __tls_get_addr,
-// and initial-exec code). Every thread must keep its own values across the
+// thread-local variables (testdata/diff/tls: tv initialised, tz zero, te
+// another file's) running in three threads: in a PIE and a non-PIE
+// executable (local-exec code, and initial-exec code for te that the static
+// linker relaxed to local-exec) and in a shared library (general/local-dynamic
+// code through __tls_get_addr, and initial-exec code). Every thread must keep its own values across the
 // patch and the revert (tv == 7 + id*tz in each, tz still growing: the new
 // code writes the variables the old code reads). A fix that adds a
 // thread-local variable is refused at build, naming it.
@@ -76,20 +77,20 @@ func TestDiffThreadLocal(t *testing.T) {
 }
 
 // tlsLines reads the target's lines until every thread (id 1-3) has printed
-// version want, checking each line's invariant tv == 7 + id*tz and, for the
-// lines of version want, that tz grew past since[id]. It returns the last tz
-// seen per thread.
+// version want, checking each line's invariants tv == 7 + id*tz and
+// te == 2*tz and, for the lines of version want, that tz grew past
+// since[id]. It returns the last tz seen per thread.
 func tlsLines(t *testing.T, tg *testutil.Target, want int64, since map[int64]int64) map[int64]int64 {
 	t.Helper()
 	last := map[int64]int64{}
 	seen := map[int64]bool{}
 	tg.WaitLine(t, 10*time.Second, func(l string) bool {
-		var id, v, tv, tz int64
-		if n, _ := fmt.Sscanf(l, "%d %d %d %d", &id, &v, &tv, &tz); n != 4 || id < 1 || id > 3 {
+		var id, v, tv, tz, te int64
+		if n, _ := fmt.Sscanf(l, "%d %d %d %d %d", &id, &v, &tv, &tz, &te); n != 5 || id < 1 || id > 3 {
 			t.Fatalf("bad line %q", l)
 		}
-		if tv != 7+id*tz {
-			t.Fatalf("thread %d: tv=%d tz=%d: not its own variables (want tv == 7 + id*tz)", id, tv, tz)
+		if tv != 7+id*tz || te != 2*tz {
+			t.Fatalf("thread %d: tv=%d tz=%d te=%d: not its own variables (want tv == 7 + id*tz, te == 2*tz)", id, tv, tz, te)
 		}
 		last[id] = tz
 		if v == want {

@@ -79,14 +79,14 @@ var relocs = map[elf.R_X86_64]relocDef{
 	elf.R_X86_64_32S: def(elf.R_X86_64_32S, 4, fSA, fieldS32, false, false, false, false),
 	// word32 G + GOT + A - P: "mov foo@GOTPCREL(%rip), %reg" (-fPIC extern data).
 	elf.R_X86_64_GOTPCREL:      def(elf.R_X86_64_GOTPCREL, 4, fGotEntAP, fieldS32, true, false, false, true),
-	elf.R_X86_64_GOTPCRELX:     def(elf.R_X86_64_GOTPCRELX, 4, fGotEntAP, fieldS32, true, false, false, true),
-	elf.R_X86_64_REX_GOTPCRELX: def(elf.R_X86_64_REX_GOTPCRELX, 4, fGotEntAP, fieldS32, true, false, false, true),
+	elf.R_X86_64_GOTPCRELX:     relaxable(def(elf.R_X86_64_GOTPCRELX, 4, fGotEntAP, fieldS32, true, false, false, true), 2, 0),
+	elf.R_X86_64_REX_GOTPCRELX: relaxable(def(elf.R_X86_64_REX_GOTPCRELX, 4, fGotEntAP, fieldS32, true, false, false, true), 3, 0),
 	// word64 G + GOT + A - P (large code model).
 	elf.R_X86_64_GOTPCREL64: def(elf.R_X86_64_GOTPCREL64, 8, fGotEntAP64, fieldW64, true, false, false, true),
 	// word32 G + GOT + A - P where the slot holds the variable's offset from the
 	// thread pointer: initial-exec TLS ("mov foo@gottpoff(%rip), %rax;
 	// mov %fs:(%rax), %eax"), what PIE code uses for extern __thread.
-	elf.R_X86_64_GOTTPOFF: def(elf.R_X86_64_GOTTPOFF, 4, fGotEntAP, fieldS32, true, true, false, true),
+	elf.R_X86_64_GOTTPOFF: relaxable(def(elf.R_X86_64_GOTTPOFF, 4, fGotEntAP, fieldS32, true, true, false, true), 3, 0),
 	// word32 TPOFF + A: local-exec TLS in non-PIC code ("mov %fs:foo@tpoff, %eax").
 	elf.R_X86_64_TPOFF32: def(elf.R_X86_64_TPOFF32, 4, fTPOffA, fieldS32, false, true, false, false),
 	// word64 TPOFF + A.
@@ -97,11 +97,11 @@ var relocs = map[elf.R_X86_64]relocDef{
 	// the module id the dynamic linker gave the variable's module, so that
 	// __tls_get_addr finds the variable for whichever thread calls (also a
 	// dlopen'ed module whose block is allocated lazily, per thread).
-	elf.R_X86_64_TLSGD: tlsDef(elf.R_X86_64_TLSGD, arch.TLSIndexGD),
+	elf.R_X86_64_TLSGD: relaxable(tlsDef(elf.R_X86_64_TLSGD, arch.TLSIndexGD), 4, 8),
 	// word32 as TLSGD with a {module id, 0} pair: local-dynamic TLS
 	// ("lea foo@tlsld(%rip), %rdi; call __tls_get_addr@PLT", then
 	// foo@dtpoff(%rax)).
-	elf.R_X86_64_TLSLD: tlsDef(elf.R_X86_64_TLSLD, arch.TLSIndexLD),
+	elf.R_X86_64_TLSLD: relaxable(tlsDef(elf.R_X86_64_TLSLD, arch.TLSIndexLD), 3, 6),
 	// word32 / word64 DTPOFF + A: the variable's offset in its module's block.
 	elf.R_X86_64_DTPOFF32: dtpDef(elf.R_X86_64_DTPOFF32, 4, fieldS32),
 	elf.R_X86_64_DTPOFF64: dtpDef(elf.R_X86_64_DTPOFF64, 8, fieldW64),
@@ -112,6 +112,27 @@ var relocs = map[elf.R_X86_64]relocDef{
 	// word32 / word64 GOT + A - P (address of the GOT, e.g. _GLOBAL_OFFSET_TABLE_).
 	elf.R_X86_64_GOTPC32: def(elf.R_X86_64_GOTPC32, 4, fGotAP, fieldS32, false, false, false, true),
 	elf.R_X86_64_GOTPC64: def(elf.R_X86_64_GOTPC64, 8, fGotAP, fieldW64, false, false, false, true),
+}
+
+// relaxable sets the bytes around the field that GNU ld (bfd
+// elf_x86_64_convert_load, elf_x86_64_tls_transition) rewrites when it
+// relaxes the instruction in a linked executable or library; Drepper, "ELF
+// Handling For Thread-Local Storage" §5.5, gives the TLS sequences:
+//   - GOTPCRELX: "mov" -> "lea" (opcode), "call *" -> "addr32 call",
+//     "jmp *" -> "jmp; nop" (the nop in the field's last byte): the opcode
+//     and ModRM before the field;
+//   - REX_GOTPCRELX: also "mov foo@GOTPCREL(%rip), %reg" -> "mov $foo, %reg"
+//     and the ALU forms -> immediates, which rewrite the REX prefix too;
+//   - GOTTPOFF (IE -> LE): "mov foo@gottpoff(%rip), %reg" -> "mov
+//     $foo@tpoff, %reg" / "add" -> "lea" or "add $": REX, opcode, ModRM;
+//   - TLSGD (GD -> IE/LE): the whole 16-byte "data16 lea; data16 data16
+//     rex64 call __tls_get_addr" (or "data16 lea; data16 rex64 call
+//     *__tls_get_addr@GOTPCREL") sequence: 4 bytes before, 8 after;
+//   - TLSLD (LD -> LE): "lea; call __tls_get_addr" (12 bytes, 13 with
+//     "call *...@GOTPCREL"): 3 bytes before, up to 6 after.
+func relaxable(d relocDef, before, after int) relocDef {
+	d.info.RelaxBefore, d.info.RelaxAfter = before, after
+	return d
 }
 
 func tlsDef(t elf.R_X86_64, index int) relocDef {

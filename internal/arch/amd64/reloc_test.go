@@ -44,6 +44,7 @@ func TestRelocInfo(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := arch.RelocInfo{Name: tt.typ.String(), Size: tt.size, GOT: tt.got, TLS: tt.tls, Call: tt.call, PCRel: tt.pcrel}
+			info.RelaxBefore, info.RelaxAfter = 0, 0 // TestRelaxBytes
 			if info != want {
 				t.Errorf("got %+v, want %+v", info, want)
 			}
@@ -160,5 +161,31 @@ func TestFarStub(t *testing.T) {
 	want := []byte{0xff, 0x25, 0, 0, 0, 0, 0xf0, 0xde, 0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("FarStub = % x, want % x", got, want)
+	}
+}
+
+// TestRelaxBytes: the bytes around the field GNU ld may rewrite (a GOTTPOFF
+// load, 48 8b 15, becomes "mov $tpoff, %rdx", 48 c7 c2, in a PIE: three bytes
+// before the field; engine's TestDiffThreadLocal runs such a program).
+func TestRelaxBytes(t *testing.T) {
+	for _, tt := range []struct {
+		typ           elf.R_X86_64
+		before, after int
+	}{
+		{elf.R_X86_64_GOTPCRELX, 2, 0},
+		{elf.R_X86_64_REX_GOTPCRELX, 3, 0},
+		{elf.R_X86_64_GOTTPOFF, 3, 0},
+		{elf.R_X86_64_TLSGD, 4, 8},
+		{elf.R_X86_64_TLSLD, 3, 6},
+		{elf.R_X86_64_PC32, 0, 0},
+		{elf.R_X86_64_GOTPCREL, 0, 0},
+	} {
+		info, err := Arch{}.RelocInfo(uint32(tt.typ))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.RelaxBefore != tt.before || info.RelaxAfter != tt.after {
+			t.Errorf("%v: relax %d before, %d after; want %d, %d", tt.typ, info.RelaxBefore, info.RelaxAfter, tt.before, tt.after)
+		}
 	}
 }

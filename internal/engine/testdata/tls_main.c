@@ -3,6 +3,8 @@
 
 void start(void);
 
+__thread long te; /* used by testdata/diff/tls through the GOT */
+
 int main(void) {
 	start();
 	for (;;)

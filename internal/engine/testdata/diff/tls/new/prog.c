@@ -5,10 +5,12 @@
 
 __thread long tv = 7;
 static __thread long tz;
+extern __thread long te; /* defined in the executable (tls_main.c) */
 
 __attribute__((noinline)) long bump(long id) {
 	tv += id;
 	tz += 1;
+	te += 2;
 	return 2;
 }
 
@@ -16,7 +18,7 @@ static void *worker(void *arg) {
 	long id = (long)arg;
 	for (;;) {
 		long v = bump(id);
-		printf("%ld %ld %ld %ld\n", id, v, tv, tz);
+		printf("%ld %ld %ld %ld %ld\n", id, v, tv, tz, te);
 		usleep(5000);
 	}
 	return NULL;

@@ -5,11 +5,13 @@
 
 __thread long tv = 7;
 static __thread long tz;
+extern __thread long te; /* defined in the executable (tls_main.c) */
 __thread long tnew;
 
 __attribute__((noinline)) long bump(long id) {
 	tv += id;
 	tz += 1;
+	te += 2;
 	tnew++;
 	return 2;
 }
@@ -18,7 +20,7 @@ static void *worker(void *arg) {
 	long id = (long)arg;
 	for (;;) {
 		long v = bump(id);
-		printf("%ld %ld %ld %ld\n", id, v, tv, tz);
+		printf("%ld %ld %ld %ld %ld\n", id, v, tv, tz, te);
 		usleep(5000);
 	}
 	return NULL;
