@@ -54,6 +54,38 @@ type Arch interface {
 	// AuditArch is the AUDIT_ARCH_* value (linux/audit.h) of the native
 	// system call convention: seccomp_data.arch, which seccomp filters check.
 	AuditArch() uint32
+
+	EntryMover
+}
+
+// Relocated is a copy of the instructions a redirect overwrites, placed
+// elsewhere (Detours' trampoline): a thread stopped inside the overwritten
+// bytes continues there, in the copy, and the copy jumps back into the old
+// body after the overwritten bytes.
+type Relocated struct {
+	// Addr is where Code must be placed.
+	Addr uint64
+	Code []byte
+	// Map gives, for each instruction boundary strictly inside the overwritten
+	// bytes, the address of the matching instruction in the copy.
+	Map map[uint64]uint64
+}
+
+// EntryMover moves threads out of the bytes a redirect overwrites.
+type EntryMover interface {
+	// RelocateEntry returns a copy, to be placed at addr, of the instructions
+	// of fn that start inside the bytes r overwrites, with PC-relative operands
+	// and relative branches fixed up for addr, followed by a jump back to the
+	// first instruction after them in fn. It returns an error when an
+	// instruction cannot be relocated (a displacement out of reach, an
+	// encoding not handled).
+	RelocateEntry(fn Func, r Redirect, addr uint64) (Relocated, error)
+	// RewindEntry reports whether a thread stopped at pc, strictly inside the
+	// bytes r overwrites, can be put back at r.Addr as if it had not executed
+	// the instructions between them: true when those only pushed registers,
+	// lowered the stack pointer or set status flags (dead at a function entry).
+	// The thread's stack pointer must then be raised by spDelta.
+	RewindEntry(fn Func, r Redirect, pc uint64) (spDelta uint64, ok bool)
 }
 
 // UnwindRegs are DWARF register numbers (the psABI's DWARF register mapping).
@@ -87,6 +119,13 @@ type Func struct {
 	// end of its section. When the function is shorter than the jump, the jump
 	// may extend into Tail if those bytes are alignment padding nothing executes.
 	Tail []byte
+	// Gap holds the bytes between the end of the function just below this one
+	// (Prev) and Addr, and Prev that function's code, which ends where Gap
+	// starts: alignment padding there, after Prev's last instruction, can hold
+	// the long jump of a slot redirect (see Redirect.Slot). Both are nil when
+	// unknown (no symbol below, or another section).
+	Gap  []byte
+	Prev []byte
 }
 
 // Redirect is a planned redirect: write Jump over Orig at Addr.
@@ -100,6 +139,18 @@ type Redirect struct {
 	Jump []byte
 	// Kind names the encoding ("jmp rel32", "jmp abs64", ...), for reports.
 	Kind string
+	// Slot, when non-nil, is a long jump to the destination written into dead
+	// bytes near the function (alignment padding nothing executes), and Jump is
+	// then a short jump to Slot.Addr: for a function too short for the long
+	// jump, or with a branch target inside its first bytes. Slot is written
+	// before Jump and restored after it.
+	Slot *Redirect
+}
+
+// InSlot reports whether pc lies in the slot's bytes (pc == Slot.Addr included:
+// a thread there has taken the short jump already).
+func (r Redirect) InSlot(pc uint64) bool {
+	return r.Slot != nil && pc >= r.Slot.Addr && pc < r.Slot.Addr+uint64(len(r.Slot.Jump))
 }
 
 // Contains reports whether pc lies strictly inside the replaced bytes: a thread

@@ -166,8 +166,10 @@ func decodeOne(b []byte, pc uint64) (Insn, insnDetail, error) {
 	var det insnDetail
 	for _, a := range inst.Args {
 		if m, ok := a.(x86asm.Mem); ok && m.Base == x86asm.RIP {
-			// x86asm does not say where the disp32 sits; dispOff stays -1.
 			det.ripRel, det.dispOff = true, -1
+			if inst.PCRel == 4 { // x86asm says where the disp32 sits
+				det.dispOff = inst.PCRelOff
+			}
 		}
 	}
 	rel, hasRel := x86asm.Rel(0), false

@@ -71,17 +71,9 @@ func planRedirect(fn arch.Func, dest uint64, forceAbs bool) (arch.Redirect, erro
 	need := len(jump)
 	end := at + uint64(need) // window is [at, end)
 
-	// Entry points inside the window.
-	for _, in := range insns {
-		off := in.PC - fn.Addr
-		if in.Kind.IsBranch() && in.Target > at && in.Target < end {
-			return refuse("the %s at offset %#x targets offset %#x, inside the %d bytes the %s would overwrite at offset %#x",
-				in.Kind, off, in.Target-fn.Addr, need, kind, start)
-		}
-		if (in.Kind == Call || in.Kind == CallIndirect) && in.End() > at && in.End() < end {
-			return refuse("the call at offset %#x returns to offset %#x, inside the %d bytes the %s would overwrite at offset %#x",
-				off, in.End()-fn.Addr, need, kind, start)
-		}
+	if why := entryConflict(insns, fn.Addr, at, end); why != "" {
+		why = fmt.Sprintf("%s, inside the %d bytes the %s would overwrite at offset %#x", why, need, kind, start)
+		return planSlot(fn, insns, start, dest, forceAbs, why)
 	}
 
 	orig := make([]byte, 0, need)
@@ -93,15 +85,30 @@ func planRedirect(fn arch.Func, dest uint64, forceAbs bool) (arch.Redirect, erro
 		// padding, from the function end up to the window end.
 		more := need - avail
 		if n, why := paddingLen(fn.Tail, more); n < more {
-			return refuse("too short to redirect: it has %d bytes from the patch point at offset %#x plus %d bytes of padding, "+
-				"but the %s needs %d; the bytes at function end+%#x are not padding (%s). "+
-				"Build it with -fpatchable-function-entry=16 (or larger) to reserve room, or check which symbol follows it",
-				avail, start, n, kind, need, n, why)
+			why = fmt.Sprintf("too short to redirect: it has %d bytes from the patch point at offset %#x plus %d bytes of padding, "+
+				"but the %s needs %d; the bytes at function end+%#x are not padding (%s)", avail, start, n, kind, need, n, why)
+			return planSlot(fn, insns, start, dest, forceAbs, why)
 		}
 		orig = append(orig, fn.Code[start:]...)
 		orig = append(orig, fn.Tail[:more]...)
 	}
 	return arch.Redirect{Addr: at, Orig: orig, Jump: jump, Kind: kind}, nil
+}
+
+// entryConflict says why the bytes [at, end) of the function at addr cannot
+// be overwritten, or "": a direct branch of the function lands strictly
+// inside them, or a call returns there.
+func entryConflict(insns []Insn, addr, at, end uint64) string {
+	for _, in := range insns {
+		off := in.PC - addr
+		if in.Kind.IsBranch() && in.Target > at && in.Target < end {
+			return fmt.Sprintf("the %s at offset %#x targets offset %#x", in.Kind, off, in.Target-addr)
+		}
+		if (in.Kind == Call || in.Kind == CallIndirect) && in.End() > at && in.End() < end {
+			return fmt.Sprintf("the call at offset %#x returns to offset %#x", off, in.End()-addr)
+		}
+	}
+	return ""
 }
 
 // PaddingLen returns the length of the alignment padding at the start of b:

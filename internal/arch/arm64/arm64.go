@@ -98,3 +98,16 @@ func EncodeAbsJump(to uint64) []byte {
 // A redirect must keep it in place and write the jump after it, so that
 // indirect branches into a guarded page still land on a valid pad.
 func IsBTI(insn uint32) bool { return insn&btiMask == btiBase }
+
+// ErrNotSupported is returned (wrapped) by the parts of arch.Arch this
+// package does not implement yet.
+var ErrNotSupported = errors.New("not supported on arm64 yet")
+
+// RelocateEntry would copy the instructions a redirect overwrites elsewhere
+// (arch.EntryMover); arm64 has no instruction decoder here yet.
+func (Arch) RelocateEntry(fn arch.Func, r arch.Redirect, addr uint64) (arch.Relocated, error) {
+	return arch.Relocated{}, fmt.Errorf("relocate the entry of %s: %w", fn.Name, ErrNotSupported)
+}
+
+// RewindEntry (arch.EntryMover) never rewinds on arm64 yet.
+func (Arch) RewindEntry(fn arch.Func, r arch.Redirect, pc uint64) (uint64, bool) { return 0, false }

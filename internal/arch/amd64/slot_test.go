@@ -1,0 +1,236 @@
+package amd64
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+)
+
+func TestPlanSlot(t *testing.T) {
+	const addr = 0x401100
+	const near = 0x50000000
+	const far = 0x7f0000000000
+	tests := []struct {
+		name             string
+		prev, gap        string // nil prev: unknown
+		code, tail       string
+		dest             uint64
+		noPrev           bool
+		wantSlot         uint64 // slot address
+		wantSlotKind     string
+		wantEntry        uint64 // patch point
+		errSub           string
+		wantSlotOrig     string
+		wantEntryOrigHex string
+	}{
+		{
+			// The case: lea; ret, linked last (no tail), 12 bytes of
+			// padding after the previous function's ret.
+			name: "tiny last in .text", prev: "31c0 c3", gap: "662e0f1f840000000000 6690", code: "8d4701 c3", dest: near,
+			wantSlot: addr - 5, wantSlotKind: "jmp rel32", wantEntry: addr, wantSlotOrig: "0000006690", wantEntryOrigHex: "8d47",
+		},
+		{
+			name: "endbr tiny", prev: "c3", gap: "cccccccccccccccccccccccc", code: "f30f1efa 8d4701 c3", dest: near,
+			wantSlot: addr - 5, wantSlotKind: "jmp rel32", wantEntry: addr + 4, wantSlotOrig: "cccccccccc", wantEntryOrigHex: "8d47",
+		},
+		{
+			name: "far destination, abs64 in the slot", prev: "c3", gap: "cccccccccccccccccccccccccccccccc", code: "8d4701 c3", dest: far,
+			wantSlot: addr - 14, wantSlotKind: "jmp abs64", wantEntry: addr, wantSlotOrig: "cccccccccccccccccccccccccccc", wantEntryOrigHex: "8d47",
+		},
+		{
+			// A loop at the entry: offset 2 is a branch target, so the 5-byte
+			// jump cannot go in place; there is no padding above, so the slot
+			// goes after the function.
+			name: "branch target at entry+2, slot after", prev: "c3", gap: "", dest: near,
+			code: "31c0 ffc0 39f8 7cfa c3", tail: "0f1f440000 0f1f4000",
+			wantSlot: addr + 9, wantSlotKind: "jmp rel32", wantEntry: addr, wantSlotOrig: "0f1f440000", wantEntryOrigHex: "31c0",
+		},
+		{name: "no padding anywhere", prev: "c3", gap: "", code: "8d4701 c3", dest: near, errSub: "no padding above the entry"},
+		{name: "gap too small", prev: "c3", gap: "909090", code: "8d4701 c3", dest: near, errSub: "too small for a 5-byte jump"},
+		{name: "previous falls through", prev: "31c0", gap: "9090909090909090", code: "8d4701 c3", dest: near, errSub: "ends with a other"},
+		{name: "previous ends with a call", prev: "e8 00000000", gap: "9090909090909090", code: "8d4701 c3", dest: near, errSub: "ends with a call"},
+		{name: "unknown previous", noPrev: true, code: "8d4701 c3", dest: near, errSub: "follow no known function"},
+		{name: "gap not padding", prev: "c3", gap: "9090 4889e5 90909090", code: "8d4701 c3", dest: near, errSub: "not all padding"},
+		{name: "branch into the gap", prev: "74 01 c3", gap: "9090909090909090", code: "8d4701 c3", dest: near, errSub: "is a branch target"},
+		{name: "one byte", prev: "c3", gap: "9090909090909090", code: "c3", dest: near, errSub: "only 1 byte"},
+		{name: "branch to entry+1", prev: "c3", gap: "9090909090909090", code: "90 90 ebfd c3", dest: near, errSub: "targets offset 0x1"},
+		{name: "slot out of rel8 reach", prev: "c3", gap: "", code: "90 90 90 ebfd" + strings.Repeat("90", 200) + "c3", tail: "9090909090", dest: near, errSub: "out of reach of a jmp rel8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fn := arch.Func{Name: "f", Addr: addr, Code: hexb(t, tt.code), Tail: hexb(t, tt.tail)}
+			if !tt.noPrev {
+				fn.Gap = append([]byte{}, hexb(t, tt.gap)...)
+				fn.Prev = hexb(t, tt.prev)
+			}
+			r, err := Arch{}.PlanRedirect(fn, tt.dest)
+			if tt.errSub != "" {
+				if err == nil || !errors.Is(err, arch.ErrNotPatchable) || !strings.Contains(err.Error(), tt.errSub) || !strings.Contains(err.Error(), "f:") {
+					t.Fatalf("got %+v, %v; want a refusal naming f with %q", r, err, tt.errSub)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Slot == nil {
+				t.Fatalf("no slot: %+v", r)
+			}
+			if r.Addr != tt.wantEntry || r.Slot.Addr != tt.wantSlot || !strings.HasPrefix(r.Slot.Kind, tt.wantSlotKind) {
+				t.Errorf("entry %#x slot %#x %q, want %#x %#x %q", r.Addr, r.Slot.Addr, r.Slot.Kind, tt.wantEntry, tt.wantSlot, tt.wantSlotKind)
+			}
+			if !bytes.Equal(r.Orig, hexb(t, tt.wantEntryOrigHex)) || !bytes.Equal(r.Slot.Orig, hexb(t, tt.wantSlotOrig)) {
+				t.Errorf("orig entry %x slot %x, want %s %s", r.Orig, r.Slot.Orig, tt.wantEntryOrigHex, tt.wantSlotOrig)
+			}
+			// The entry jump goes to the slot, the slot to dest.
+			in, _, err := decodeOne(r.Jump, r.Addr)
+			if err != nil || in.Kind != Jmp || in.Target != r.Slot.Addr || len(r.Jump) != 2 {
+				t.Errorf("entry jump %x = %+v, %v", r.Jump, in, err)
+			}
+			if tt.wantSlotKind == "jmp rel32" {
+				in, _, err := decodeOne(r.Slot.Jump, r.Slot.Addr)
+				if err != nil || in.Kind != Jmp || in.Target != tt.dest {
+					t.Errorf("slot jump %x = %+v, %v", r.Slot.Jump, in, err)
+				}
+			} else if !bytes.Equal(r.Slot.Jump, EncodeJmpAbs(tt.dest)) {
+				t.Errorf("slot jump %x", r.Slot.Jump)
+			}
+			if len(r.Slot.Orig) != len(r.Slot.Jump) {
+				t.Errorf("slot orig %d bytes, jump %d", len(r.Slot.Orig), len(r.Slot.Jump))
+			}
+		})
+	}
+}
+
+func TestRelocateEntry(t *testing.T) {
+	const addr = 0x401000
+	const tramp = 0x402000
+	tests := []struct {
+		name   string
+		code   string
+		window int // bytes overwritten from addr
+		want   string
+		mapped map[uint64]uint64 // old offset -> new offset
+		errSub string
+	}{
+		{
+			// push %rbx; mov %edi,%ebx; <5th byte starts here> ...
+			name: "plain", code: "53 89fb 4883ec10 c3", window: 5,
+			want:   "53 89fb 4883ec10 e9" + le32(0x401007-(tramp+7+5)),
+			mapped: map[uint64]uint64{1: 1, 3: 3},
+		},
+		{
+			// mov 0x100(%rip),%eax: disp rebased by addr-tramp.
+			name: "rip-relative", code: "8b0500010000 c3", window: 5,
+			want:   "8b05" + le32(0x401006+0x100-(tramp+6)) + "e9" + le32(0x401006-(tramp+6+5)),
+			mapped: map[uint64]uint64{},
+		},
+		{
+			// A loop at the entry: jcc rel8 back to the entry becomes jcc rel32
+			// to the old entry (which then holds the redirect).
+			name: "jcc rel8", code: "ffc0 75fc c3", window: 5,
+			want:   "ffc0 0f85" + le32(0x401000-(tramp+2+6)) + "c3",
+			mapped: map[uint64]uint64{2: 2, 4: 8},
+		},
+		{
+			name: "call rel32", code: "e8 10000000 c3", window: 5,
+			want:   "e8" + le32(0x401015-(tramp+5)) + "e9" + le32(0x401005-(tramp+5+5)),
+			mapped: map[uint64]uint64{},
+		},
+		{
+			name: "jmp rel8 then padding", code: "eb10", window: 2,
+			want:   "e9" + le32(0x401012-(tramp+5)),
+			mapped: map[uint64]uint64{},
+		},
+		{
+			name: "loop", code: "e2fe c3", window: 2,
+			want:   "e202 eb05 e9" + le32(0x401000-(tramp+9)) + "e9" + le32(0x401002-(tramp+9+5)),
+			mapped: map[uint64]uint64{},
+		},
+		{
+			name: "syscall kept with its two bytes", code: "53 0f05 5b c3", window: 5,
+			want:   "53 0f05 5b c3",
+			mapped: map[uint64]uint64{1: 1, 3: 3, 4: 4},
+		},
+		{name: "falls off the end", code: "90 90", window: 5, errSub: "falls through its end"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code := hexb(t, tt.code)
+			fn := arch.Func{Name: "f", Addr: addr, Code: code}
+			r := arch.Redirect{Addr: addr, Jump: make([]byte, tt.window)}
+			got, err := Arch{}.RelocateEntry(fn, r, tramp)
+			if tt.errSub != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errSub) {
+					t.Fatalf("got %x, %v; want error %q", got.Code, err, tt.errSub)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Code, hexb(t, tt.want)) {
+				t.Errorf("code\n %x\nwant\n %x", got.Code, hexb(t, tt.want))
+			}
+			if len(got.Map) != len(tt.mapped) {
+				t.Errorf("map %v, want %v", got.Map, tt.mapped)
+			}
+			for o, n := range tt.mapped {
+				if got.Map[addr+o] != tramp+n {
+					t.Errorf("map[%#x] = %#x, want %#x", addr+o, got.Map[addr+o], tramp+n)
+				}
+			}
+			// The copy decodes.
+			if _, err := Decode(got.Code, tramp); err != nil {
+				t.Errorf("copy does not decode: %v", err)
+			}
+		})
+	}
+	// Out of reach of a RIP-relative operand.
+	fn := arch.Func{Name: "f", Addr: addr, Code: hexb(t, "8b0500010000 c3")}
+	if _, err := (Arch{}).RelocateEntry(fn, arch.Redirect{Addr: addr, Jump: make([]byte, 5)}, 0x7f0000000000); !errors.Is(err, arch.ErrOutOfRange) {
+		t.Errorf("far copy: %v", err)
+	}
+}
+
+func TestRewindEntry(t *testing.T) {
+	const addr = 0x401000
+	tests := []struct {
+		name  string
+		code  string
+		pc    uint64 // offset
+		delta uint64
+		ok    bool
+	}{
+		{"after push", "55 4889e5 c3", 1, 8, true},
+		{"after two pushes", "4157 4156 53 c3", 4, 16, true},
+		{"after push and sub", "53 4883ec10 c3", 5, 0, false}, // pc 5 is outside a 5-byte window
+		{"push, test", "53 85ff 7402 c3", 3, 8, true},
+		{"after mov (not undoable)", "89f8 53 c3", 2, 0, false},
+		{"mid instruction", "4883ec10 c3", 2, 0, false},
+		{"at the entry", "55 c3", 0, 0, false},
+	}
+	for _, tt := range tests {
+		fn := arch.Func{Name: "f", Addr: addr, Code: hexb(t, tt.code)}
+		r := arch.Redirect{Addr: addr, Jump: make([]byte, 5)}
+		d, ok := Arch{}.RewindEntry(fn, r, addr+tt.pc)
+		if d != tt.delta || ok != tt.ok {
+			t.Errorf("%s: RewindEntry = %d, %v; want %d, %v", tt.name, d, ok, tt.delta, tt.ok)
+		}
+	}
+}
+
+// le32 formats v as 4 little-endian hex bytes.
+func le32(v int64) string {
+	b := []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}
+	const hx = "0123456789abcdef"
+	var s strings.Builder
+	for _, c := range b {
+		s.WriteByte(hx[c>>4])
+		s.WriteByte(hx[c&15])
+	}
+	return s.String()
+}
