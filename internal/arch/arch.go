@@ -123,7 +123,9 @@ type Func struct {
 	// (Prev) and Addr, and Prev that function's code, which ends where Gap
 	// starts: alignment padding there, after Prev's last instruction, can hold
 	// the long jump of a slot redirect (see Redirect.Slot). Both are nil when
-	// unknown (no symbol below, or another section).
+	// unknown (no symbol below, or another section). When that function's
+	// size is unknown (a size-0 symbol), Gap is nil and Prev runs from its
+	// start up to Addr: the implementation finds where its code ends.
 	Gap  []byte
 	Prev []byte
 }

@@ -355,6 +355,44 @@ func (t *Table) NextAfter(addr uint64) (uint64, bool) {
 	return 0, false
 }
 
+// PrevFunc returns the function symbol that ends closest at or below addr in
+// addr's section, when the bytes from its end up to addr belong to no symbol
+// (no sized symbol or function label of that section starts or ends inside
+// them, and none encloses them). Together with the symbol at addr it bounds
+// the padding above a function. A function label of size 0 (crtstuff's, an
+// assembler routine without .size) is returned too: its code then runs up to
+// some point before addr that only decoding can tell.
+func (t *Table) PrevFunc(addr uint64) (Symbol, bool) {
+	sec := t.sectionIndexAt(addr)
+	if sec == -2 {
+		return Symbol{}, false
+	}
+	i := sort.Search(len(t.sized), func(i int) bool { return t.sized[i].Value >= addr })
+	var prev Symbol
+	found := false
+	// Walk down: the first symbol below addr must be a sized function ending
+	// at or before addr; a few more are looked at for one enclosing the gap.
+	for j, seen := i-1, 0; j >= 0 && seen < 16; j-- {
+		s := t.sized[j]
+		if sec >= 0 && s.Section != elf.SectionIndex(sec) {
+			continue
+		}
+		seen++
+		end := s.Value + s.Size
+		if !found {
+			if !s.IsFunc() || end > addr {
+				return Symbol{}, false
+			}
+			prev, found = s, true
+			continue
+		}
+		if end > prev.Value+prev.Size {
+			return Symbol{}, false // encloses the gap
+		}
+	}
+	return prev, found
+}
+
 // sectionIndexAt returns the index of the SHF_ALLOC section containing addr,
 // or -1 when the file has no section headers.
 func (t *Table) sectionIndexAt(addr uint64) int {

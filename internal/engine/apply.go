@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -88,6 +89,9 @@ type ApplyReport struct {
 	Elapsed    time.Duration `json:"elapsed_ns"`
 	// Phases splits Elapsed into its steps.
 	Phases []Phase `json:"phases,omitempty"`
+	// Moved counts the threads found inside the bytes being overwritten and
+	// moved out of them in the stop window (entrymove.go).
+	Moved int `json:"threads_moved,omitempty"`
 }
 
 // prepared is everything about one apply that can be computed before any
@@ -181,22 +185,9 @@ func prepare(pid int, p *patchfile.Patch, stacks bool) (*prepared, error) {
 		if err != nil {
 			return nil, fmt.Errorf("function %s: read %s: %w", f.Name, mod.Path, err)
 		}
-		var tail []byte
-		if next, ok := mod.syms.NextAfter(f.Addr); ok && next > f.Addr+f.Size {
-			n := next - (f.Addr + f.Size)
-			if n > 32 {
-				n = 32
-			}
-			tail, _ = mod.f.ReadVirt(f.Addr+f.Size, int(n))
-		} else if end, ok := mod.f.SectionEnd(f.Addr); ok && end > f.Addr+f.Size {
-			n := end - (f.Addr + f.Size)
-			if n > 32 {
-				n = 32
-			}
-			tail, _ = mod.f.ReadVirt(f.Addr+f.Size, int(n))
-		}
 		entry := f.Addr + mod.Bias
-		pf := plannedFunc{spec: f, obj: objIndex[f.Object], fn: arch.Func{Name: f.Name, Addr: entry, Code: code, Tail: tail}}
+		pf := plannedFunc{spec: f, obj: objIndex[f.Object], fn: arch.Func{Name: f.Name, Addr: entry, Code: code}}
+		readSurroundings(mod, f.Addr, f.Size, &pf.fn)
 		for _, al := range aliases[k] {
 			pf.aliases = append(pf.aliases, alias{al.Name, objIndex[al.Object]})
 		}
@@ -213,7 +204,8 @@ func prepare(pid int, p *patchfile.Patch, stacks bool) (*prepared, error) {
 		AppliedAt: math.MaxInt64, Base: math.MaxUint64, Size: math.MaxUint64, TextStart: math.MaxUint64, TextEnd: math.MaxUint64}
 	for _, f := range pp.funcs {
 		dry.Redirects = append(dry.Redirects, record.Redirect{Func: f.spec.Name, Addr: math.MaxUint64, Entry: math.MaxUint64,
-			New: math.MaxUint64, Orig: make([]byte, 16), Jump: make([]byte, 16), Kind: "jmp abs64 (padding)"})
+			New: math.MaxUint64, Orig: make([]byte, 16), Jump: make([]byte, 16), Kind: strings.Repeat("x", 64),
+			SlotAddr: math.MaxUint64, SlotOrig: make([]byte, 16), SlotJump: make([]byte, 16)})
 	}
 	hdr, err := record.Encode(dry, record.StateApplied)
 	if err != nil {
@@ -224,7 +216,47 @@ func prepare(pid int, p *patchfile.Patch, stacks bool) (*prepared, error) {
 	for _, o := range pp.objs {
 		pp.size += roundUp(o.Size(), pageSize)
 	}
+	pp.size += pp.trampSize()
 	return pp, nil
+}
+
+// Bounds of what readSurroundings reads around a function.
+const (
+	maxTail = 160     // reach of a jmp rel8 from the entry (127) plus a 14-byte slot
+	maxGap  = 4096    // padding above a function larger than this is not used
+	maxPrev = 1 << 20 // nor the padding after a function larger than this
+)
+
+// readSurroundings fills fn.Tail (the bytes after the function of link-time
+// address addr and size size, up to the next symbol or the end of its
+// section) and fn.Gap/fn.Prev (the bytes between the function below it and
+// addr, and that function's code), from the module's file.
+func readSurroundings(mod *module, addr, size uint64, fn *arch.Func) {
+	end := addr + size
+	if next, ok := mod.syms.NextAfter(addr); ok && next > end {
+		fn.Tail, _ = mod.f.ReadVirt(end, int(min(next-end, maxTail)))
+	} else if secEnd, ok := mod.f.SectionEnd(addr); ok && secEnd > end {
+		fn.Tail, _ = mod.f.ReadVirt(end, int(min(secEnd-end, maxTail)))
+	}
+	ps, ok := mod.syms.PrevFunc(addr)
+	if !ok || ps.Size > maxPrev || addr-(ps.Value+ps.Size) > maxGap {
+		return
+	}
+	if ps.Size == 0 { // unknown size: the bytes up to addr, split by decoding
+		fn.Prev, _ = mod.f.ReadVirt(ps.Value, int(addr-ps.Value))
+		return
+	}
+	prev, err := mod.f.ReadVirt(ps.Value, int(ps.Size))
+	if err != nil {
+		return
+	}
+	gap := []byte{}
+	if n := addr - (ps.Value + ps.Size); n > 0 {
+		if gap, err = mod.f.ReadVirt(ps.Value+ps.Size, int(n)); err != nil {
+			return
+		}
+	}
+	fn.Prev, fn.Gap = prev, gap
 }
 
 func roundUp(x, a uint64) uint64 { return (x + a - 1) / a * a }
@@ -272,6 +304,9 @@ type image struct {
 	objs    []*linker.Image
 	plans   []arch.Redirect
 	padded  []*arch.PaddedRedirect // per plan: non-nil for a patch-ready function
+	tramps  []*arch.Relocated      // per plan: the relocated copy of the overwritten bytes, or nil (entrymove.go)
+	stacked []bool // per plan: replaces another patch's jump (set in the stop window)
+	moved   int    // threads moved out of the overwritten bytes
 	textLo  uint64
 	textHi  uint64
 	rec     *record.Record
@@ -337,12 +372,16 @@ func (pp *prepared) link(base uint64, p *patchfile.Patch) (*image, error) {
 		}
 		im.plans = append(im.plans, r)
 		im.padded = append(im.padded, nil)
-		im.rec.Redirects = append(im.rec.Redirects, record.Redirect{Func: f.spec.Name, Addr: r.Addr, Entry: f.fn.Addr,
-			New: dest, Orig: r.Orig, Jump: r.Jump, Kind: r.Kind})
+		rd := record.Redirect{Func: f.spec.Name, Addr: r.Addr, Entry: f.fn.Addr, New: dest, Orig: r.Orig, Jump: r.Jump, Kind: r.Kind}
+		if r.Slot != nil {
+			rd.SlotAddr, rd.SlotOrig, rd.SlotJump = r.Slot.Addr, r.Slot.Orig, r.Slot.Jump
+		}
+		im.rec.Redirects = append(im.rec.Redirects, rd)
 	}
 	if err := checkWrites(im.rec.Redirects); err != nil {
 		return nil, err
 	}
+	pp.placeTrampolines(im, off)
 	hdr, err := record.Encode(im.rec, record.StateApplying)
 	if err != nil {
 		return nil, err
@@ -500,6 +539,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	tl.mark("stop, check, write jumps, detach")
 	rep.Phases = tl.phases
 	rep.Pause = pr.Pause()
+	rep.Moved = im.moved
 	rep.Region, rep.RegionSize = im.base, pp.size
 	for i, r := range im.plans {
 		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Aliases: pp.funcs[i].names(), Entry: pp.funcs[i].fn.Addr,
@@ -561,6 +601,9 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image) (*busyError, error) {
 	// The bytes about to be replaced must be the ones the patch was planned
 	// against, or the jump of an applied patch of ours: then this patch
 	// stacks on top of it, and reverting it restores that jump.
+	if im.stacked == nil {
+		im.stacked = make([]bool, len(im.plans))
+	}
 	for i := range im.plans {
 		r := &im.plans[i]
 		cur := make([]byte, len(r.Orig))
@@ -583,11 +626,16 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image) (*busyError, error) {
 			}
 			r.Orig = cur
 			im.rec.Redirects[i].Orig = cur
+			im.stacked[i] = true
 			continue
 		}
 		pr.Resume()
 		return nil, fmt.Errorf("%w: %s at %#x holds % x, expected % x (changed by another tool?)",
 			ErrMismatch, pp.funcs[i].spec.Name, r.Addr, cur, r.Orig)
+	}
+	if err := checkSlots(pr, pp, im, applied); err != nil {
+		pr.Resume()
+		return nil, err
 	}
 	if hdr, err := record.Encode(im.rec, record.StateApplying); err == nil && uint64(len(hdr)) <= pp.hdrSize && string(hdr) != string(im.hdr) {
 		// Stacked: the record must say which jump each redirect replaced.
@@ -597,32 +645,69 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image) (*busyError, error) {
 			return nil, fmt.Errorf("update record: %w", err)
 		}
 	}
-	threads := pr.Threads()
-	for _, th := range threads {
-		pc := th.Regs.PC()
-		for i, r := range im.plans {
-			if r.Contains(pc) {
-				pr.Resume()
-				return &busyError{fmt.Sprintf("thread %d is executing inside the first bytes of %s (pc %#x)",
-					th.TID, pp.funcs[i].spec.Name, pc)}, nil
-			}
-		}
+	// Threads inside the bytes about to be overwritten are moved out of
+	// them (entrymove.go); the checks below see them where they will resume.
+	moves, busy, err := pp.planMoves(im, pr.Threads(), im.stacked, pp.unw == nil)
+	if busy != nil || err != nil {
+		pr.Resume()
+		return busy, err
 	}
+	threads := movedThreads(pr.Threads(), moves)
 	if pp.unw != nil {
 		var spans []span
-		for _, f := range pp.funcs {
-			spans = append(spans, span{f.fn.Addr, f.fn.Addr + uint64(len(f.fn.Code)), f.spec.Name})
+		for i, f := range pp.funcs {
+			// A thread at the patch point (or on the endbr64 before it) has
+			// not started the function: it will take the jump.
+			spans = append(spans, span{f.fn.Addr, f.fn.Addr + uint64(len(f.fn.Code)), f.spec.Name, im.plans[i].Addr})
 		}
 		if busy := pp.t.activeOnStacks(pr, pp.unw, threads, maps, spans); busy != nil {
 			pr.Resume()
 			return busy, nil
 		}
 	}
-	if err := writeJumps(pr, pp, im); err != nil {
+	if busy := pp.slotsInUse(pr, im, threads, maps, im.stacked); busy != nil {
+		pr.Resume()
+		return busy, nil
+	}
+	if err := setMoves(pr, moves); err != nil {
 		pr.Resume()
 		return nil, err
 	}
+	if err := writeJumps(pr, pp, im); err != nil {
+		unsetMoves(pr, moves)
+		pr.Resume()
+		return nil, err
+	}
+	im.moved = len(moves)
 	return nil, nil
+}
+
+// checkSlots checks, with the process stopped, that each slot still holds
+// the padding it was planned over, or the slot jump of an applied patch of
+// ours (then this patch stacks on it: only the slot changes, and reverting
+// restores that jump).
+func checkSlots(pr *proc.Process, pp *prepared, im *image, applied []PatchStatus) error {
+	for i := range im.plans {
+		sl := im.plans[i].Slot
+		if sl == nil {
+			continue
+		}
+		cur := make([]byte, len(sl.Orig))
+		if err := pr.ReadMem(sl.Addr, cur); err != nil {
+			return fmt.Errorf("read the slot of %s at %#x: %w", pp.funcs[i].spec.Name, sl.Addr, err)
+		}
+		if string(cur) == string(sl.Orig) {
+			continue
+		}
+		if slotOwner(applied, sl.Addr, cur) != nil && im.stacked[i] {
+			sl.Orig = cur
+			im.rec.Redirects[i].SlotOrig = cur
+			continue
+		}
+		return fmt.Errorf("%w: the padding at %#x chosen for the long jump of %s holds % x, expected % x (another patch's slot, or changed by another tool?)",
+			ErrMismatch, sl.Addr, pp.funcs[i].spec.Name, cur, sl.Orig)
+	}
+	return nil
 }
 
 // stepError names the step of an apply that failed.
@@ -662,6 +747,9 @@ func writeJumps(pr *proc.Process, pp *prepared, im *image) (err error) {
 			if werr := pr.WriteMem(r.Addr, r.Orig); werr != nil {
 				err = fmt.Errorf("%w (and restoring %s failed: %v)", err, pp.funcs[written[i]].spec.Name, werr)
 			}
+			if r.Slot != nil {
+				pr.WriteMem(r.Slot.Addr, r.Slot.Orig)
+			}
 			if pd := im.padded[written[i]]; pd != nil {
 				pr.WriteMem(pd.Pad.Addr, pd.Pad.Orig)
 			}
@@ -679,7 +767,16 @@ func writeJumps(pr *proc.Process, pp *prepared, im *image) (err error) {
 				return fail("redirect", fmt.Errorf("%s padding at %#x: %w", pp.funcs[i].spec.Name, pd.Pad.Addr, err))
 			}
 		}
+		if r.Slot != nil {
+			// The slot first: it is dead until the entry jump leads there.
+			if err := pr.WriteMem(r.Slot.Addr, r.Slot.Jump); err != nil {
+				return fail("redirect", fmt.Errorf("%s slot at %#x: %w", pp.funcs[i].spec.Name, r.Slot.Addr, err))
+			}
+		}
 		if err := pr.WriteMem(r.Addr, r.Jump); err != nil {
+			if r.Slot != nil {
+				pr.WriteMem(r.Slot.Addr, r.Slot.Orig)
+			}
 			return fail("redirect", fmt.Errorf("%s at %#x: %w", pp.funcs[i].spec.Name, r.Addr, err))
 		}
 		written = append(written, i)

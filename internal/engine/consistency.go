@@ -59,6 +59,10 @@ func (t *target) unwinder() *unwind.Unwinder {
 type span struct {
 	lo, hi uint64
 	name   string
+	// entry, if not 0: a thread whose own pc (not a return address) is in
+	// [lo, entry] has not started the function (it is on the landing pad or
+	// at the patch point) and does not count.
+	entry uint64
 }
 
 // activeOnStacks walks every thread's stack and returns a busyError naming
@@ -100,6 +104,9 @@ func (t *target) activeOnStacks(pr *proc.Process, u *unwind.Unwinder, threads []
 				look--
 			}
 			if s, ok := in(look); ok {
+				if i == 0 && look <= s.entry {
+					continue
+				}
 				return &busyError{fmt.Sprintf("%s is active on thread %d; backtrace:\n%s", s.name, th.TID, t.backtrace(res))}
 			}
 		}

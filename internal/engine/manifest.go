@@ -156,6 +156,9 @@ func checkWrites(rds []record.Redirect) error {
 		if rd.Padded() {
 			ws = append(ws, w{rd.PadAddr, rd.PadAddr + uint64(len(rd.PadJump)), rd.Func + " (padding)"})
 		}
+		if rd.HasSlot() {
+			ws = append(ws, w{rd.SlotAddr, rd.SlotAddr + uint64(len(rd.SlotJump)), rd.Func + " (slot in padding)"})
+		}
 	}
 	sort.Slice(ws, func(i, j int) bool { return ws[i].lo < ws[j].lo })
 	for i := 1; i < len(ws); i++ {

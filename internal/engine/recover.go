@@ -115,6 +115,10 @@ func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
 				if pr.ReadMem(rd.Addr, cur) != nil || string(cur) != string(rd.Jump) {
 					all = false
 				}
+				slot := make([]byte, len(rd.SlotJump))
+				if rd.HasSlot() && (pr.ReadMem(rd.SlotAddr, slot) != nil || string(slot) != string(rd.SlotJump)) {
+					all = false
+				}
 			}
 			if all {
 				if err := pr.WriteMem(p.Base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
@@ -145,8 +149,17 @@ func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
 }
 
 // restoreJumps puts back the original bytes wherever the jump is still in
-// place (a jump never written, or already restored, is left alone).
+// place (a jump never written, or already restored, is left alone): each
+// entry, then its slot, after moving any thread sitting at a slot back to
+// its entry (entrymove.go).
 func restoreJumps(pr *proc.Process, rds []record.Redirect) error {
+	moves, why := offSlots(pr.Threads(), rds)
+	if why != "" {
+		return fmt.Errorf("%s; try again", why)
+	}
+	if err := setMoves(pr, moves); err != nil {
+		return err
+	}
 	for i := len(rds) - 1; i >= 0; i-- {
 		rd := rds[i]
 		cur := make([]byte, len(rd.Jump))
@@ -155,6 +168,18 @@ func restoreJumps(pr *proc.Process, rds []record.Redirect) error {
 		}
 		if string(cur) == string(rd.Jump) {
 			if err := pr.WriteMem(rd.Addr, rd.Orig); err != nil {
+				return err
+			}
+		}
+		if !rd.HasSlot() {
+			continue
+		}
+		slot := make([]byte, len(rd.SlotJump))
+		if err := pr.ReadMem(rd.SlotAddr, slot); err != nil {
+			return err
+		}
+		if string(slot) == string(rd.SlotJump) {
+			if err := pr.WriteMem(rd.SlotAddr, rd.SlotOrig); err != nil {
 				return err
 			}
 		}

@@ -162,25 +162,38 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 			}
 		}
 	}
+	// A thread that took an entry jump and sits at its slot goes back to
+	// the entry before the slot's padding returns (entrymove.go).
+	moves, why := offSlots(threads, rec.Redirects)
+	if why != "" {
+		pr.Resume()
+		return &busyError{why}, nil
+	}
+	threads = movedThreads(threads, moves)
 	if unw != nil {
 		// Stack model: no thread may be executing in, or due to return into,
 		// the patch's code when the old code comes back.
-		spans := []span{{rec.TextStart, rec.TextEnd, "the code of patch " + rec.ID}}
+		spans := []span{{rec.TextStart, rec.TextEnd, "the code of patch " + rec.ID, 0}}
 		if busy := t.activeOnStacks(pr, unw, threads, maps, spans); busy != nil {
 			pr.Resume()
 			return busy, nil
 		}
 	}
+	if err := setMoves(pr, moves); err != nil {
+		return resumeErr(err)
+	}
 	if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverting)); err != nil {
+		unsetMoves(pr, moves)
 		return resumeErr(fmt.Errorf("mark reverting: %w", err))
 	}
 	for i := len(rec.Redirects) - 1; i >= 0; i-- {
 		rd := rec.Redirects[i]
-		if err := pr.WriteMem(rd.Addr, rd.Orig); err != nil {
+		if err := restoreRedirect(pr, rd); err != nil {
 			// Put back the jumps restored so far: all or nothing.
 			for j := i + 1; j < len(rec.Redirects); j++ {
-				pr.WriteMem(rec.Redirects[j].Addr, rec.Redirects[j].Jump)
+				redoRedirect(pr, rec.Redirects[j])
 			}
+			unsetMoves(pr, moves)
 			pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateApplied))
 			return resumeErr(fmt.Errorf("restore %s at %#x: %w", rd.Func, rd.Addr, err))
 		}
@@ -213,6 +226,30 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 }
 
 type regionRef struct{ base, size uint64 }
+
+// restoreRedirect puts back the bytes one redirect changed, in the reverse
+// order of the apply: the entry, then its slot (dead again once no entry
+// leads there; offSlots moved any thread about to execute it).
+func restoreRedirect(pr *proc.Process, rd record.Redirect) error {
+	if err := pr.WriteMem(rd.Addr, rd.Orig); err != nil {
+		return err
+	}
+	if rd.HasSlot() {
+		if err := pr.WriteMem(rd.SlotAddr, rd.SlotOrig); err != nil {
+			pr.WriteMem(rd.Addr, rd.Jump)
+			return fmt.Errorf("slot at %#x: %w", rd.SlotAddr, err)
+		}
+	}
+	return nil
+}
+
+// redoRedirect writes a redirect's jumps again, slot first.
+func redoRedirect(pr *proc.Process, rd record.Redirect) {
+	if rd.HasSlot() {
+		pr.WriteMem(rd.SlotAddr, rd.SlotJump)
+	}
+	pr.WriteMem(rd.Addr, rd.Jump)
+}
 
 // freeRegion unmaps a reverted region (deregistering its unwind tables
 // first) with one thread of the process stopped. It returns why the region

@@ -25,6 +25,12 @@ func (r Regs) SP() uint64 { return r.Rsp }
 // FP returns the frame pointer (rbp).
 func (r Regs) FP() uint64 { return r.Rbp }
 
+// SetPC sets the instruction pointer.
+func (r *Regs) SetPC(pc uint64) { r.Rip = pc }
+
+// SetSP sets the stack pointer.
+func (r *Regs) SetSP(sp uint64) { r.Rsp = sp }
+
 // syscallInsn is the `syscall` instruction we look for in the target's
 // executable memory. The kernel's restart logic (arch/x86/kernel/signal.c)
 // rewinds rip by 2, the length of `syscall` (and of `int $0x80`, `sysenter`).

@@ -26,6 +26,12 @@ func (r Regs) SP() uint64 { return r.Sp }
 // FP returns the frame pointer (x29).
 func (r Regs) FP() uint64 { return r.Regs[29] }
 
+// SetPC sets the program counter.
+func (r *Regs) SetPC(pc uint64) { r.Pc = pc }
+
+// SetSP sets the stack pointer.
+func (r *Regs) SetSP(sp uint64) { r.Sp = sp }
+
 // syscallInsn is `svc #0`.
 var syscallInsn = []byte{0x01, 0x00, 0x00, 0xd4}
 

@@ -103,7 +103,17 @@ type Redirect struct {
 	PadOrig []byte `json:"pad_orig,omitempty"`
 	PadJump []byte `json:"pad_jump,omitempty"`
 	Order   []int  `json:"order,omitempty"`
+	// For a slot redirect (a function with no room for the long jump at its
+	// entry), Addr/Orig/Jump are the 2-byte jump at the entry and Slot* the
+	// long jump written into the dead padding it reaches. Apply writes the
+	// slot first, revert restores it last.
+	SlotAddr uint64 `json:"slot_addr,omitempty"`
+	SlotOrig []byte `json:"slot_orig,omitempty"`
+	SlotJump []byte `json:"slot_jump,omitempty"`
 }
+
+// HasSlot reports whether the redirect goes through a slot in padding.
+func (r Redirect) HasSlot() bool { return len(r.SlotJump) > 0 }
 
 // Padded reports whether the redirect goes through patch-ready padding.
 func (r Redirect) Padded() bool { return len(r.PadJump) > 0 }
@@ -207,6 +217,9 @@ func Decode(b []byte) (rec *Record, s State, err error) {
 		}
 		if len(rd.PadOrig) != len(rd.PadJump) || len(rd.PadJump) > 64 {
 			return nil, 0, fmt.Errorf("%w: redirect %d (%s): bad padding bytes", ErrBadRecord, i, rd.Func)
+		}
+		if len(rd.SlotOrig) != len(rd.SlotJump) || len(rd.SlotJump) > 64 || (rd.HasSlot() && rd.Padded()) {
+			return nil, 0, fmt.Errorf("%w: redirect %d (%s): bad slot bytes", ErrBadRecord, i, rd.Func)
 		}
 		for _, o := range rd.Order {
 			if o < 0 || o >= len(rd.Jump) || len(rd.Order) != len(rd.Jump) {

@@ -22,10 +22,13 @@ import (
 // Why the slot is never executed before the entry jump leads there, and why
 // overwriting it cannot disturb anything:
 //   - Nothing falls through into it: the padding starts right after an
-//     instruction that never continues to the next byte (ret, jmp, ud2, hlt;
-//     not a call, which a noreturn callee's return address would point past),
+//     instruction that never continues to the next byte (ret, jmp, ud2, hlt),
 //     and every byte from there to the next symbol (or the slot's end) is
-//     padding, so no code of another symbol is interleaved.
+//     padding, so no code of another symbol is interleaved. A function may
+//     also end with a call: compilers emit nothing after a call only when the
+//     callee does not return (exit, abort, __stack_chk_fail, __cxa_throw...),
+//     but a thread inside such a callee has the first padding byte as its
+//     return address, so that byte is never part of the slot.
 //   - No branch targets it: neither function around it has a direct branch
 //     into the padding (checked here), and padding has no label of its own,
 //     so no other code can name it; a symbol inside it would have ended Gap
@@ -105,6 +108,7 @@ func slotRanges(fn arch.Func, insns []Insn) ([]slotRange, []string) {
 		return ""
 	}
 	// Above the entry: Gap, after the previous function.
+	fn.Prev, fn.Gap = splitPrev(fn)
 	switch gapLo := fn.Addr - uint64(len(fn.Gap)); {
 	case fn.Gap == nil || fn.Prev == nil:
 		whys = append(whys, "the bytes above the entry follow no known function")
@@ -119,7 +123,8 @@ func slotRanges(fn arch.Func, insns []Insn) ([]slotRange, []string) {
 			whys = append(whys, fmt.Sprintf("the function below (at %#x) does not decode: %v", prevAddr, err))
 			break
 		}
-		if last := prev[len(prev)-1]; !stopsFlow(last.Kind) {
+		last := prev[len(prev)-1]
+		if !stopsFlow(last.Kind) && last.Kind != Call && last.Kind != CallIndirect {
 			whys = append(whys, fmt.Sprintf("the function below ends with a %s at %#x, after which execution may continue into the padding", last.Kind, last.PC))
 			break
 		}
@@ -127,7 +132,11 @@ func slotRanges(fn arch.Func, insns []Insn) ([]slotRange, []string) {
 			whys = append(whys, "the padding above the entry is a branch target: "+why)
 			break
 		}
-		ranges = append(ranges, slotRange{where: "above the entry", lo: gapLo, orig: fn.Gap, fromTop: true})
+		r := slotRange{where: "above the entry", lo: gapLo, orig: fn.Gap, fromTop: true}
+		if !stopsFlow(last.Kind) { // a final (noreturn) call returns to gapLo: keep it out
+			r.lo, r.orig = gapLo+1, fn.Gap[1:]
+		}
+		ranges = append(ranges, r)
 	}
 	// After the function: Tail.
 	n := PaddingLen(fn.Tail)
@@ -144,6 +153,31 @@ func slotRanges(fn arch.Func, insns []Insn) ([]slotRange, []string) {
 		ranges = append(ranges, slotRange{where: "after the function", lo: fnEnd, orig: fn.Tail[:n]})
 	}
 	return ranges, whys
+}
+
+// splitPrev handles a function below of unknown size (Gap nil, Prev running
+// up to fn.Addr, as for the size-0 symbols of crtstuff's frame_dummy): it is
+// decoded from its start, which is an instruction boundary, and ends after
+// its last instruction that is not a NOP or int3; the rest is the gap.
+func splitPrev(fn arch.Func) (prev, gap []byte) {
+	if fn.Gap != nil || fn.Prev == nil {
+		return fn.Prev, fn.Gap
+	}
+	start := fn.Addr - uint64(len(fn.Prev))
+	insns, err := Decode(fn.Prev, start)
+	if err != nil {
+		return nil, nil
+	}
+	end := 0
+	for _, in := range insns {
+		if in.Kind != Nop && in.Kind != Int3 {
+			end = int(in.End() - start)
+		}
+	}
+	if end == 0 {
+		return nil, nil
+	}
+	return fn.Prev[:end], append([]byte{}, fn.Prev[end:]...)
 }
 
 func cat(a, b string) string {

@@ -51,7 +51,13 @@ func TestPlanSlot(t *testing.T) {
 		{name: "no padding anywhere", prev: "c3", gap: "", code: "8d4701 c3", dest: near, errSub: "no padding above the entry"},
 		{name: "gap too small", prev: "c3", gap: "909090", code: "8d4701 c3", dest: near, errSub: "too small for a 5-byte jump"},
 		{name: "previous falls through", prev: "31c0", gap: "9090909090909090", code: "8d4701 c3", dest: near, errSub: "ends with a other"},
-		{name: "previous ends with a call", prev: "e8 00000000", gap: "9090909090909090", code: "8d4701 c3", dest: near, errSub: "ends with a call"},
+		{
+			// A final (noreturn) call: its return address, the first padding
+			// byte, stays out of the slot.
+			name: "previous ends with a call", prev: "e8 00100000", gap: "9090909090909090", code: "8d4701 c3", dest: near,
+			wantSlot: addr - 5, wantSlotKind: "jmp rel32", wantEntry: addr, wantSlotOrig: "9090909090", wantEntryOrigHex: "8d47",
+		},
+		{name: "previous ends with a call, 5 bytes of padding", prev: "e8 00100000", gap: "9090909090", code: "8d4701 c3", dest: near, errSub: "too small"},
 		{name: "unknown previous", noPrev: true, code: "8d4701 c3", dest: near, errSub: "follow no known function"},
 		{name: "gap not padding", prev: "c3", gap: "9090 4889e5 90909090", code: "8d4701 c3", dest: near, errSub: "not all padding"},
 		{name: "branch into the gap", prev: "74 01 c3", gap: "9090909090909090", code: "8d4701 c3", dest: near, errSub: "is a branch target"},
@@ -233,4 +239,24 @@ func le32(v int64) string {
 		s.WriteByte(hx[c&15])
 	}
 	return s.String()
+}
+
+// A function below of unknown size (size-0 symbol, as crtstuff's
+// frame_dummy): its code is found by decoding.
+func TestPlanSlotUnsizedPrev(t *testing.T) {
+	const addr = 0x1100
+	prev := hexb(t, "f30f1efa e977ffffff 0f1f8000000000") // endbr64; jmp; nopl
+	fn := arch.Func{Name: "compute", Addr: addr, Code: hexb(t, "8d4701 c3"), Prev: prev}
+	r, err := Arch{}.PlanRedirect(fn, 0x10000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Slot == nil || r.Slot.Addr != addr-5 || !bytes.Equal(r.Slot.Orig, hexb(t, "8000000000")) {
+		t.Fatalf("plan %+v slot %+v", r, r.Slot)
+	}
+	// Code right up to the entry: no gap.
+	fn.Prev = hexb(t, "f30f1efa 31c0 c3")
+	if _, err := (Arch{}).PlanRedirect(fn, 0x10000000); err == nil || !strings.Contains(err.Error(), "no padding above") {
+		t.Fatalf("no gap: %v", err)
+	}
 }

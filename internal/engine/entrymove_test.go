@@ -1,0 +1,104 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/testutil"
+)
+
+// counts parses the "old N new M" lines of tiny_main.c and loopfn.c.
+func counts(l string) (olds, news int64, ok bool) {
+	n, _ := fmt.Sscanf(l, "old %d new %d", &olds, &news)
+	return olds, news, n == 2
+}
+
+// cycle applies and reverts p n times in the entry model while the target
+// hammers the function, checking after each step that the target runs the
+// expected code (its counts move) and never saw a wrong result (it exits 3).
+// wantKind, if set, must be in the report's kind; oneStop asserts that every
+// apply and revert succeeded in its first stop.
+func cycle(t *testing.T, tg *testutil.Target, p *patchfile.Patch, n int, wantKind string, oneStop bool, check bool) (moved int) {
+	t.Helper()
+	pid := tg.Pid
+	last := func() (int64, int64) {
+		tg.Drain()
+		l := tg.WaitLine(t, 5*time.Second, func(l string) bool { _, _, ok := counts(l); return ok })
+		o, w, _ := counts(l)
+		return o, w
+	}
+	_, news0 := last()
+	for i := 0; i < n; i++ {
+		rep, err := Apply(pid, p, Options{Consistency: ConsistencyEntry})
+		if err != nil {
+			t.Fatalf("cycle %d apply: %v", i, err)
+		}
+		if wantKind != "" && !strings.Contains(rep.Functions[0].Kind, wantKind) {
+			t.Fatalf("cycle %d: kind %q, want %q", i, rep.Functions[0].Kind, wantKind)
+		}
+		if oneStop && rep.Attempts != 1 {
+			t.Fatalf("cycle %d: apply needed %d stops", i, rep.Attempts)
+		}
+		moved += rep.Moved
+		if i < 3 || i == n-1 {
+			t.Logf("cycle %d: apply %v (pause %v, phases %v)", i, rep.Elapsed, rep.Pause, rep.Phases)
+		}
+		if check {
+			tg.Drain()
+			tg.WaitLine(t, 5*time.Second, func(l string) bool { _, w, ok := counts(l); return ok && w > news0 })
+		}
+		rrep, err := Revert(pid, p.ID, Options{Consistency: ConsistencyEntry})
+		if err != nil {
+			t.Fatalf("cycle %d revert: %v", i, err)
+		}
+		if i < 3 || i == n-1 {
+			t.Logf("cycle %d: revert %v (pause %v, phases %v) freed=%v %s", i, rrep.Elapsed, rrep.Pause, rrep.Phases, rrep.Freed, rrep.Retained)
+		}
+		if oneStop && rrep.Attempts != 1 {
+			t.Fatalf("cycle %d: revert needed %d stops", i, rrep.Attempts)
+		}
+		if check {
+			o0, w0 := last()
+			tg.WaitLine(t, 5*time.Second, func(l string) bool { o, _, ok := counts(l); return ok && o > o0 })
+			news0 = w0
+		}
+		if exited, err := tg.Exited(); exited {
+			t.Fatalf("target died at cycle %d: %v; stderr: %s", i, err, tg.Stderr())
+		}
+	}
+	if s := tg.Stderr(); s != "" {
+		t.Fatalf("target reported: %s", s)
+	}
+	assertRunning(t, pid)
+	return moved
+}
+
+// TestTinyFunctionLinkedLast: compute() is "lea 0x1(%rdi),%eax; ret", 4
+// bytes, the last function of .text (its object linked last, .fini right
+// after it): no room for a 5-byte jump at the entry or after it. It is
+// redirected with a 2-byte jump to a long jump in the padding above it,
+// applied and reverted 50 times under 16 hammering threads, in an executable
+// and in a shared library (issue 12 item 1).
+func TestTinyFunctionLinkedLast(t *testing.T) {
+	dir := setup(t)
+	src := func(s string) string { return filepath.Join("testdata", s) }
+	obj := compileObj(t, dir, "tiny_new.c")
+	t.Run("executable", func(t *testing.T) {
+		bin := testutil.Compile(t, filepath.Join(dir, "tiny_last"), append([]string{src("tiny_main.c"), src("tiny.c")}, targetFlags...)...)
+		tg := testutil.Start(t, bin, "16")
+		cycle(t, tg, buildPatch(t, bin, obj), 50, "slot above the entry", false, true)
+	})
+	t.Run("library", func(t *testing.T) {
+		libdir := filepath.Join(dir, "lib")
+		os.MkdirAll(libdir, 0o755)
+		lib := testutil.Compile(t, filepath.Join(libdir, "libtiny.so"), append([]string{src("tiny.c"), "-fPIC", "-shared"}, targetFlags...)...)
+		bin := testutil.Compile(t, filepath.Join(dir, "tiny_lib"), append([]string{src("tiny_main.c"), "-L" + libdir, "-ltiny", "-Wl,-rpath," + libdir}, targetFlags...)...)
+		tg := testutil.Start(t, bin, "16")
+		cycle(t, tg, buildPatch(t, lib, obj), 50, "slot above the entry", false, true)
+	})
+}
