@@ -305,8 +305,8 @@ type image struct {
 	plans   []arch.Redirect
 	padded  []*arch.PaddedRedirect // per plan: non-nil for a patch-ready function
 	tramps  []*arch.Relocated      // per plan: the relocated copy of the overwritten bytes, or nil (entrymove.go)
-	stacked []bool // per plan: replaces another patch's jump (set in the stop window)
-	moved   int    // threads moved out of the overwritten bytes
+	stacked []bool                 // per plan: replaces another patch's jump (set in the stop window)
+	moved   int                    // threads moved out of the overwritten bytes
 	textLo  uint64
 	textHi  uint64
 	rec     *record.Record
