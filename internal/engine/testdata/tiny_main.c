@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* argv[2]: microseconds each thread sleeps after every 1000 calls (0: spin),
+ * so that many threads can hammer without saturating the machine. */
+static long pause_us;
+
 int compute(int x);
 
 #define MAXT 64
@@ -29,6 +33,7 @@ static void *worker(void *arg) {
 			fprintf(stderr, "WRONG compute(%d) = %d\n", x, r);
 			exit(3);
 		}
+		if (pause_us && i % 1000 == 0) usleep(pause_us);
 	}
 	return NULL;
 }
@@ -37,6 +42,7 @@ int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	long n = argc > 1 ? atol(argv[1]) : 16;
 	if (n < 1 || n > MAXT) n = 16;
+	pause_us = argc > 2 ? atol(argv[2]) : 0;
 	pthread_t t;
 	for (long i = 0; i < n; i++) pthread_create(&t, NULL, worker, (void *)i);
 	for (;;) {

@@ -1,0 +1,1 @@
+int loopfn(int n) { return n + 1000; }
