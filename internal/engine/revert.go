@@ -152,6 +152,9 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 			return resumeErr(fmt.Errorf("%w: %s at %#x holds % x, not this patch's jump % x: something else changed it; not reverting",
 				ErrMismatch, rd.Func, rd.Addr, cur, rd.Jump))
 		}
+		if err := checkSlotJump(pr, rd, rec.ID, others); err != nil {
+			return resumeErr(err)
+		}
 	}
 	threads := pr.Threads()
 	for _, th := range threads {
@@ -226,6 +229,32 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 }
 
 type regionRef struct{ base, size uint64 }
+
+// checkSlotJump checks that a slot redirect's slot still holds this patch's
+// long jump. Patches stacked on one slot redirect share the entry's short
+// jump and differ only in the slot, so this is where a patch applied on top
+// shows (last in, first out).
+func checkSlotJump(pr *proc.Process, rd record.Redirect, id string, others []PatchStatus) error {
+	if !rd.HasSlot() {
+		return nil
+	}
+	cur := make([]byte, len(rd.SlotJump))
+	if err := pr.ReadMem(rd.SlotAddr, cur); err != nil {
+		return fmt.Errorf("read the slot of %s at %#x: %w", rd.Func, rd.SlotAddr, err)
+	}
+	if string(cur) == string(rd.SlotJump) {
+		return nil
+	}
+	for _, o := range others {
+		for _, ord := range o.Redirects {
+			if o.State == record.StateApplied && ord.HasSlot() && ord.SlotAddr == rd.SlotAddr && string(ord.SlotOrig) == string(rd.SlotJump) {
+				return fmt.Errorf("%w: patch %s replaced %s again after %s; revert %s first (last in, first out)", ErrStacked, o.ID, rd.Func, id, o.ID)
+			}
+		}
+	}
+	return fmt.Errorf("%w: the slot of %s at %#x holds % x, not this patch's jump % x: something else changed it; not reverting",
+		ErrMismatch, rd.Func, rd.SlotAddr, cur, rd.SlotJump)
+}
 
 // restoreRedirect puts back the bytes one redirect changed, in the reverse
 // order of the apply: the entry, then its slot (dead again once no entry

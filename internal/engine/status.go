@@ -157,6 +157,8 @@ func checkRecord(r *record.Record, id string, base, size uint64, maps []procmaps
 			return bad("%s: jump at %#x is not in the process's file-backed code", rd.Func, rd.Addr)
 		case rd.Padded() && !inCode(rd.PadAddr, len(rd.PadJump)):
 			return bad("%s: padding jump at %#x is not in the process's file-backed code", rd.Func, rd.PadAddr)
+		case rd.HasSlot() && !inCode(rd.SlotAddr, len(rd.SlotJump)):
+			return bad("%s: slot jump at %#x is not in the process's file-backed code", rd.Func, rd.SlotAddr)
 		}
 	}
 	return nil
