@@ -46,12 +46,10 @@ func (p *Process) Call(fn uint64, args ...uint64) (uint64, error) {
 	}
 	var ret uint64
 	err := p.do(func() error {
-		t, err := p.injectionThread()
-		if err != nil {
+		return p.onInjectionThread(func(t *thread) (err error) {
+			ret, err = p.call(t, fn, args)
 			return err
-		}
-		ret, err = p.call(t, fn, args)
-		return err
+		})
 	})
 	return ret, err
 }
@@ -257,12 +255,12 @@ func (p *Process) call(t *thread, fn uint64, args []uint64) (uint64, error) {
 	}
 	r.Rsp = sp
 	if err := setRegs(t.tid, &r); err != nil {
-		return 0, p.threadErr(err)
+		return 0, p.notRunErr(t, fmt.Sprintf("call %#x", fn), err)
 	}
 	t.injected = true
 	if err := ptrace(unix.PTRACE_CONT, t.tid, 0, 0); err != nil {
 		p.restore(t)
-		return 0, p.threadErr(fmt.Errorf("PTRACE_CONT %d: %w", t.tid, err))
+		return 0, p.notRunErr(t, fmt.Sprintf("call %#x", fn), fmt.Errorf("PTRACE_CONT %d: %w", t.tid, err))
 	}
 	t.state = running
 	deadline := time.Now().Add(p.opt.Timeout)
@@ -274,7 +272,10 @@ func (p *Process) call(t *thread, fn uint64, args []uint64) (uint64, error) {
 		}
 		switch ev {
 		case evGone:
-			return 0, fmt.Errorf("call %#x: thread %d exited: %w", fn, t.tid, ErrExited)
+			if !p.alive() {
+				return 0, fmt.Errorf("call %#x: process %d: %w", fn, p.pid, ErrExited)
+			}
+			return 0, fmt.Errorf("call %#x: thread %d exited during the call, whose effect is unknown: %w", fn, t.tid, ErrThreadExited)
 		case evSignal:
 			cur, err := getRegs(t.tid)
 			if err != nil {

@@ -12,6 +12,10 @@ var (
 	ErrPermission = errors.New("permission denied")
 	// ErrExited: the process exited (or is a zombie) while we were working on it.
 	ErrExited = errors.New("process exited")
+	// ErrThreadExited: the thread an injected call ran on exited during the
+	// call while the process lives on. What the call did is unknown; the
+	// process is detached and the caller undoes what it can check.
+	ErrThreadExited = errors.New("thread exited during an injected call")
 	// ErrTimeout: the process did not reach the expected state in time.
 	ErrTimeout = errors.New("timed out waiting for the process")
 	// ErrAlreadyTraced: another tracer (a debugger, strace, another hotpatch)
@@ -27,3 +31,7 @@ var (
 	// ErrUnsupported: the operation is not implemented for the host architecture.
 	ErrUnsupported = errors.New("not supported on this architecture")
 )
+
+// errNotRun: the thread chosen for an injected call was found gone before
+// the call could have run (see inject1); the call may be run on another.
+var errNotRun = errors.New("thread exited before the call ran")

@@ -32,14 +32,74 @@ import (
 func (p *Process) Syscall(nr uint64, args ...uint64) (uint64, error) {
 	var ret uint64
 	err := p.do(func() error {
+		return p.onInjectionThread(func(t *thread) (err error) {
+			ret, err = p.inject(t, nr, args)
+			return err
+		})
+	})
+	return ret, err
+}
+
+// onInjectionThread runs call on the thread injectionThread chooses. If that
+// thread is found to have exited before the call could run (errNotRun), it
+// runs the call on another one: only then, since a call whose thread exited
+// after entering it may have taken effect (ErrThreadExited; the caller must
+// check and undo).
+//
+// A thread in a ptrace-stop leaves it only when we resume it or when it is
+// killed (TASK_TRACED is woken only by SIGKILL), and a SIGKILL kills the
+// whole process; the one other way is another thread's execve, which kills
+// every other thread (de_thread, fs/exec.c) and replaces the program. So
+// before running the call again, check that the process is alive and still
+// has the address space we attached to; else it has exited (ErrExited).
+func (p *Process) onInjectionThread(call func(t *thread) error) error {
+	deadline := time.Now().Add(p.opt.Timeout)
+	for {
 		t, err := p.injectionThread()
 		if err != nil {
 			return err
 		}
-		ret, err = p.inject(t, nr, args)
-		return err
-	})
-	return ret, err
+		err = call(t)
+		if !errors.Is(err, errNotRun) {
+			return err
+		}
+		if err := p.replaceInjectionThread(deadline); err != nil {
+			if !p.finished {
+				p.detachAll()
+			}
+			return err
+		}
+	}
+}
+
+// replaceInjectionThread makes another stopped thread available after the
+// one chosen for a call exited before running it (see onInjectionThread).
+func (p *Process) replaceInjectionThread(deadline time.Time) error {
+	if !p.alive() || !p.sameAddressSpace() {
+		p.exited = true
+		return fmt.Errorf("process %d exited or executed another program while stopped: %w", p.pid, ErrExited)
+	}
+	if time.Now().After(deadline) {
+		return fmt.Errorf("process %d: the threads chosen for a system call keep exiting: %w", p.pid, ErrTimeout)
+	}
+	if len(p.threads) > 0 {
+		return nil // injectionThread chooses among the other stopped threads
+	}
+	// With OneThread, seize and stop another.
+	return p.stopAll()
+}
+
+// sameAddressSpace reports whether our memory file still reaches the
+// address space we attached to: after an execve its old mm has no users
+// left, and reads through a file opened on it return nothing (mem_rw,
+// fs/proc/base.c).
+func (p *Process) sameAddressSpace() bool {
+	if p.gad.syscall == 0 {
+		return true // nothing injected yet, so nothing known to compare
+	}
+	var b [1]byte
+	n, err := unix.Pread(int(p.mem.Fd()), b[:], int64(p.gad.syscall))
+	return err == nil && n == 1
 }
 
 // syscallOn is Syscall on a given thread (tests).
@@ -200,9 +260,21 @@ func (p *Process) gadgets() (gadgets, error) {
 }
 
 // readMaps reads the process's mappings (through a live thread: a zombie
-// main thread has an empty maps file).
+// main thread has an empty maps file). A thread we hold stopped cannot exit
+// meanwhile; any other may (then its file is gone or empty): choose again.
 func (p *Process) readMaps() error {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/maps", p.pid, liveTask(p.pid)))
+	var data []byte
+	var err error
+	for try := 0; try < 10 && len(data) == 0; try++ {
+		tid := liveTask(p.pid)
+		for _, t := range p.sortedThreads() {
+			if t.state != running && t.tid != p.pid {
+				tid = t.tid
+				break
+			}
+		}
+		data, err = os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/maps", p.pid, tid))
+	}
 	if err != nil {
 		return fmt.Errorf("read /proc/%d/maps: %w", p.pid, err)
 	}
@@ -304,7 +376,9 @@ func (p *Process) injectThen(t *thread, nr uint64, args []uint64, undo func() er
 		}
 	}
 	if err != nil {
-		if !p.finished {
+		// A call that provably did not run leaves the process stopped, to be
+		// run on another thread (onInjectionThread).
+		if !p.finished && !errors.Is(err, errNotRun) {
 			p.detachAll()
 		}
 		return 0, err
@@ -339,7 +413,7 @@ func (p *Process) inject1(t *thread, nr uint64, args []uint64) (uint64, error) {
 		r.setSP(sp)
 	}
 	if err := setRegs(t.tid, &r); err != nil {
-		return 0, p.threadErr(err)
+		return 0, p.notRunErr(t, fmt.Sprint("system call ", nr), err)
 	}
 	// From here the thread runs our registers; restore them whatever happens.
 	t.injected = true
@@ -348,7 +422,7 @@ func (p *Process) inject1(t *thread, nr uint64, args []uint64) (uint64, error) {
 	// left without delivering the signal; we owe it (t.sigs) and re-deliver it
 	// at Resume/Detach.
 	if err := ptrace(unix.PTRACE_SYSCALL, t.tid, 0, 0); err != nil {
-		return 0, p.threadErr(fmt.Errorf("PTRACE_SYSCALL %d: %w", t.tid, err))
+		return 0, p.notRunErr(t, fmt.Sprint("system call ", nr), fmt.Errorf("PTRACE_SYSCALL %d: %w", t.tid, err))
 	}
 	t.state = running
 	deadline := time.Now().Add(p.opt.Timeout)
@@ -362,10 +436,21 @@ func (p *Process) inject1(t *thread, nr uint64, args []uint64) (uint64, error) {
 		}
 		switch ev {
 		case evGone:
-			return 0, fmt.Errorf("system call %d: thread %d exited: %w", nr, t.tid, ErrExited)
+			// Gone before its syscall-entry-stop, the thread never ran the
+			// call: that stop comes before the call is dispatched, and a
+			// thread killed in it skips the call (syscall_trace_enter
+			// returns -1 when ptrace_report_syscall_entry finds a fatal
+			// signal pending, kernel/entry/common.c).
+			if !entered {
+				return 0, p.notRunErr(t, fmt.Sprint("system call ", nr), unix.ESRCH)
+			}
+			return 0, p.exitedInCall(t, nr)
 		case evSyscall:
 			cur, err := getRegs(t.tid)
 			if err != nil {
+				if !entered {
+					return 0, p.notRunErr(t, fmt.Sprint("system call ", nr), err)
+				}
 				return 0, p.threadErr(err)
 			}
 			if !entered {
@@ -427,6 +512,29 @@ func (p *Process) recoverThread(t *thread) {
 		t.state = stopEvent
 	}
 	p.restore(t)
+}
+
+// notRunErr is the error of a call that did not run because thread t could
+// not be set up or resumed: errNotRun when t has exited but the process has
+// not, ErrExited when the process has.
+func (p *Process) notRunErr(t *thread, what string, err error) error {
+	if !errors.Is(err, unix.ESRCH) {
+		return err
+	}
+	if !p.alive() {
+		return fmt.Errorf("process %d: %w (%v)", p.pid, ErrExited, err)
+	}
+	delete(p.threads, t.tid)
+	return fmt.Errorf("%s on thread %d: %w", what, t.tid, errNotRun)
+}
+
+// exitedInCall is the error of a call whose thread exited after entering it.
+func (p *Process) exitedInCall(t *thread, nr uint64) error {
+	if !p.alive() {
+		return fmt.Errorf("system call %d: process %d: %w", nr, p.pid, ErrExited)
+	}
+	return fmt.Errorf("system call %d: thread %d of process %d exited during the call, whose effect is unknown: %w",
+		nr, t.tid, p.pid, ErrThreadExited)
 }
 
 func (p *Process) threadErr(err error) error {
@@ -510,34 +618,35 @@ func (p *Process) MemfdCreate(name string, flags int) (int, error) {
 	}
 	fd := -1
 	err := p.do(func() error {
-		t, err := p.injectionThread()
-		if err != nil {
-			return err
-		}
-		scratch := make([]byte, len(name)+1)
-		copy(scratch, name)
-		// Below the stack pointer the call runs with (and its red zone):
-		// never over the self-restoring frame.
-		sp, _ := p.lend(t)
-		addr := (sp - redZone - uint64(len(scratch))) &^ 15
-		saved := make([]byte, len(scratch))
-		if err := readMem(p.memTID, p.mem, addr, saved); err != nil {
-			return fmt.Errorf("memfd_create: read scratch stack of thread %d: %w", t.tid, err)
-		}
-		if err := writeMem(p.mem, addr, scratch); err != nil {
-			return fmt.Errorf("memfd_create: write scratch stack of thread %d: %w", t.tid, err)
-		}
-		ret, ierr := p.injectThen(t, unix.SYS_MEMFD_CREATE, []uint64{addr, uint64(flags)}, func() error {
-			if err := writeMem(p.mem, addr, saved); err != nil {
-				return fmt.Errorf("memfd_create: restore scratch stack of thread %d: %w", t.tid, err)
-			}
-			return nil
-		})
-		if ierr != nil {
-			return fmt.Errorf("memfd_create(%q) in process %d: %w", name, p.pid, ierr)
-		}
-		fd = int(ret)
-		return nil
+		return p.onInjectionThread(func(t *thread) error { return p.memfdCreate(t, name, flags, &fd) })
 	})
 	return fd, err
+}
+
+// memfdCreate is MemfdCreate on thread t.
+func (p *Process) memfdCreate(t *thread, name string, flags int, fd *int) error {
+	scratch := make([]byte, len(name)+1)
+	copy(scratch, name)
+	// Below the stack pointer the call runs with (and its red zone):
+	// never over the self-restoring frame.
+	sp, _ := p.lend(t)
+	addr := (sp - redZone - uint64(len(scratch))) &^ 15
+	saved := make([]byte, len(scratch))
+	if err := readMem(p.memTID, p.mem, addr, saved); err != nil {
+		return fmt.Errorf("memfd_create: read scratch stack of thread %d: %w", t.tid, err)
+	}
+	if err := writeMem(p.mem, addr, scratch); err != nil {
+		return fmt.Errorf("memfd_create: write scratch stack of thread %d: %w", t.tid, err)
+	}
+	ret, ierr := p.injectThen(t, unix.SYS_MEMFD_CREATE, []uint64{addr, uint64(flags)}, func() error {
+		if err := writeMem(p.mem, addr, saved); err != nil {
+			return fmt.Errorf("memfd_create: restore scratch stack of thread %d: %w", t.tid, err)
+		}
+		return nil
+	})
+	if ierr != nil {
+		return fmt.Errorf("memfd_create(%q) in process %d: %w", name, p.pid, ierr)
+	}
+	*fd = int(ret)
+	return nil
 }

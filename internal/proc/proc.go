@@ -39,6 +39,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -64,6 +65,12 @@ type Options struct {
 	// every other thread keeps running. For operations that need a system
 	// call in the target but no consistency check (patch-ready redirects).
 	OneThread bool
+
+	// Tests only. preferTID, when it names a live thread, is the thread
+	// OneThread seizes first. beforeStop runs on the ptrace goroutine at the
+	// start of every stopAll, before any thread is interrupted.
+	preferTID  int
+	beforeStop func()
 }
 
 // DefaultTimeout is the wait timeout when Options.Timeout is zero.
@@ -154,13 +161,9 @@ func Attach(pid int, opt Options) (*Process, error) {
 	if err := checkAttachable(pid); err != nil {
 		return nil, err
 	}
-	// The memory is reached through a live thread: when the main thread has
-	// called pthread_exit, it is a zombie without an mm, and both
-	// /proc/PID/mem and process_vm_readv(PID) fail with ESRCH.
-	memTID := liveTask(pid)
-	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/task/%d/mem", pid, memTID), os.O_RDWR, 0)
+	memTID, mem, err := openTaskMem(pid)
 	if err != nil {
-		return nil, openErr(pid, err)
+		return nil, err
 	}
 	p := &Process{
 		pid:     pid,
@@ -184,6 +187,32 @@ func Attach(pid int, opt Options) (*Process, error) {
 		return nil
 	})
 	return p, nil
+}
+
+// openTaskMem opens the memory of process pid for reading and writing.
+//
+// The memory is reached through a live thread: when the main thread has
+// called pthread_exit, it is a zombie without an mm, and both /proc/PID/mem
+// and process_vm_readv(PID) fail with ESRCH. The thread chosen may itself
+// exit (a process that creates short-lived threads) before the open: then
+// another is chosen. Once open, the file keeps working after that thread
+// exits: it holds a reference to the address space, not to the thread
+// (proc_mem_open takes the mm; mem_rw needs only mm_users > 0, i.e. some
+// live thread, fs/proc/base.c).
+func openTaskMem(pid int) (int, *os.File, error) {
+	var err error
+	for try := 0; try < 100; try++ {
+		tid := liveTask(pid)
+		var f *os.File
+		f, err = os.OpenFile(fmt.Sprintf("/proc/%d/task/%d/mem", pid, tid), os.O_RDWR, 0)
+		if err == nil {
+			return tid, f, nil
+		}
+		if tid == pid || !(errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH)) {
+			break
+		}
+	}
+	return 0, nil, openErr(pid, err)
 }
 
 func openErr(pid int, err error) error {
@@ -233,8 +262,8 @@ func checkAttachable(pid int) error {
 	return checkTracer(pid, pid, 0)
 }
 
-// liveTask returns pid if its main thread is alive, else another live
-// thread of the process, else pid.
+// liveTask returns pid if its main thread is alive, else the live thread
+// of the process with the lowest tid (likely its oldest), else pid.
 func liveTask(pid int) int {
 	if st, err := taskState(pid, pid); err != nil || (st != 'Z' && st != 'X') {
 		return pid
@@ -251,7 +280,14 @@ func liveTask(pid int) int {
 	return pid
 }
 
+// anyLiveTask reports whether process pid has a task that is not a zombie:
+// whether the process itself is alive. A zombie leader (it called
+// pthread_exit) with live threads is a live process; a process whose tasks
+// are all zombies, or whose /proc entry is gone, has exited.
 func anyLiveTask(pid int) bool {
+	if st, err := taskState(pid, pid); err == nil && st != 'Z' && st != 'X' {
+		return true
+	}
 	tids, err := listTasks(pid)
 	if err != nil {
 		return false
@@ -270,6 +306,10 @@ func checkTracer(pid, tid, self int) error {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			if tid != pid {
+				// One thread exited; the process may well live on.
+				return fmt.Errorf("thread %d of process %d: %w", tid, pid, ErrNoProcess)
+			}
 			return goneErr(pid)
 		}
 		return fmt.Errorf("read status of task %d: %w", tid, err)
@@ -289,6 +329,10 @@ func checkTracer(pid, tid, self int) error {
 	return nil
 }
 
+// listTasks returns the tids of process pid in increasing numeric order.
+// (os.ReadDir sorts by name, which would put thread 10001 before the
+// leader 9999; the kernel allocates tids increasingly until pid_max wraps,
+// so low tids are, as a rule, the process's oldest threads.)
 func listTasks(pid int) ([]int, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
@@ -300,6 +344,7 @@ func listTasks(pid int) ([]int, error) {
 			tids = append(tids, tid)
 		}
 	}
+	sort.Ints(tids)
 	return tids, nil
 }
 
@@ -442,10 +487,10 @@ func ptrace(req, tid int, addr, data uintptr) error {
 // (PTRACE_O_TRACECLONE); the rescans catch threads created by threads not
 // yet seized.
 func (p *Process) seizeAll() error {
-	if p.opt.OneThread {
-		return p.seizeOne()
-	}
 	deadline := time.Now().Add(p.opt.Timeout)
+	if p.opt.OneThread {
+		return p.seizeOne(deadline)
+	}
 	for first := true; ; first = false {
 		n, err := p.scanTasks(first)
 		if err != nil {
@@ -454,7 +499,7 @@ func (p *Process) seizeAll() error {
 		if n == 0 && !first {
 			return nil
 		}
-		if len(p.threads) == 0 {
+		if len(p.threads) == 0 && !p.alive() {
 			return fmt.Errorf("process %d: no live thread to attach to: %w", p.pid, ErrExited)
 		}
 		if time.Now().After(deadline) {
@@ -464,28 +509,86 @@ func (p *Process) seizeAll() error {
 }
 
 // seizeOne seizes one live thread, without PTRACE_O_TRACECLONE: threads it
-// creates are not ours.
-func (p *Process) seizeOne() error {
-	tids, err := listTasks(p.pid)
-	if err != nil {
-		return goneErr(p.pid)
+// creates are not ours. It tries the thread group leader first, then the
+// other threads from the lowest tid up (see listTasks): in a process that
+// creates short-lived threads, those are its long-lived ones. Any thread may
+// still exit before it is stopped; stopAll then calls seizeOne again. It
+// fails with ErrExited only when the process itself has exited.
+func (p *Process) seizeOne(deadline time.Time) error {
+	pace := p.newPacer()
+	for {
+		tids, err := listTasks(p.pid)
+		if err != nil {
+			return goneErr(p.pid)
+		}
+		// Threads without seccomp filters first (seccomp_linux.go), in the
+		// order above otherwise.
+		tids = preferUnfiltered(p.pid, preferFirst(tids, p.opt.preferTID, p.pid))
+		seized, err := p.seizeFirstLive(tids)
+		if err != nil || seized {
+			return err
+		}
+		// Every candidate exited under us, or is exiting.
+		if !p.alive() {
+			return fmt.Errorf("process %d: no live thread to attach to: %w", p.pid, ErrExited)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("attach to a thread of process %d: every thread tried exited first: %w", p.pid, ErrTimeout)
+		}
+		pace.wait()
 	}
-	var last error
-	for _, tid := range preferUnfiltered(p.pid, tids) {
+}
+
+// preferFirst moves the tids of prefer that are in tids (zeros ignored) to
+// the front, in the order given.
+func preferFirst(tids []int, prefer ...int) []int {
+	var head []int
+	for _, want := range prefer {
+		if want != 0 && slices.Contains(tids, want) && !slices.Contains(head, want) {
+			head = append(head, want)
+		}
+	}
+	out := slices.Clone(head)
+	for _, tid := range tids {
+		if !slices.Contains(head, tid) {
+			out = append(out, tid)
+		}
+	}
+	return out
+}
+
+// seizeFirstLive seizes the first task of tids that is alive, reporting
+// whether it seized one. A task that exits meanwhile (ESRCH, or EPERM for a
+// zombie, ptrace(2)) is skipped.
+func (p *Process) seizeFirstLive(tids []int) (bool, error) {
+	for _, tid := range tids {
 		if st, err := taskState(p.pid, tid); err != nil || st == 'Z' || st == 'X' {
 			continue
 		}
 		err := ptrace(unix.PTRACE_SEIZE, tid, 0, unix.PTRACE_O_TRACESYSGOOD)
-		if err == nil {
+		switch {
+		case err == nil:
 			p.threads[tid] = &thread{tid: tid}
-			return nil
+			return true, nil
+		case errors.Is(err, unix.ESRCH):
+			continue
+		case errors.Is(err, unix.EPERM):
+			if terr := checkTracer(p.pid, tid, 0); terr != nil {
+				if errors.Is(terr, ErrNoProcess) {
+					continue
+				}
+				return false, terr
+			}
+			if st, err := taskState(p.pid, tid); err != nil || st == 'Z' || st == 'X' {
+				continue // exited meanwhile
+			}
+			return false, fmt.Errorf("attach to a thread of process %d (thread %d): %w; check /proc/sys/kernel/yama/ptrace_scope and CAP_SYS_PTRACE",
+				p.pid, tid, ErrPermission)
+		default:
+			return false, fmt.Errorf("PTRACE_SEIZE %d: %w", tid, err)
 		}
-		last = err
 	}
-	if last != nil && errors.Is(last, unix.EPERM) {
-		return fmt.Errorf("attach to a thread of process %d: %w", p.pid, ErrPermission)
-	}
-	return fmt.Errorf("process %d: no live thread to attach to: %w", p.pid, ErrExited)
+	return false, nil
 }
 
 // scanTasks seizes or adopts every task of /proc/PID/task we do not know
@@ -691,9 +794,10 @@ func (p *Process) gone(tid int) {
 		// wait4 reports the leader only when the whole thread group is dead.
 		p.exited = true
 	}
-	if len(p.threads) == 0 {
-		p.exited = true
-	}
+	// Any other thread's exit says nothing about the process: a process
+	// that creates short-lived threads loses some all the time, and with
+	// OneThread the thread we held may have been one of them. Who needs to
+	// know whether the process lives asks (alive).
 }
 
 // service handles the stops of a running process: the program must go on as
@@ -759,62 +863,52 @@ func (p *Process) Stop() error {
 
 // stopAll interrupts and waits for every thread, re-scanning
 // /proc/PID/task until every task is known and stopped, then reads the
-// registers.
+// registers. With OneThread it stops the one thread held, and when that
+// thread exits before it stops, seizes another.
 func (p *Process) stopAll() error {
-	for _, t := range p.threads {
-		if t.state == running {
-			ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0) // ESRCH: exited; wait4 tells
-		}
+	if p.opt.beforeStop != nil {
+		p.opt.beforeStop()
 	}
 	deadline := time.Now().Add(p.opt.Timeout)
+	for {
+		if err := p.waitAllStopped(deadline); err != nil {
+			return err
+		}
+		lost, err := p.readAllRegs()
+		if err != nil || !lost {
+			return err
+		}
+		// A thread vanished in its stop (which only SIGKILL or another
+		// thread's execve can do): go around again with the others.
+	}
+}
+
+// waitAllStopped interrupts the running threads and waits until every
+// thread is stopped (see stopAll).
+func (p *Process) waitAllStopped(deadline time.Time) error {
+	p.interruptRunning()
 	pace := p.newPacer()
 	lastZombieCheck := time.Now()
 	for {
-		waiting := 0
-		progress := false
-		for _, t := range p.sortedThreads() {
-			if t.state != running {
-				continue
-			}
-			ev, sig, err := p.poll(t)
-			if err != nil {
-				return err
-			}
-			if ev != evNone {
-				progress = true
-			}
-			switch ev {
-			case evNone:
-				waiting++
-			case evInt:
-				t.state = stopEvent
-			case evGroup:
-				t.state = stopGroup
-			case evSignal:
-				t.state = stopSignal
-				t.sigs = append(t.sigs, sig)
-			case evClone, evOther, evSyscall:
-				// A trap in the middle of a system call (clone, exec)
-				// consumes our interrupt ("any trap clears pending STOP
-				// trap", kernel/signal.c ptrace_stop). Interrupt again and
-				// continue: the thread finishes the call and stops at
-				// its way back to user mode, where registers are those of
-				// the program and a system call may be injected. The new
-				// thread of a clone reports its own PTRACE_EVENT_STOP.
-				ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0)
-				if err := ptrace(unix.PTRACE_CONT, t.tid, 0, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-					return fmt.Errorf("PTRACE_CONT %d: %w", t.tid, err)
-				}
-				waiting++
-			}
+		waiting, progress, err := p.pollStops()
+		if err != nil {
+			return err
 		}
 		if p.exited {
 			return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
 		}
-		if waiting == 0 && p.opt.OneThread {
-			break
+		if len(p.threads) == 0 {
+			// Every thread we held exited: short-lived threads of a process
+			// that may well live on.
+			if err := p.replaceLost(deadline); err != nil {
+				return err
+			}
+			continue
 		}
 		if waiting == 0 {
+			if p.opt.OneThread {
+				return nil
+			}
 			// Every known thread is stopped: nothing can create a thread
 			// now, so a task we do not know yet was missed; adopt it.
 			n, err := p.scanTasks(false)
@@ -822,13 +916,9 @@ func (p *Process) stopAll() error {
 				return err
 			}
 			if n == 0 {
-				break
+				return nil
 			}
-			for _, t := range p.threads {
-				if t.state == running {
-					ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0)
-				}
-			}
+			p.interruptRunning()
 			continue
 		}
 		now := time.Now()
@@ -842,18 +932,7 @@ func (p *Process) stopAll() error {
 			// A leader that called pthread_exit is a zombie that never
 			// reports while other threads live; stop waiting for it.
 			lastZombieCheck = now
-			for _, t := range p.sortedThreads() {
-				if t.state != running {
-					continue
-				}
-				if st, err := taskState(p.pid, t.tid); err != nil || st == 'Z' || st == 'X' {
-					delete(p.threads, t.tid)
-				}
-			}
-			if len(p.threads) == 0 {
-				p.exited = true
-				return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
-			}
+			p.dropZombies()
 		}
 		if progress {
 			pace.reset()
@@ -861,17 +940,114 @@ func (p *Process) stopAll() error {
 			pace.wait()
 		}
 	}
+}
+
+// replaceLost is called when every thread we held has exited: it fails with
+// ErrExited if the process has, else takes other threads (with OneThread one
+// other thread, else every task not yet known) and interrupts them.
+func (p *Process) replaceLost(deadline time.Time) error {
+	if !p.alive() {
+		p.exited = true
+		return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+	}
+	if p.opt.OneThread {
+		if err := p.seizeOne(deadline); err != nil {
+			return fmt.Errorf("stop process %d: the thread held exited, and taking another failed: %w", p.pid, err)
+		}
+	} else if _, err := p.scanTasks(false); err != nil {
+		return err
+	}
+	if time.Now().After(deadline) {
+		return fmt.Errorf("stop process %d: its threads keep exiting before they stop: %w", p.pid, ErrTimeout)
+	}
+	p.interruptRunning()
+	return nil
+}
+
+func (p *Process) interruptRunning() {
 	for _, t := range p.threads {
+		if t.state == running {
+			ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0) // ESRCH: exited; wait4 tells
+		}
+	}
+}
+
+// pollStops polls every running thread once, recording the stops, and
+// returns how many are still running and whether anything happened.
+func (p *Process) pollStops() (waiting int, progress bool, err error) {
+	for _, t := range p.sortedThreads() {
+		if t.state != running {
+			continue
+		}
+		ev, sig, err := p.poll(t)
+		if err != nil {
+			return 0, false, err
+		}
+		if ev != evNone {
+			progress = true
+		}
+		switch ev {
+		case evNone:
+			waiting++
+		case evInt:
+			t.state = stopEvent
+		case evGroup:
+			t.state = stopGroup
+		case evSignal:
+			t.state = stopSignal
+			t.sigs = append(t.sigs, sig)
+		case evClone, evOther, evSyscall:
+			// A trap in the middle of a system call (clone, exec)
+			// consumes our interrupt ("any trap clears pending STOP
+			// trap", kernel/signal.c ptrace_stop). Interrupt again and
+			// continue: the thread finishes the call and stops at
+			// its way back to user mode, where registers are those of
+			// the program and a system call may be injected. The new
+			// thread of a clone reports its own PTRACE_EVENT_STOP.
+			ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0)
+			if err := ptrace(unix.PTRACE_CONT, t.tid, 0, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+				return 0, false, fmt.Errorf("PTRACE_CONT %d: %w", t.tid, err)
+			}
+			waiting++
+		}
+	}
+	return waiting, progress, nil
+}
+
+// dropZombies forgets the running threads that are zombies (a leader that
+// called pthread_exit) or gone.
+func (p *Process) dropZombies() {
+	for _, t := range p.sortedThreads() {
+		if t.state != running {
+			continue
+		}
+		if st, err := taskState(p.pid, t.tid); err != nil || st == 'Z' || st == 'X' {
+			delete(p.threads, t.tid)
+		}
+	}
+}
+
+// readAllRegs reads the registers of every stopped thread. A thread that
+// vanished (ESRCH) is forgotten and lost reports it; the process having
+// exited is ErrExited.
+func (p *Process) readAllRegs() (lost bool, err error) {
+	for _, t := range p.sortedThreads() {
 		r, err := getRegs(t.tid)
 		if err != nil {
 			if !p.alive() {
-				return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+				p.exited = true
+				return false, fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
 			}
-			return err
+			if errors.Is(err, unix.ESRCH) {
+				delete(p.threads, t.tid)
+				lost = true
+				continue
+			}
+			return false, err
 		}
 		t.regs = r
 	}
-	return nil
+	return lost, nil
 }
 
 // Threads returns the stopped threads and their registers, sorted by TID. It
@@ -1087,9 +1263,12 @@ func readMem(pid int, mem *os.File, addr uint64, b []byte) error {
 	if err == nil && n == len(b) {
 		return nil
 	}
-	if errors.Is(err, unix.ESRCH) {
+	if errors.Is(err, unix.ESRCH) && mem == nil {
 		return fmt.Errorf("read memory of process %d: process %d does not exist: %w", pid, pid, ErrNoProcess)
 	}
+	// With mem, ESRCH may only mean that the thread whose tid we named
+	// exited (a zombie leader's process, whose other threads come and go):
+	// the open file still reaches the address space (see openTaskMem).
 	// process_vm_readv stops at the first page that is not readable by the
 	// process itself (PROT_NONE, execute-only); /proc/PID/mem reads with
 	// FOLL_FORCE.
