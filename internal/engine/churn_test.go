@@ -1,0 +1,101 @@
+package engine
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/testutil"
+)
+
+// TestThreadChurn patches and reverts, 20 times in a row, a process whose
+// main thread calls the function being replaced while another thread
+// creates detached threads without pause (each lives microseconds to
+// milliseconds): every one-thread stop, all-threads stop and injected call
+// of apply and revert meets threads that exit under it. Every result the
+// target sees must be old or new (it checks), and no cycle may fail.
+func TestThreadChurn(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		opt   Options
+	}{
+		{"normal", nil, Options{}},
+		// A patch-ready build: the first apply takes the patch-ready path
+		// (the region mapped with one thread stopped, the entries flipped
+		// without a stop). Revert keeps the region and the padding jumps;
+		// recover (all threads stopped) frees the region, and the later
+		// applies, finding the padding used, take the stop path.
+		{"patch-ready", readyFlags, Options{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := setup(t)
+			bin := compileTarget(t, dir, "churn.c", tc.flags...)
+			p := buildPatch(t, bin, compileObj(t, dir, "basic_new.c"))
+			tg := testutil.Start(t, bin)
+			tg.WaitLine(t, 5*time.Second, func(l string) bool {
+				var o, n, s int64
+				k, _ := fmt.Sscanf(l, "old %d new %d spawned %d", &o, &n, &s)
+				return k == 3 && s > 1000
+			})
+			ready := len(tc.flags) > 0
+			for i := 0; i < 20; i++ {
+				rep, err := Apply(tg.Pid, p, tc.opt)
+				if err != nil {
+					t.Fatalf("cycle %d apply: %v", i, err)
+				}
+				if path := rep.Functions[0].Path; (path == "patch-ready") != (ready && i == 0) {
+					t.Fatalf("cycle %d: took path %q", i, path)
+				}
+				if _, err := Revert(tg.Pid, p.ID, tc.opt); err != nil {
+					t.Fatalf("cycle %d revert: %v", i, err)
+				}
+				if ready {
+					freeRetained(t, tg.Pid, i)
+				}
+				if exited, err := tg.Exited(); exited {
+					t.Fatalf("target died at cycle %d: %v; stderr: %s", i, err, tg.Stderr())
+				}
+			}
+			// Leave it applied: the new code must run, and have run alongside
+			// the old without a wrong result.
+			if _, err := Apply(tg.Pid, p, tc.opt); err != nil {
+				t.Fatal(err)
+			}
+			tg.Drain()
+			tg.WaitLine(t, 10*time.Second, func(l string) bool {
+				var o, n, s int64
+				k, _ := fmt.Sscanf(l, "old %d new %d spawned %d", &o, &n, &s)
+				return k == 3 && o > 0 && n > 0
+			})
+			if s := tg.Stderr(); s != "" {
+				t.Fatalf("target reported: %s", s)
+			}
+			assertRunning(t, tg.Pid)
+		})
+	}
+}
+
+// freeRetained runs recover until the region a patch-ready revert kept is
+// freed (a thread may still have been returning through it).
+func freeRetained(t *testing.T, pid, cycle int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec, err := Recover(pid, Options{})
+		if err != nil {
+			t.Fatalf("cycle %d recover: %v", cycle, err)
+		}
+		kept := false
+		for _, a := range rec.Actions {
+			kept = kept || a.Action == "kept"
+		}
+		if !kept {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cycle %d: recover keeps the region: %+v", cycle, rec.Actions)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
