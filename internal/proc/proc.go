@@ -895,7 +895,7 @@ func (p *Process) waitAllStopped(deadline time.Time) error {
 			return err
 		}
 		if p.exited {
-			return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+			return fmt.Errorf("stop process %d: its thread group has exited: %w", p.pid, ErrExited)
 		}
 		if len(p.threads) == 0 {
 			// Every thread we held exited: short-lived threads of a process
@@ -924,7 +924,7 @@ func (p *Process) waitAllStopped(deadline time.Time) error {
 		now := time.Now()
 		if now.After(deadline) {
 			if !p.alive() {
-				return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+				return fmt.Errorf("stop process %d: no thread left alive: %w", p.pid, ErrExited)
 			}
 			return fmt.Errorf("stop process %d: %d threads did not stop within %v: %w", p.pid, waiting, p.opt.Timeout, ErrTimeout)
 		}
@@ -948,7 +948,7 @@ func (p *Process) waitAllStopped(deadline time.Time) error {
 func (p *Process) replaceLost(deadline time.Time) error {
 	if !p.alive() {
 		p.exited = true
-		return fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+		return fmt.Errorf("stop process %d: every thread held exited, and no other is alive: %w", p.pid, ErrExited)
 	}
 	if p.opt.OneThread {
 		if err := p.seizeOne(deadline); err != nil {
@@ -1036,7 +1036,7 @@ func (p *Process) readAllRegs() (lost bool, err error) {
 		if err != nil {
 			if !p.alive() {
 				p.exited = true
-				return false, fmt.Errorf("stop process %d: %w", p.pid, ErrExited)
+				return false, fmt.Errorf("stop process %d: reading registers, no thread left alive: %w", p.pid, ErrExited)
 			}
 			if errors.Is(err, unix.ESRCH) {
 				delete(p.threads, t.tid)
