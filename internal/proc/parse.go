@@ -19,6 +19,9 @@ const pfKthread = 0x00200000
 type statInfo struct {
 	State byte   // field 3: R, S, D, T, t, Z, X, ...
 	Flags uint64 // field 9: PF_* flags
+	// StartTime is field 22, the time the task started after boot in clock
+	// ticks; 0 when the line is too short to have it.
+	StartTime uint64
 }
 
 // parseStat parses /proc/PID/stat or /proc/PID/task/TID/stat. The comm field
@@ -48,6 +51,11 @@ func parseStat(data []byte) (si statInfo, err error) {
 	si.Flags, err = strconv.ParseUint(f[6], 10, 64)
 	if err != nil {
 		return si, fmt.Errorf("parse stat flags: %w", err)
+	}
+	if len(f) > 19 {
+		if si.StartTime, err = strconv.ParseUint(f[19], 10, 64); err != nil {
+			return si, fmt.Errorf("parse stat start time: %w", err)
+		}
 	}
 	return si, nil
 }

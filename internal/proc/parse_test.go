@@ -19,6 +19,7 @@ func TestParseStat(t *testing.T) {
 		{"no paren", 0, 0, true},
 		{"7 (x) S 1 7 7 0 -1 notanumber", 0, 0, true},
 		{"7 (x) SS 1 7 7 0 -1 1", 0, 0, true},
+		{"7 (x) S 1 7 7 0 -1 1 0 0 0 0 0 0 0 0 20 0 1 0 notanumber 0", 0, 0, true},
 	}
 	for _, tc := range tests {
 		si, err := parseStat([]byte(tc.in))
@@ -35,7 +36,7 @@ func TestParseStat(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	if si, err := parseStat(data); err != nil || (si.State != 'R' && si.State != 'S') {
+	if si, err := parseStat(data); err != nil || (si.State != 'R' && si.State != 'S') || si.StartTime == 0 {
 		t.Errorf("/proc/self/stat: %+v %v", si, err)
 	}
 }

@@ -33,6 +33,7 @@ package proc
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -521,6 +522,9 @@ func (p *Process) seizeOne(deadline time.Time) error {
 		if err != nil {
 			return goneErr(p.pid)
 		}
+		if st, err := taskState(p.pid, p.pid); err != nil || st == 'Z' || st == 'X' {
+			tids = oldestFirst(p.pid, tids)
+		}
 		// Threads without seccomp filters first (seccomp_linux.go), in the
 		// order above otherwise.
 		tids = preferUnfiltered(p.pid, preferFirst(tids, p.opt.preferTID, p.pid))
@@ -537,6 +541,25 @@ func (p *Process) seizeOne(deadline time.Time) error {
 		}
 		pace.wait()
 	}
+}
+
+// oldestFirst sorts tids by the tasks' start times, oldest first (a task
+// that is gone sorts last): when the leader is a zombie, the oldest of the
+// other threads is the likeliest to live on, and after pid_max wraps the
+// lowest tids are the youngest.
+func oldestFirst(pid int, tids []int) []int {
+	start := make(map[int]uint64, len(tids))
+	for _, tid := range tids {
+		start[tid] = ^uint64(0)
+		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid)); err == nil {
+			if st, err := parseStat(data); err == nil {
+				start[tid] = st.StartTime
+			}
+		}
+	}
+	out := slices.Clone(tids)
+	slices.SortStableFunc(out, func(a, b int) int { return cmp.Compare(start[a], start[b]) })
+	return out
 }
 
 // preferFirst moves the tids of prefer that are in tids (zeros ignored) to
