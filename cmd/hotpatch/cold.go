@@ -8,7 +8,6 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/coldpatch"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/sign"
+	"github.com/hotpatch/hotpatch/internal/txn"
 )
 
 // bundleExit maps the errors of signing, trust and the coldpatch to exit
@@ -30,16 +30,13 @@ func bundleExit(err error) int {
 	case errors.Is(err, sign.ErrBadSignature):
 		return exitBadInput
 	case errors.Is(err, sign.ErrUnsigned), errors.Is(err, sign.ErrUntrusted),
-		errors.Is(err, coldpatch.ErrRefused), errors.Is(err, coldpatch.ErrWrongFile), errors.Is(err, errNoCold):
+		errors.Is(err, coldpatch.ErrRefused), errors.Is(err, coldpatch.ErrWrongFile), errors.Is(err, txn.ErrNoCold):
 		return exitRefused
 	case errors.Is(err, coldpatch.ErrNoBackup):
 		return exitNotApplied
 	}
 	return 0
 }
-
-// errNoCold: --cold-only with a bundle that carries no coldpatch.
-var errNoCold = errors.New("patch has no coldpatch")
 
 // extras collects what a command adds to its output: printed after the
 // command's own text, or merged into its JSON document (see captureJSON).
@@ -120,7 +117,12 @@ func (f *buildBundleFlags) finish(cmd *cobra.Command, p *patchfile.Patch, target
 		if err := coldpatch.CheckFixed(orig, fixed, funcs); err != nil {
 			return fmt.Errorf("coldpatch %s for %s: %w", f.cold, target, err)
 		}
-		if err := p.AddCold(fixed, hexSHA256(orig), elfBuildID(fixed)); err != nil {
+		// Both halves must be able to apply: never sign a bundle whose cold
+		// half would install while its hot half cannot apply.
+		if err := txn.CheckRedirects(orig, p); err != nil {
+			return fmt.Errorf("%s: %w", target, err)
+		}
+		if err := p.AddCold(fixed, hexSHA256(orig), coldpatch.BuildID(fixed)); err != nil {
 			return fmt.Errorf("coldpatch: %w", err)
 		}
 		e.set("cold", p.Cold)
@@ -147,37 +149,6 @@ func (f *buildBundleFlags) finish(cmd *cobra.Command, p *patchfile.Patch, target
 func hexSHA256(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-// elfBuildID returns the GNU build-id of an ELF image, "" if it has none.
-func elfBuildID(b []byte) string {
-	f, err := elf.NewFile(bytes.NewReader(b))
-	if err != nil {
-		return ""
-	}
-	for _, s := range f.Sections {
-		if s.Type != elf.SHT_NOTE {
-			continue
-		}
-		d, err := s.Data()
-		if err != nil {
-			continue
-		}
-		// Notes: namesz, descsz, type (4 bytes each), name and desc padded
-		// to 4 bytes (elf(5), "Notes (Nhdr)"); NT_GNU_BUILD_ID is 3.
-		for len(d) >= 12 {
-			nsz, dsz, typ := f.ByteOrder.Uint32(d), f.ByteOrder.Uint32(d[4:]), f.ByteOrder.Uint32(d[8:])
-			n, ds := (uint64(nsz)+3)&^3, (uint64(dsz)+3)&^3
-			if uint64(len(d)-12) < n+ds {
-				break
-			}
-			if typ == 3 && nsz == 4 && string(d[12:15]) == "GNU" {
-				return hex.EncodeToString(d[12+n : 12+n+uint64(dsz)])
-			}
-			d = d[12+n+ds:]
-		}
-	}
-	return ""
 }
 
 // trustFlags select the trusted keys.
@@ -296,54 +267,6 @@ func addApplyBundleFlags(c *cobra.Command) *applyBundleFlags {
 	return f
 }
 
-// open is the start of apply: it reads and verifies the bundle, then applies
-// its coldpatch (unless --no-cold). It returns the verified patch for the
-// hotpatch half, and done when there is nothing more to do (--cold-only).
-func (f *applyBundleFlags) open(cmd *cobra.Command, path string) (p *patchfile.Patch, done bool, err error) {
-	if err := f.cold.check(); err != nil {
-		return nil, false, err
-	}
-	p, sr, err := verifyBundle(path, f.trust, f.allowUnsigned)
-	if sr != nil {
-		sr.warn(cmd.ErrOrStderr())
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	var e extras
-	e.set("signature", sr)
-	w := cmd.OutOrStdout()
-	if sr.Warning == "" && !jsonOut {
-		fmt.Fprintf(w, "patch %s: intact, signed by trusted key %s (%s)\n", p.ID, sr.KeyID, sr.Source)
-	}
-	var res *coldpatch.Result
-	switch {
-	case p.Cold == nil && f.cold.coldOnly:
-		return nil, false, fmt.Errorf("%w: %s (--cold-only)", errNoCold, path)
-	case p.Cold == nil || f.cold.noCold:
-	default:
-		res, err = coldpatch.Apply(coldpatch.Spec{ID: p.ID, Path: p.Target.Path, OrigSHA256: p.Target.SHA256,
-			FixedSHA256: p.Cold.SHA256, Fixed: p.ColdData()}, f.cold.options())
-		if err != nil {
-			return nil, false, err
-		}
-		e.set("cold", res)
-	}
-	if f.cold.coldOnly {
-		if jsonOut {
-			e.set("patch_id", p.ID)
-			return nil, true, writeJSON(w, e.fields)
-		}
-		printCold(w, res)
-		return nil, true, nil
-	}
-	if !jsonOut {
-		printCold(w, res)
-	}
-	e.capture(cmd)
-	return p, false, nil
-}
-
 func printCold(w io.Writer, r *coldpatch.Result) {
 	if r == nil {
 		return
@@ -365,43 +288,4 @@ type revertColdFlags struct{ cold *coldFlags }
 
 func addRevertColdFlags(c *cobra.Command) *revertColdFlags {
 	return &revertColdFlags{cold: addColdFlags(c)}
-}
-
-// restore is the start of revert: it puts back the original file that apply
-// replaced for the patch (a patch id, or a patch file), if there is a backup
-// and unless --no-cold. done: nothing more to do (--cold-only).
-func (f *revertColdFlags) restore(cmd *cobra.Command, arg string) (done bool, err error) {
-	if err := f.cold.check(); err != nil {
-		return false, err
-	}
-	id := arg
-	if st, err := os.Stat(arg); err == nil && !st.IsDir() {
-		p, err := patchfile.ReadFile(arg)
-		if err != nil {
-			return false, err
-		}
-		id = p.ID
-	}
-	var e extras
-	var res *coldpatch.Result
-	if !f.cold.noCold && (f.cold.coldOnly || coldpatch.HasBackup(id, f.cold.options())) {
-		if res, err = coldpatch.Revert(id, f.cold.options()); err != nil {
-			return false, err
-		}
-		e.set("cold", res)
-	}
-	w := cmd.OutOrStdout()
-	if f.cold.coldOnly {
-		if jsonOut {
-			e.set("patch_id", id)
-			return true, writeJSON(w, e.fields)
-		}
-		printCold(w, res)
-		return true, nil
-	}
-	if !jsonOut {
-		printCold(w, res)
-	}
-	e.capture(cmd)
-	return false, nil
 }

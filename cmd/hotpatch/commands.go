@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/build"
 	"github.com/hotpatch/hotpatch/internal/engine"
-	"github.com/hotpatch/hotpatch/internal/patchfile"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -108,38 +106,23 @@ func newApplyCmd() *cobra.Command {
 	ff := addFleetFlags(c, true)
 	bf := addApplyBundleFlags(c) // --trust, --allow-unsigned, --no-cold, --cold-only, --force-cold (cold.go)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		p, done, err := bf.open(cmd, args[0]) // verify the bundle, then the coldpatch
-		if err != nil || done {
-			return err
-		}
-		if len(pids) != 1 {
-			return runFleetApply(cmd, p, pids, *opt, ff)
-		}
-		pid := pids[0]
-		if pid <= 0 {
-			return usageError{fmt.Errorf("apply: --pid must be positive")}
-		}
-		rep, err := engine.Apply(pid, p, *opt)
-		if err != nil {
-			return err
-		}
-		if jsonOut {
-			return writeJSON(cmd.OutOrStdout(), rep)
-		}
-		w := cmd.OutOrStdout()
-		if rep.AlreadyApplied {
-			fmt.Fprintf(w, "patch %s is already applied to process %d: nothing to do\n", rep.PatchID, pid)
-			return nil
-		}
-		fmt.Fprintf(w, "applied %s to process %d (%s): %d function(s) redirected, pause %v (one thread %v while mapping), total %v, consistency %s\n",
-			rep.PatchID, pid, rep.Target, len(rep.Functions), rep.Pause.Round(time.Microsecond), rep.AllocPause.Round(time.Microsecond),
-			rep.Elapsed.Round(time.Millisecond), rep.Consistency)
-		for _, f := range rep.Functions {
-			fmt.Fprintf(w, "  %-24s %#x -> %#x (%s, %s path)%s\n", f.Name, f.Entry, f.New, f.Kind, f.Path, aliasNote(f.Aliases))
-		}
-		return nil
+		return runApply(cmd, args[0], pids, *opt, ff, bf) // txn.go
 	}
 	return c
+}
+
+// printApplied prints the report of an apply to one process.
+func printApplied(w io.Writer, rep *engine.ApplyReport) {
+	if rep.AlreadyApplied {
+		fmt.Fprintf(w, "patch %s is already applied to process %d: nothing to do\n", rep.PatchID, rep.PID)
+		return
+	}
+	fmt.Fprintf(w, "applied %s to process %d (%s): %d function(s) redirected, pause %v (one thread %v while mapping), total %v, consistency %s\n",
+		rep.PatchID, rep.PID, rep.Target, len(rep.Functions), rep.Pause.Round(time.Microsecond), rep.AllocPause.Round(time.Microsecond),
+		rep.Elapsed.Round(time.Millisecond), rep.Consistency)
+	for _, f := range rep.Functions {
+		fmt.Fprintf(w, "  %-24s %#x -> %#x (%s, %s path)%s\n", f.Name, f.Entry, f.New, f.Kind, f.Path, aliasNote(f.Aliases))
+	}
 }
 
 func newRevertCmd() *cobra.Command {
@@ -154,40 +137,18 @@ func newRevertCmd() *cobra.Command {
 	ff := addFleetFlags(c, false)
 	rc := addRevertColdFlags(c) // --no-cold, --cold-only, --force-cold (cold.go)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		if done, err := rc.restore(cmd, args[0]); err != nil || done { // the coldpatch first
-			return err
-		}
-		id := args[0]
-		if st, err := os.Stat(id); err == nil && !st.IsDir() {
-			p, err := patchfile.ReadFile(id)
-			if err != nil {
-				return err
-			}
-			id = p.ID
-		}
-		if len(pids) != 1 {
-			return runFleetRevert(cmd, id, pids, *opt, ff)
-		}
-		pid := pids[0]
-		if pid <= 0 {
-			return usageError{fmt.Errorf("revert: --pid must be positive")}
-		}
-		rep, err := engine.Revert(pid, id, *opt)
-		if err != nil {
-			return err
-		}
-		if jsonOut {
-			return writeJSON(cmd.OutOrStdout(), rep)
-		}
-		w := cmd.OutOrStdout()
-		fmt.Fprintf(w, "reverted %s in process %d: %s restored, pause %v\n", rep.PatchID, pid,
-			strings.Join(rep.Functions, ", "), rep.Pause.Round(time.Microsecond))
-		if !rep.Freed {
-			fmt.Fprintf(w, "  patch region kept: %s\n", rep.Retained)
-		}
-		return nil
+		return runRevert(cmd, args[0], pids, *opt, ff, rc) // txn.go
 	}
 	return c
+}
+
+// printReverted prints the report of a revert in one process.
+func printReverted(w io.Writer, rep *engine.RevertReport) {
+	fmt.Fprintf(w, "reverted %s in process %d: %s restored, pause %v\n", rep.PatchID, rep.PID,
+		strings.Join(rep.Functions, ", "), rep.Pause.Round(time.Microsecond))
+	if !rep.Freed {
+		fmt.Fprintf(w, "  patch region kept: %s\n", rep.Retained)
+	}
 }
 
 func newStatusCmd() *cobra.Command {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/engine"
 	"github.com/hotpatch/hotpatch/internal/fleet"
-	"github.com/hotpatch/hotpatch/internal/patchfile"
 )
 
 // fleetFlags are the flags of the fleet forms.
@@ -55,65 +54,8 @@ func (ff *fleetFlags) options(cmd *cobra.Command, pids []int, opt engine.Options
 	return o, func() {}
 }
 
-// runFleetApply applies p to every process running its target, or to pids.
-func runFleetApply(cmd *cobra.Command, p *patchfile.Patch, pids []int, opt engine.Options, ff *fleetFlags) error {
-	if ff.jobs < 0 {
-		return usageError{fmt.Errorf("--jobs must be positive")}
-	}
-	if err := checkPIDs(pids); err != nil {
-		return err
-	}
-	o, done := ff.options(cmd, pids, opt)
-	rep, err := fleet.Apply(p, o)
-	done()
-	if err != nil {
-		return err
-	}
-	return printFleetReport(cmd, rep)
-}
-
-// runFleetRevert reverts patch id everywhere it is applied, or in pids.
-func runFleetRevert(cmd *cobra.Command, id string, pids []int, opt engine.Options, ff *fleetFlags) error {
-	if ff.jobs < 0 {
-		return usageError{fmt.Errorf("--jobs must be positive")}
-	}
-	if err := checkPIDs(pids); err != nil {
-		return err
-	}
-	o, done := ff.options(cmd, pids, opt)
-	rep, err := fleet.Revert(id, o)
-	done()
-	if err != nil {
-		return err
-	}
-	return printFleetReport(cmd, rep)
-}
-
-// printFleetReport prints the per-process table and the summary line (or the
-// JSON document) and returns the error that sets the exit status.
-func printFleetReport(cmd *cobra.Command, rep *fleet.Report) error {
-	w := cmd.OutOrStdout()
-	ferr := rep.Err()
-	if jsonOut {
-		doc := struct {
-			*fleet.Report
-			Error    string `json:"error,omitempty"`
-			ExitCode int    `json:"exit_code"`
-		}{Report: rep, ExitCode: exitCode(ferr)}
-		if ferr == nil {
-			return writeJSON(w, doc)
-		}
-		doc.Error = ferr.Error()
-		// On failure the command's output may be a buffer that apply merges
-		// into its document only after a successful RunE (extras.capture in
-		// cold.go): write to the root's stdout. The document carries the
-		// error, so main's report must not print a second one on stdout.
-		if err := writeJSON(cmd.Root().OutOrStdout(), doc); err != nil {
-			return err
-		}
-		jsonOut = false
-		return ferr
-	}
+// printFleetText prints the per-process table and the summary line.
+func printFleetText(w io.Writer, rep *fleet.Report) {
 	if len(rep.Results) > 0 {
 		fmt.Fprintf(w, "%-8s %-16s %-16s %10s  %s\n", "PID", "COMMAND", "RESULT", "PAUSE", "REASON")
 		for _, r := range rep.Results {
@@ -130,7 +72,6 @@ func printFleetReport(cmd *cobra.Command, rep *fleet.Report) error {
 		}
 	}
 	fmt.Fprintln(w, summaryLine(rep))
-	return ferr
 }
 
 // summaryLine is one line: the operation, the counts that are not zero, the

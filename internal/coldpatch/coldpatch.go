@@ -28,6 +28,7 @@ package coldpatch
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
@@ -40,6 +41,9 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hotpatch/hotpatch/internal/elfsym"
+	"github.com/hotpatch/hotpatch/internal/safefile"
 )
 
 // DefaultStateDir is where backups are kept unless Options.StateDir says
@@ -54,24 +58,35 @@ var (
 	// ErrNoBackup: revert found no backup for that patch.
 	ErrNoBackup = errors.New("no coldpatch backup for this patch")
 	// ErrWrongFile: the fixed file is not a version of the target (another
-	// machine, type or library, or none of the patched functions).
+	// machine, type or library, or none of the patched functions), or the
+	// file at the path is not the patch's target (build-id, symbolic link).
 	ErrWrongFile = errors.New("fixed file does not match the target")
 )
 
 // Options for Apply and Revert.
 type Options struct {
 	// StateDir holds the backups (StateDir/cold/<patch id>/); default
-	// DefaultStateDir.
+	// DefaultStateDir for root, $XDG_STATE_HOME/hotpatch (or
+	// ~/.local/state/hotpatch) for other users. It must be the user's own,
+	// mode 0700 (safefile.PrivateDir).
 	StateDir string
-	// Force replaces (or restores) the file whatever its current content.
+	// Force replaces (or restores) the file whatever its current content
+	// (apply still requires the target's build-id: see Spec.BuildID).
 	Force bool
 }
 
 func (o Options) stateDir() string {
-	if o.StateDir == "" {
+	if o.StateDir != "" {
+		return o.StateDir
+	}
+	if os.Geteuid() == 0 {
 		return DefaultStateDir
 	}
-	return o.StateDir
+	if x := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(x) {
+		return filepath.Join(x, "hotpatch")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "state", "hotpatch")
 }
 
 // Spec is one coldpatch to apply.
@@ -81,6 +96,15 @@ type Spec struct {
 	OrigSHA256  string // hex sha256 of the original the patch was built for
 	FixedSHA256 string // hex sha256 of Fixed
 	Fixed       []byte // the fixed file
+	// BuildID (hex) is the GNU build-id of the target the patch was built
+	// for: the file at Path must carry it (or be the fixed file already),
+	// which proves that it is the patch's target and not some other file
+	// the bundle names. Empty: not checked (tests of the mechanics only).
+	BuildID string
+	// Trusted: the bundle's signature was verified by a trusted key. An
+	// untrusted (--allow-unsigned) bundle may not replace a setuid, setgid
+	// or file-capability file.
+	Trusted bool
 }
 
 // Actions reported in Result.
@@ -133,57 +157,109 @@ func checkID(id string) error {
 // whatever it is, with Force), keeping a backup of the original. A file that
 // already has the fixed content is left alone. On any error the file at
 // s.Path is unchanged.
+//
+// The file replaced is the one proved to be the target: it is opened once,
+// without following a symbolic link (in a directory opened without
+// following any, see openTarget), its bytes are checked (sha256, build-id)
+// from that descriptor, and the replacement is renamed over that name in
+// that directory. Its mode, owner and attributes come from the same
+// descriptor, so setuid and setgid bits are kept exactly when the original
+// had them.
 func Apply(s Spec, opt Options) (*Result, error) {
-	if err := checkID(s.ID); err != nil {
-		return nil, err
-	}
-	if hashHex(s.Fixed) != s.FixedSHA256 {
-		return nil, fmt.Errorf("coldpatch %s: fixed file does not match its sha256", s.ID)
-	}
-	unlock, err := lock(opt.stateDir())
+	plan, unlock, err := check(s, opt)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	path, err := filepath.EvalSymlinks(s.Path)
+	defer plan.t.close()
+	return plan.apply(s, opt)
+}
+
+// Check is Apply's verification without any change: the errors Apply would
+// return before touching anything, and the action it would take.
+func Check(s Spec, opt Options) (action string, err error) {
+	plan, unlock, err := check(s, opt)
 	if err != nil {
-		return nil, fmt.Errorf("coldpatch %s: %w", s.ID, err)
+		return "", err
 	}
-	cur, m, err := readFile(path)
+	defer unlock()
+	defer plan.t.close()
+	return plan.res.Action, nil
+}
+
+type applyPlan struct {
+	t   *targetFile
+	res *Result
+}
+
+func check(s Spec, opt Options) (*applyPlan, func(), error) {
+	if err := checkID(s.ID); err != nil {
+		return nil, nil, err
+	}
+	if hashHex(s.Fixed) != s.FixedSHA256 {
+		return nil, nil, fmt.Errorf("coldpatch %s: fixed file does not match its sha256", s.ID)
+	}
+	unlock, err := lock(opt.stateDir())
 	if err != nil {
-		return nil, fmt.Errorf("coldpatch %s: %w", s.ID, err)
+		return nil, nil, err
 	}
-	res := &Result{ID: s.ID, Path: path, Before: hashHex(cur)}
+	t, err := openTarget(s.Path)
+	if err != nil {
+		unlock()
+		return nil, nil, fmt.Errorf("coldpatch %s: %w", s.ID, err)
+	}
+	fail := func(err error) (*applyPlan, func(), error) { t.close(); unlock(); return nil, nil, err }
+	res := &Result{ID: s.ID, Path: t.path, Before: hashHex(t.data)}
 	if res.Before == s.FixedSHA256 {
 		res.Action, res.After = AlreadyFixed, res.Before
-		return res, nil
+		return &applyPlan{t, res}, unlock, nil
+	}
+	if s.BuildID != "" {
+		if id := buildID(t.data); id != s.BuildID {
+			return fail(fmt.Errorf("%w: %s has build-id %q, the patch's target has %s: it is not the file this patch is for; nothing replaced",
+				ErrWrongFile, t.path, id, s.BuildID))
+		}
 	}
 	if res.Before != s.OrigSHA256 {
 		if !opt.Force {
-			return nil, fmt.Errorf("%w: %s has sha256 %s, neither the original (%s) nor the fixed file (%s) of patch %s; use --force-cold to replace it anyway",
-				ErrRefused, path, res.Before, s.OrigSHA256, s.FixedSHA256, s.ID)
+			return fail(fmt.Errorf("%w: %s has sha256 %s, neither the original (%s) nor the fixed file (%s) of patch %s; use --force-cold to replace it anyway",
+				ErrRefused, t.path, res.Before, s.OrigSHA256, s.FixedSHA256, s.ID))
 		}
 		res.Forced = true
 	}
-	removeStale(path)
+	if !s.Trusted && t.meta.privileged() {
+		return fail(fmt.Errorf("%w: %s is setuid, setgid or has file capabilities (mode %#o), and patch %s is not signed by a trusted key: an untrusted bundle may not replace it",
+			ErrRefused, t.path, t.meta.mode, s.ID))
+	}
+	res.Action = Replaced
+	return &applyPlan{t, res}, unlock, nil
+}
+
+func (pl *applyPlan) apply(s Spec, opt Options) (*Result, error) {
+	t, res := pl.t, pl.res
+	if res.Action == AlreadyFixed {
+		return res, nil
+	}
+	removeStale(t.path)
 	// Back up the original first: if that fails nothing has changed.
-	dir := filepath.Join(opt.stateDir(), "cold", s.ID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir, err := backupDir(opt.stateDir(), s.ID, true)
+	if err != nil {
 		return nil, fmt.Errorf("coldpatch %s: backup: %w", s.ID, err)
 	}
-	backup := filepath.Join(dir, "original")
-	if err := replace(backup, cur, m, nil); err != nil {
+	defer dir.Close()
+	backup := filepath.Join(dir.Name(), "original")
+	if err := replaceAt(dir, "original", t.data, t.meta, nil); err != nil {
 		return nil, fmt.Errorf("coldpatch %s: backup: %w", s.ID, err)
 	}
-	rec, _ := json.MarshalIndent(record{ID: s.ID, Path: path, OrigSHA256: res.Before, FixedSHA256: s.FixedSHA256}, "", "  ")
-	if err := replace(filepath.Join(dir, "record.json"), rec, &meta{mode: 0o600}, nil); err != nil {
+	rec, _ := json.MarshalIndent(record{ID: s.ID, Path: t.path, OrigSHA256: res.Before, FixedSHA256: s.FixedSHA256}, "", "  ")
+	if err := replaceAt(dir, "record.json", rec, &meta{mode: 0o600}, nil); err != nil {
 		return nil, fmt.Errorf("coldpatch %s: backup: %w", s.ID, err)
 	}
-	if err := replace(path, s.Fixed, m, beforeRename); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("coldpatch %s: replace %s: %w", s.ID, path, err)
+	if err := replaceAt(t.dir, t.name, s.Fixed, t.meta, beforeRename); err != nil {
+		os.RemoveAll(dir.Name())
+		return nil, fmt.Errorf("coldpatch %s: replace %s: %w", s.ID, t.path, err)
 	}
-	res.Action, res.After, res.Backup = Replaced, s.FixedSHA256, backup
+	res.After, res.Backup = s.FixedSHA256, backup
 	return res, nil
 }
 
@@ -192,7 +268,7 @@ func HasBackup(id string, opt Options) bool {
 	if checkID(id) != nil {
 		return false
 	}
-	_, err := os.Stat(filepath.Join(opt.stateDir(), "cold", id, "record.json"))
+	_, err := os.Lstat(filepath.Join(opt.stateDir(), "cold", id, "record.json"))
 	return err == nil
 }
 
@@ -200,69 +276,123 @@ func HasBackup(id string, opt Options) bool {
 // original's mode, owner and extended attributes, if the file still has the
 // fixed content (or whatever it has, with Force). A file that already has the
 // original content is left alone. The backup is removed once the original is
-// in place.
+// in place. No backup is ErrNoBackup.
 func Revert(id string, opt Options) (*Result, error) {
-	if err := checkID(id); err != nil {
-		return nil, err
-	}
-	unlock, err := lock(opt.stateDir())
+	pl, unlock, err := checkRevert(id, opt)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	dir := filepath.Join(opt.stateDir(), "cold", id)
-	rb, err := os.ReadFile(filepath.Join(dir, "record.json"))
+	defer pl.t.close()
+	return pl.revert(id, opt)
+}
+
+// CheckRevert is Revert's verification without any change.
+func CheckRevert(id string, opt Options) (action string, err error) {
+	pl, unlock, err := checkRevert(id, opt)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	defer pl.t.close()
+	return pl.res.Action, nil
+}
+
+type revertPlan struct {
+	t        *targetFile
+	res      *Result
+	orig     []byte
+	origMeta *meta
+}
+
+func checkRevert(id string, opt Options) (*revertPlan, func(), error) {
+	if err := checkID(id); err != nil {
+		return nil, nil, err
+	}
+	unlock, err := lock(opt.stateDir())
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*revertPlan, func(), error) { unlock(); return nil, nil, err }
+	dir, err := backupDir(opt.stateDir(), id, false)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w %s (in %s)", ErrNoBackup, id, opt.stateDir())
+		return fail(fmt.Errorf("%w %s (in %s)", ErrNoBackup, id, opt.stateDir()))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("coldpatch %s: %w", id, err)
+		return fail(fmt.Errorf("coldpatch %s: %w", id, err))
+	}
+	defer dir.Close()
+	rb, err := readAt(dir, "record.json")
+	if errors.Is(err, fs.ErrNotExist) {
+		return fail(fmt.Errorf("%w %s (in %s)", ErrNoBackup, id, opt.stateDir()))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("coldpatch %s: %w", id, err))
 	}
 	var rec record
 	if err := json.Unmarshal(rb, &rec); err != nil || rec.Path == "" {
-		return nil, fmt.Errorf("coldpatch %s: corrupt backup record: %v", id, err)
+		return fail(fmt.Errorf("coldpatch %s: corrupt backup record: %v", id, err))
 	}
-	backup := filepath.Join(dir, "original")
-	orig, m, err := readFile(backup)
+	backup := filepath.Join(dir.Name(), "original")
+	orig, m, err := readFileAt(dir, "original")
 	if err != nil {
-		return nil, fmt.Errorf("coldpatch %s: backup: %w", id, err)
+		return fail(fmt.Errorf("%w %s: the record is there but the original is not (%v)", ErrNoBackup, id, err))
 	}
 	if hashHex(orig) != rec.OrigSHA256 {
-		return nil, fmt.Errorf("coldpatch %s: backup %s is corrupt (sha256 differs from the record)", id, backup)
+		return fail(fmt.Errorf("coldpatch %s: backup %s is corrupt (sha256 differs from the record)", id, backup))
 	}
-	cur, _, err := readFile(rec.Path)
+	t, err := openTarget(rec.Path)
 	if err != nil {
-		return nil, fmt.Errorf("coldpatch %s: %w", id, err)
+		return fail(fmt.Errorf("coldpatch %s: %w", id, err))
 	}
-	res := &Result{ID: id, Path: rec.Path, Before: hashHex(cur), Backup: backup}
+	res := &Result{ID: id, Path: rec.Path, Before: hashHex(t.data), Backup: backup}
 	switch {
 	case res.Before == rec.OrigSHA256:
 		res.Action, res.After = AlreadyOriginal, res.Before
 	case res.Before != rec.FixedSHA256 && !opt.Force:
-		return nil, fmt.Errorf("%w: %s has sha256 %s, not the fixed file (%s) of patch %s; use --force-cold to restore the original anyway",
-			ErrRefused, rec.Path, res.Before, rec.FixedSHA256, id)
+		t.close()
+		return fail(fmt.Errorf("%w: %s has sha256 %s, not the fixed file (%s) of patch %s; use --force-cold to restore the original anyway",
+			ErrRefused, rec.Path, res.Before, rec.FixedSHA256, id))
 	default:
 		res.Forced = res.Before != rec.FixedSHA256
-		removeStale(rec.Path)
-		if err := replace(rec.Path, orig, m, beforeRename); err != nil {
-			return nil, fmt.Errorf("coldpatch %s: restore %s: %w", id, rec.Path, err)
-		}
 		res.Action, res.After = Restored, rec.OrigSHA256
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	return &revertPlan{t: t, res: res, orig: orig, origMeta: m}, unlock, nil
+}
+
+func (pl *revertPlan) revert(id string, opt Options) (*Result, error) {
+	res, t := pl.res, pl.t
+	if res.Action == Restored {
+		removeStale(t.path)
+		if err := replaceAt(t.dir, t.name, pl.orig, pl.origMeta, beforeRename); err != nil {
+			return nil, fmt.Errorf("coldpatch %s: restore %s: %w", id, t.path, err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(opt.stateDir(), "cold", id)); err != nil {
 		return nil, fmt.Errorf("coldpatch %s: remove backup: %w", id, err)
 	}
 	return res, nil
 }
 
 // lock takes an exclusive flock(2) on StateDir/cold/.lock so that two
-// hotpatch runs do not replace the same files concurrently.
+// hotpatch runs do not replace the same files concurrently. StateDir must be
+// the user's own and writable only by that user, StateDir/cold (the backups)
+// accessible only by that user (both created mode 0700 if missing).
 func lock(state string) (func(), error) {
-	dir := filepath.Join(state, "cold")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
 		return nil, fmt.Errorf("coldpatch state: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	sd, err := safefile.UserDir(state)
+	if err != nil {
+		return nil, fmt.Errorf("coldpatch state: %w", err)
+	}
+	sd.Close()
+	d, err := safefile.PrivateDir(filepath.Join(state, "cold"))
+	if err != nil {
+		return nil, fmt.Errorf("coldpatch state: %w", err)
+	}
+	defer d.Close()
+	f, err := safefile.CreateAt(d, ".lock", 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("coldpatch state: %w", err)
 	}
@@ -271,6 +401,18 @@ func lock(state string) (func(), error) {
 		return nil, fmt.Errorf("coldpatch state: lock: %w", err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// backupDir opens (with create, making) StateDir/cold/<id>, a private
+// directory (the lock is held, so StateDir/cold was checked).
+func backupDir(state, id string, create bool) (*os.File, error) {
+	p := filepath.Join(state, "cold", id)
+	if !create {
+		if _, err := os.Lstat(p); err != nil {
+			return nil, err
+		}
+	}
+	return safefile.PrivateDir(p)
 }
 
 // tempPattern names the temporary files next to target (hidden, so that
@@ -310,30 +452,118 @@ type xattr struct {
 	value []byte
 }
 
-// readFile reads a regular file and its mode, owner and extended attributes,
-// all through one descriptor so they describe the same inode.
-func readFile(path string) ([]byte, *meta, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+// privileged reports whether a file with these attributes grants privileges
+// when run: setuid, setgid, or file capabilities.
+func (m *meta) privileged() bool {
+	if m.mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+		return true
+	}
+	for _, x := range m.xattrs {
+		if x.name == "security.capability" {
+			return true
+		}
+	}
+	return false
+}
+
+// maxTarget bounds the size of a target file read into memory.
+const maxTarget = 2 << 30
+
+// targetFile is a target opened for checking and replacing: its directory
+// (held open, so the rename lands where the bytes were checked), its name in
+// it, its content and attributes read through one descriptor.
+type targetFile struct {
+	dir  *os.File
+	name string
+	path string // the directory's real path joined with name
+	data []byte
+	meta *meta
+}
+
+func (t *targetFile) close() { t.dir.Close() }
+
+// openTarget opens path's directory and then path itself without following
+// a symbolic link in the last component. The directory's path is resolved
+// once to its real path (so /lib/x.so on a merged-/usr system names
+// /usr/lib/x.so) and opened with openat2(RESOLVE_NO_SYMLINKS) (openat2(2)),
+// so a symbolic link put in its place after the resolution is refused rather
+// than followed.
+func openTarget(path string) (*targetFile, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	real, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return nil, err
+	}
+	name := filepath.Base(abs)
+	dfd, err := unix.Openat2(unix.AT_FDCWD, real, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS})
+	if errors.Is(err, unix.ENOSYS) {
+		dfd, err = unix.Open(real, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open directory", Path: real, Err: err}
+	}
+	dir := os.NewFile(uintptr(dfd), real)
+	t := &targetFile{dir: dir, name: name, path: filepath.Join(real, name)}
+	if t.data, t.meta, err = readFileAt(dir, name); err != nil {
+		dir.Close()
+		if errors.Is(err, safefile.ErrInsecure) { // a symbolic link
+			dest, _ := os.Readlink(t.path)
+			return nil, fmt.Errorf("%w: %s is a symbolic link (to %s): a coldpatch replaces only the file itself; build the patch for the file it points to",
+				ErrWrongFile, t.path, dest)
+		}
+		return nil, err
+	}
+	return t, nil
+}
+
+// readFileAt reads the regular file name in dir (not following a symbolic
+// link) and its mode, owner and extended attributes, all through one
+// descriptor so they describe the same inode.
+func readFileAt(dir *os.File, name string) ([]byte, *meta, error) {
+	f, st, err := safefile.OpenAt(dir, name, maxTarget)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, nil, fmt.Errorf("%s is not a regular file", path)
-	}
 	m := &meta{mode: st.Mode & 0o7777, uid: int(st.Uid), gid: int(st.Gid), own: true}
 	if m.xattrs, err = listXattrs(int(f.Fd())); err != nil {
-		return nil, nil, fmt.Errorf("extended attributes of %s: %w", path, err)
+		return nil, nil, fmt.Errorf("extended attributes of %s: %w", f.Name(), err)
 	}
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(f); err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+	b, err := safefile.ReadAll(f, maxTarget)
+	if err != nil {
+		return nil, nil, err
 	}
-	return buf.Bytes(), m, nil
+	return b, m, nil
+}
+
+// readAt reads a small state file (a backup record) in dir.
+func readAt(dir *os.File, name string) ([]byte, error) {
+	f, _, err := safefile.OpenAt(dir, name, 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return safefile.ReadAll(f, 1<<20)
+}
+
+// BuildID returns the GNU build-id (hex) of an ELF image, "" if it has none
+// or is not ELF.
+func BuildID(b []byte) string { return buildID(b) }
+
+func buildID(b []byte) string {
+	f, err := elfsym.Open(bytes.NewReader(b))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	id, err := f.BuildID()
+	if err != nil {
+		return ""
+	}
+	return hex.EncodeToString(id)
 }
 
 // listXattrs reads every extended attribute of fd (flistxattr(2),
@@ -387,62 +617,63 @@ func listXattrs(fd int) ([]xattr, error) {
 	return out, nil
 }
 
-// replace atomically replaces target by a file with content data and the
-// attributes m (see the package comment for the order). hook, if set, runs
-// just before the rename. On error target is unchanged and the temporary file
-// removed.
-func replace(target string, data []byte, m *meta, hook func(tmp, target string) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(target), tempPattern(target))
+// replaceAt atomically replaces name in dir by a file with content data
+// and the attributes m (see the package comment for the order). hook, if
+// set, runs just before the rename. On error the file is unchanged and the
+// temporary file removed. Everything is relative to dir's descriptor, and
+// the temporary file is created with O_EXCL|O_NOFOLLOW: no path is resolved
+// again between the check of the target and its replacement.
+func replaceAt(dir *os.File, name string, data []byte, m *meta, hook func(tmp, target string) error) (err error) {
+	dfd := int(dir.Fd())
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := tempPattern(name) + hex.EncodeToString(rnd[:])
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "create", Path: filepath.Join(dir.Name(), tmp), Err: err}
 	}
-	tmp := f.Name()
+	f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), tmp))
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(tmp)
+			unix.Unlinkat(dfd, tmp, 0)
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
+		return fmt.Errorf("write %s: %w", f.Name(), err)
 	}
-	fd := int(f.Fd())
 	if m.own {
 		if err := unix.Fchown(fd, m.uid, m.gid); err != nil {
-			return fmt.Errorf("chown %s: %w", tmp, err)
+			return fmt.Errorf("chown %s: %w", f.Name(), err)
 		}
 	}
 	if err := unix.Fchmod(fd, m.mode); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
+		return fmt.Errorf("chmod %s: %w", f.Name(), err)
 	}
 	for _, x := range m.xattrs {
 		if err := unix.Fsetxattr(fd, x.name, x.value, 0); err != nil {
-			return fmt.Errorf("set extended attribute %s on %s: %w", x.name, tmp, err)
+			return fmt.Errorf("set extended attribute %s on %s: %w", x.name, f.Name(), err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
+		return fmt.Errorf("fsync %s: %w", f.Name(), err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
+		return fmt.Errorf("close %s: %w", f.Name(), err)
 	}
+	target := filepath.Join(dir.Name(), name)
 	if hook != nil {
-		if err := hook(tmp, target); err != nil {
+		if err := hook(f.Name(), target); err != nil {
 			return err
 		}
 	}
 	// rename(2) replaces target atomically: "If newpath already exists, it
 	// will be atomically replaced, so that there is no point at which
 	// another process attempting to access newpath will find it missing."
-	if err := os.Rename(tmp, target); err != nil {
-		return err
+	if err := unix.Renameat(dfd, tmp, dfd, name); err != nil {
+		return &os.LinkError{Op: "rename", Old: f.Name(), New: target, Err: err}
 	}
-	d, err := os.Open(filepath.Dir(target))
-	if err != nil {
-		return fmt.Errorf("%s replaced, but open its directory to sync: %w", target, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := dir.Sync(); err != nil {
 		return fmt.Errorf("%s replaced, but sync its directory: %w", target, err)
 	}
 	return nil

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 			}
 			return nil
 		}
-		_, err = Apply(Spec{ID: "crash", Path: f[0], OrigSHA256: f[2], FixedSHA256: hashHex(fixed), Fixed: fixed},
+		_, err = Apply(Spec{ID: "crash", Path: f[0], OrigSHA256: f[2], FixedSHA256: hashHex(fixed), Fixed: fixed, Trusted: true},
 			Options{StateDir: f[3]})
 		fmt.Fprintln(os.Stderr, "Apply returned:", err)
 		os.Exit(1)
@@ -130,7 +130,7 @@ func getxattr(t *testing.T, path, name string) []byte {
 }
 
 func (f *fixture) spec() Spec {
-	return Spec{ID: "hp-cold", Path: f.path, OrigSHA256: hashHex(f.orig), FixedSHA256: hashHex(f.fixed), Fixed: f.fixed}
+	return Spec{ID: "hp-cold", Path: f.path, OrigSHA256: hashHex(f.orig), FixedSHA256: hashHex(f.fixed), Fixed: f.fixed, Trusted: true}
 }
 
 func (f *fixture) opt() Options { return Options{StateDir: f.state} }
@@ -214,6 +214,10 @@ func TestApplyRevert(t *testing.T) {
 	}
 }
 
+// TestSymlinkTarget: a symbolic link is never followed to the file it
+// names: the coldpatch is refused and nothing changes (through a symlinked
+// directory the real file is found, since that is where the bytes checked
+// are).
 func TestSymlinkTarget(t *testing.T) {
 	f := install(t)
 	link := filepath.Join(t.TempDir(), "greet-link")
@@ -222,17 +226,90 @@ func TestSymlinkTarget(t *testing.T) {
 	}
 	s := f.spec()
 	s.Path = link
-	if _, err := Apply(s, f.opt()); err != nil {
-		t.Fatal(err)
+	if _, err := Apply(s, f.opt()); !errors.Is(err, ErrWrongFile) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("apply through a symlink: %v, want ErrWrongFile naming the symbolic link", err)
 	}
-	f.check(t, f.fixed, "greet v2")
+	f.check(t, f.orig, "greet v1")
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Fatalf("the symlink was replaced: %v %v", fi, err)
 	}
+	dirLink := filepath.Join(t.TempDir(), "dir-link")
+	os.Symlink(f.dir, dirLink)
+	s.Path = filepath.Join(dirLink, "greet")
+	res, err := Apply(s, f.opt())
+	if err != nil || res.Path != f.path {
+		t.Fatalf("apply through a symlinked directory: %+v %v", res, err)
+	}
+	f.check(t, f.fixed, "greet v2")
 	if _, err := Revert("hp-cold", f.opt()); err != nil {
 		t.Fatal(err)
 	}
 	f.check(t, f.orig, "")
+}
+
+// TestOnlyItsTarget: the file replaced must be the patch's target, proved by
+// its build-id, whatever path the bundle names: a setuid-root file that is
+// not the target is refused and left untouched (an unsigned bundle used to
+// overwrite one). An untrusted bundle may not replace a setuid file even if
+// it is the target; a trusted one may, and the bits are kept.
+func TestOnlyItsTarget(t *testing.T) {
+	compile(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: chown")
+	}
+	dir, state := t.TempDir(), t.TempDir()
+	victim := filepath.Join(dir, "su")
+	os.WriteFile(victim, builds.other, 0o755)
+	unix.Chmod(victim, 0o4755)
+	target := filepath.Join(dir, "greet")
+	os.WriteFile(target, builds.orig, 0o755)
+	unix.Chmod(target, 0o6755)
+	opt := Options{StateDir: state}
+	spec := Spec{ID: "hp-own", Path: victim, OrigSHA256: hashHex(builds.other), FixedSHA256: hashHex(builds.fixed),
+		Fixed: builds.fixed, BuildID: buildID(builds.orig), Trusted: false}
+	if spec.BuildID == "" {
+		t.Fatal("greet has no build-id")
+	}
+	for _, force := range []bool{false, true} {
+		opt.Force = force
+		if _, err := Apply(spec, opt); !errors.Is(err, ErrWrongFile) || !strings.Contains(err.Error(), "build-id") {
+			t.Fatalf("force %v: a setuid file that is not the target: %v, want ErrWrongFile (build-id)", force, err)
+		}
+		if _, err := Check(spec, opt); !errors.Is(err, ErrWrongFile) {
+			t.Fatalf("Check: %v", err)
+		}
+	}
+	opt.Force = false
+	var st unix.Stat_t
+	unix.Stat(victim, &st)
+	if b, _ := os.ReadFile(victim); !bytes.Equal(b, builds.other) || st.Mode&0o7777 != 0o4755 {
+		t.Fatalf("the setuid file changed (mode %o)", st.Mode&0o7777)
+	}
+	// The real target, setuid and setgid: not from an untrusted bundle.
+	spec.Path, spec.OrigSHA256 = target, hashHex(builds.orig)
+	if _, err := Apply(spec, opt); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "setuid") {
+		t.Fatalf("untrusted bundle on a setuid target: %v, want ErrRefused", err)
+	}
+	spec.Trusted = true
+	if _, err := Apply(spec, opt); err != nil {
+		t.Fatal(err)
+	}
+	unix.Stat(target, &st)
+	if b, _ := os.ReadFile(target); !bytes.Equal(b, builds.fixed) || st.Mode&0o7777 != 0o6755 {
+		t.Fatalf("trusted coldpatch: mode %o", st.Mode&0o7777)
+	}
+	if _, err := Revert("hp-own", opt); err != nil {
+		t.Fatal(err)
+	}
+	// A plain original gives a plain file (bits come from the original only).
+	os.Chmod(target, 0o755)
+	if _, err := Apply(spec, opt); err != nil {
+		t.Fatal(err)
+	}
+	unix.Stat(target, &st)
+	if st.Mode&0o7777 != 0o755 {
+		t.Fatalf("mode %o after replacing a 0755 original", st.Mode&0o7777)
+	}
 }
 
 func TestRefusals(t *testing.T) {

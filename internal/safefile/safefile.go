@@ -217,7 +217,13 @@ func TrustedDir(path string) (*os.File, error) {
 // symbolic link, owned by that user and not accessible to group or others:
 // otherwise another user could take its locks, plant symbolic links in it
 // or read what it keeps. Its parent must exist.
-func PrivateDir(path string) (*os.File, error) {
+func PrivateDir(path string) (*os.File, error) { return ownDir(path, 0o077) }
+
+// UserDir is PrivateDir for a directory that others may read but not
+// write (mode 0755 is accepted).
+func UserDir(path string) (*os.File, error) { return ownDir(path, 0o022) }
+
+func ownDir(path string, forbidden uint32) (*os.File, error) {
 	if err := unix.Mkdir(path, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 		return nil, &os.PathError{Op: "mkdir", Path: path, Err: err}
 	}
@@ -238,7 +244,7 @@ func PrivateDir(path string) (*os.File, error) {
 		d.Close()
 		return nil, fmt.Errorf("%w: %s belongs to uid %d, not to uid %d who runs hotpatch", ErrInsecure, path, st.Uid, euid)
 	}
-	if st.Mode&0o077 != 0 {
+	if st.Mode&forbidden != 0 {
 		d.Close()
 		return nil, fmt.Errorf("%w: %s has mode %#o, must be 0700 (chmod 700 %s)", ErrInsecure, path, st.Mode&0o7777, path)
 	}
