@@ -19,6 +19,7 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/coldpatch"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/safefile"
 	"github.com/hotpatch/hotpatch/internal/sign"
 	"github.com/hotpatch/hotpatch/internal/txn"
 )
@@ -100,11 +101,11 @@ func (f *buildBundleFlags) addFlags(c *cobra.Command) {
 func (f *buildBundleFlags) finish(cmd *cobra.Command, p *patchfile.Patch, target string) error {
 	var e extras
 	if f.cold != "" {
-		orig, err := os.ReadFile(target)
+		orig, err := safefile.Read(target, patchfile.MaxTotalSize, 0)
 		if err != nil {
 			return fmt.Errorf("coldpatch: read target: %w", err)
 		}
-		fixed, err := os.ReadFile(f.cold)
+		fixed, err := safefile.Read(f.cold, patchfile.MaxTotalSize, 0)
 		if err != nil {
 			return fmt.Errorf("coldpatch: %w", err)
 		}
@@ -235,11 +236,8 @@ func addColdFlags(c *cobra.Command) *coldFlags {
 	c.Flags().BoolVar(&f.noCold, "no-cold", false, "leave the file on disk alone (hotpatch only)")
 	c.Flags().BoolVar(&f.coldOnly, "cold-only", false, "only replace (revert: restore) the file on disk; no process is touched")
 	c.Flags().BoolVar(&f.force, "force-cold", false, "replace (restore) the file on disk even if its content is not the one expected")
-	def := os.Getenv("HOTPATCH_STATE_DIR")
-	if def == "" {
-		def = coldpatch.DefaultStateDir
-	}
-	c.Flags().StringVar(&f.stateDir, "state-dir", def, "where the originals of replaced files are kept (env HOTPATCH_STATE_DIR)")
+	c.Flags().StringVar(&f.stateDir, "state-dir", os.Getenv("HOTPATCH_STATE_DIR"),
+		"where the originals of replaced files are kept (env HOTPATCH_STATE_DIR; default "+coldpatch.DefaultStateDir+" for root, $XDG_STATE_HOME/hotpatch for other users)")
 	return f
 }
 
