@@ -165,7 +165,9 @@ func newStatusCmd() *cobra.Command {
 			if pid <= 0 {
 				return usageError{fmt.Errorf("status: --pid must be positive")}
 			}
-			rep, err := engine.Status(pid)
+			// Frees the regions reverts kept that no thread can reach any
+			// more (so status runs in the worker, see worker.go).
+			rep, err := engine.StatusFree(pid, engine.Options{})
 			if err != nil {
 				return err
 			}
@@ -207,5 +209,8 @@ func printPatchStatus(w io.Writer, indent string, p engine.PatchStatus) {
 		time.Unix(p.AppliedAt, 0).UTC().Format(time.RFC3339))
 	for _, r := range p.Redirects {
 		fmt.Fprintf(w, "%s  %-24s %#x -> %#x (%s)\n", indent, r.Func, r.Entry, r.New, r.Kind)
+	}
+	if p.Kept != "" {
+		fmt.Fprintf(w, "%s  region %s\n", indent, p.Kept)
 	}
 }

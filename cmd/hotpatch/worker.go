@@ -40,7 +40,7 @@ func runInWorker(args []string) (code int, ok bool) {
 		}
 	}
 	switch sub {
-	case "apply", "revert", "recover":
+	case "apply", "revert", "recover", "status": // status may free kept regions
 	default:
 		return 0, false
 	}

@@ -455,6 +455,14 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 				ErrBusy, ErrInTransition, r.ID, r.StateName, pid, pid)
 		}
 	}
+	// Regions earlier reverts kept while threads were in them: free those
+	// no thread can reach any more (kept.go).
+	if _, freed, _ := freeKept(pid, recs, opt); freed {
+		if maps, err = procmaps.Read(pid); err != nil {
+			return nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
+		}
+		recs, _ = readRecords(pid, maps)
+	}
 	for _, r := range recs {
 		if r.ID == p.ID && r.State == record.StateApplied {
 			rep.AlreadyApplied = true

@@ -326,6 +326,10 @@ func TestPatchReadyPhases(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkPhases(t, fmt.Sprintf("revert %d", i), rrep.Phases, rrep.Elapsed, "restore entries")
+		// The region stays for a re-apply, and status says so.
+		if st, err := StatusFree(tg.Pid, Options{}); err != nil || len(st.Patches) != 1 || st.Patches[0].Kept != keptReady {
+			t.Fatalf("status of a patch-ready revert: %+v %v", st, err)
+		}
 	}
 }
 

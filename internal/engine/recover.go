@@ -81,7 +81,10 @@ func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
 				a.Action, a.Detail = "kept", err.Error()
 				return
 			}
-			why := regionInUse(pr, threads, mustMaps(pid), p.Base, p.Base+p.Size)
+			why := padInUse(threads, p.Redirects)
+			if why == "" {
+				why = regionInUse(pr, threads, mustMaps(pid), p.Base, p.Base+p.Size)
+			}
 			if why == "" {
 				why = munmapAllowed(pr, p.Base, p.Size)
 			}
@@ -232,4 +235,21 @@ func restorePadding(pr *proc.Process, threads []proc.Thread, rds []record.Redire
 		}
 	}
 	return nil
+}
+
+// padInUse reports which thread, if any, is about to run the long jump in
+// the padding of one of rds: it took the entry's short jump just before the
+// entry was restored. Its next instruction leads into the patch's region,
+// so the region must stay until it has gone through (regionInUse then sees
+// it there, or on its way back).
+func padInUse(threads []proc.Thread, rds []record.Redirect) string {
+	for _, th := range threads {
+		pc := th.Regs.PC()
+		for _, rd := range rds {
+			if rd.Padded() && pc >= rd.PadAddr && pc < rd.PadAddr+uint64(len(rd.PadJump)) {
+				return fmt.Sprintf("thread %d is at the jump in the padding of %s (pc %#x)", th.TID, rd.Func, pc)
+			}
+		}
+	}
+	return ""
 }

@@ -45,6 +45,13 @@ func Revert(pid int, id string, opt Options) (_ *RevertReport, err error) {
 		return nil, err
 	}
 	exists = true
+	// Free the regions earlier reverts kept, where no thread can reach
+	// them any more (kept.go).
+	if _, freed, _ := freeKept(pid, st.Patches, opt); freed {
+		if st, err = Status(pid); err != nil {
+			return nil, err
+		}
+	}
 	var base uint64
 	var found PatchStatus
 	for _, p := range st.Patches {
@@ -173,6 +180,13 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 		return &busyError{why}, nil
 	}
 	threads = movedThreads(threads, moves)
+	// A thread that took a patch-ready entry's short jump and sits at the
+	// long jump in the padding goes into the region next, whatever the
+	// entry holds: wait until it is through.
+	if busy := padInUse(threads, rec.Redirects); busy != "" {
+		pr.Resume()
+		return &busyError{busy}, nil
+	}
 	if unw != nil {
 		// Stack model: no thread may be executing in, or due to return into,
 		// the patch's code when the old code comes back.

@@ -22,6 +22,9 @@ type PatchStatus struct {
 	StateName string `json:"state"`
 	// Problem explains an incomplete or foreign region.
 	Problem string `json:"problem,omitempty"`
+	// Kept says why a reverted patch's region is still mapped (see
+	// kept.go).
+	Kept string `json:"kept,omitempty"`
 }
 
 // StateIncomplete names a patch region whose record was never written: its
@@ -63,6 +66,7 @@ func Status(pid int) (_ *StatusReport, err error) {
 	if err != nil {
 		return nil, err
 	}
+	setKept(pid, recs)
 	return &StatusReport{PID: pid, Patches: recs}, nil
 }
 
