@@ -89,7 +89,8 @@ func TestAliases(t *testing.T) {
 	if _, err := Apply(tg.Pid, sp, Options{Consistency: ConsistencyEntry}); !errors.Is(err, ErrBadAddress) {
 		t.Fatalf("apply of aliases with different code: %v", err)
 	}
-	if st, _ := Status(tg.Pid); len(st.Patches) != len(before.Patches) {
+	// (A region earlier reverts kept may have been freed meanwhile.)
+	if st, _ := Status(tg.Pid); len(st.Patches) > len(before.Patches) || (len(st.Patches) > 0 && st.Patches[len(st.Patches)-1].StateName != "reverted") {
 		t.Fatalf("refused apply left %+v", st.Patches)
 	}
 	if s := tg.Stderr(); s != "" {
