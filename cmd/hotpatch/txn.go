@@ -119,8 +119,11 @@ func printTxn(cmd *cobra.Command, res *txn.Result, err error, extra map[string]a
 			doc["rollback"] = res.RolledOut
 		}
 		doc["transaction"] = res
+		if err != nil || res.Fleet != nil { // the host-wide document always had its exit code
+			doc["exit_code"] = exitCode(err)
+		}
 		if err != nil {
-			doc["error"], doc["exit_code"] = clean(err.Error()), exitCode(err)
+			doc["error"] = clean(err.Error())
 		}
 		if werr := writeJSON(w, doc); werr != nil {
 			return werr

@@ -95,6 +95,17 @@ func TestTransaction(t *testing.T) {
 		t.Errorf("text output does not report the halves:\n%s", out)
 	}
 
+	// 1b. Host-wide form: one process patched, one failed: the hot half is
+	// partial, the file on disk untouched.
+	o = jsonRun(exitNoTarget, append([]string{"apply", hp, "--pid", pid, "--pid", notTarget}, common...)...)
+	if o.Transaction.Hot.Outcome != "partial" || o.Transaction.Cold.Outcome != "not-done" || sha(t, bin) != origSum || !applied(tg.Pid) {
+		t.Fatalf("host-wide partial failure: %+v", o.Transaction)
+	}
+	mustCLI(t, "revert", "txn-fix", "--pid", pid, "--state-dir", state)
+	if applied(tg.Pid) || sha(t, bin) != origSum {
+		t.Fatal("revert after the partial apply")
+	}
+
 	// 2. Both halves; then a revert whose hot half fails keeps the fixed
 	// file (exit 6: not applied in that process).
 	o = jsonRun(0, append([]string{"apply", hp, "--pid", pid}, common...)...)
