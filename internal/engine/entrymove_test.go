@@ -91,7 +91,7 @@ func TestTinyFunctionLinkedLast(t *testing.T) {
 	obj := compileObj(t, dir, "tiny_new.c")
 	t.Run("executable", func(t *testing.T) {
 		bin := testutil.Compile(t, filepath.Join(dir, "tiny_last"), append([]string{src("tiny_main.c"), src("tiny.c")}, targetFlags...)...)
-		tg := testutil.Start(t, bin, "16", "20")
+		tg := testutil.Start(t, bin, "16", "200")
 		cycle(t, tg, buildPatch(t, bin, obj), 50, "slot above the entry", false, 1)
 	})
 	t.Run("library", func(t *testing.T) {
@@ -99,7 +99,7 @@ func TestTinyFunctionLinkedLast(t *testing.T) {
 		os.MkdirAll(libdir, 0o755)
 		lib := testutil.Compile(t, filepath.Join(libdir, "libtiny.so"), append([]string{src("tiny.c"), "-fPIC", "-shared"}, targetFlags...)...)
 		bin := testutil.Compile(t, filepath.Join(dir, "tiny_lib"), append([]string{src("tiny_main.c"), "-L" + libdir, "-ltiny", "-Wl,-rpath," + libdir}, targetFlags...)...)
-		tg := testutil.Start(t, bin, "16", "20")
+		tg := testutil.Start(t, bin, "16", "200")
 		cycle(t, tg, buildPatch(t, lib, obj), 50, "slot above the entry", false, 1)
 	})
 }
@@ -111,7 +111,7 @@ func TestBranchTargetAtEntryPlus2(t *testing.T) {
 	dir := setup(t)
 	bin := compileTarget(t, dir, "loopfn.c")
 	p := buildPatch(t, bin, compileObj(t, dir, "loopfn_new.c"))
-	tg := testutil.Start(t, bin, "16", "20")
+	tg := testutil.Start(t, bin, "16", "200")
 	cycle(t, tg, p, 20, "jmp rel8 to jmp rel32 (slot", false, 1)
 }
 
@@ -126,7 +126,7 @@ func TestHotFunctionEntryMode(t *testing.T) {
 	src := func(s string) string { return filepath.Join("testdata", s) }
 	bin := testutil.Compile(t, filepath.Join(dir, "spin"), append([]string{src("tiny_main.c"), src("spin.c")}, targetFlags...)...)
 	p := buildPatch(t, bin, compileObj(t, dir, "spin_new.c"))
-	pause := "100"
+	pause := "5000"
 	if v := os.Getenv("HOTPATCH_TEST_PAUSE"); v != "" {
 		pause = v
 	}
