@@ -17,16 +17,18 @@ import (
 // the middle of the jump. Instead of waiting for it to leave (which, for a
 // function hot on many threads, may never be observed in a stop), the stop
 // window moves it:
-//   - rewound to the patch point, when the instructions it executed since
-//     only pushed registers, lowered the stack pointer or set flags
+//   - in the entry model, to the matching instruction of a relocated copy of
+//     the overwritten instructions in the patch region (Detours' trampoline,
+//     arch.EntryMover.RelocateEntry), which continues into the old body after
+//     them: the thread finishes this call of the old function, which the
+//     entry model allows;
+//   - in the stack model (or when no copy could be made), rewound to the
+//     patch point, when the instructions it executed since only pushed
+//     registers, lowered the stack pointer, set flags or paused
 //     (arch.EntryMover.RewindEntry): it then takes the jump, as if it had
-//     just been called. This keeps the stack model's promise (no thread runs
-//     the old function after the switch), so it is done in both models;
-//   - otherwise, in the entry model, moved to the matching instruction of a
-//     relocated copy of the overwritten instructions in the patch region
-//     (Detours' trampoline, arch.EntryMover.RelocateEntry), which continues
-//     into the old body after them: the thread finishes this call of the old
-//     function, which the entry model allows.
+//     just been called, so no thread runs the old function after the switch,
+//     as the stack model promises. A thread that did more there keeps the
+//     function active on its stack: the stack model waits for it.
 //
 // The copies are built when the patch is linked and written with the code,
 // read-execute, after the objects (outside [TextStart, TextEnd), which is the
@@ -98,14 +100,14 @@ func (pp *prepared) planMoves(im *image, threads []proc.Thread, stacked []bool, 
 			why := ""
 			if !stacked[i] {
 				regs := th.Regs
-				if d, ok := pp.arch.RewindEntry(pp.funcs[i].fn, r, pc); ok {
-					regs.SetSP(regs.SP() + d)
-					regs.SetPC(r.Addr)
+				if t := im.tramps[i]; entry && t != nil && t.Map[pc] != 0 {
+					regs.SetPC(t.Map[pc])
 					moves = append(moves, move{th.TID, th.Regs, regs})
 					break
 				}
-				if t := im.tramps[i]; entry && t != nil && t.Map[pc] != 0 {
-					regs.SetPC(t.Map[pc])
+				if d, ok := pp.arch.RewindEntry(pp.funcs[i].fn, r, pc); ok {
+					regs.SetSP(regs.SP() + d)
+					regs.SetPC(r.Addr)
 					moves = append(moves, move{th.TID, th.Regs, regs})
 					break
 				}

@@ -24,6 +24,11 @@ func counts(l string) (olds, news int64, ok bool) {
 // wantKind, if set, must be in the report's kind; oneStop asserts that every
 // apply and revert succeeded in its first stop.
 func cycle(t *testing.T, tg *testutil.Target, p *patchfile.Patch, n int, wantKind string, oneStop bool, checkEvery int) (moved int) {
+	return cycleIn(t, tg, p, ConsistencyEntry, n, wantKind, oneStop, checkEvery)
+}
+
+// cycleIn is cycle in consistency model cons.
+func cycleIn(t *testing.T, tg *testutil.Target, p *patchfile.Patch, cons string, n int, wantKind string, oneStop bool, checkEvery int) (moved int) {
 	t.Helper()
 	pid := tg.Pid
 	last := func() (int64, int64) {
@@ -35,7 +40,7 @@ func cycle(t *testing.T, tg *testutil.Target, p *patchfile.Patch, n int, wantKin
 	_, news0 := last()
 	for i := 0; i < n; i++ {
 		check := i%checkEvery == 0 || i == n-1
-		rep, err := Apply(pid, p, Options{Consistency: ConsistencyEntry})
+		rep, err := Apply(pid, p, Options{Consistency: cons})
 		if err != nil {
 			t.Fatalf("cycle %d apply: %v", i, err)
 		}
@@ -53,7 +58,7 @@ func cycle(t *testing.T, tg *testutil.Target, p *patchfile.Patch, n int, wantKin
 			tg.Drain()
 			tg.WaitLine(t, 5*time.Second, func(l string) bool { _, w, ok := counts(l); return ok && w > news0 })
 		}
-		rrep, err := Revert(pid, p.ID, Options{Consistency: ConsistencyEntry})
+		rrep, err := Revert(pid, p.ID, Options{Consistency: cons})
 		if err != nil {
 			t.Fatalf("cycle %d revert: %v", i, err)
 		}
@@ -143,4 +148,22 @@ func TestHotFunctionEntryMode(t *testing.T) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("%d entry-mode apply/revert cycles with 64 threads in %v, 0 failures, %d threads moved out of the overwritten bytes; load %s",
 		n, time.Since(start).Round(time.Millisecond), moved, strings.TrimSpace(string(load)))
+}
+
+// TestHotFunctionStackMode: in the stack model a thread stopped inside the
+// overwritten bytes of a function not otherwise on its stack is rewound to
+// the entry when what it executed there can be undone (spin.c: just after the
+// pause), so it takes the jump and runs the new function; a thread at the
+// entry itself does not count as inside the function (issue 11 item 3).
+func TestHotFunctionStackMode(t *testing.T) {
+	dir := setup(t)
+	src := func(s string) string { return filepath.Join("testdata", s) }
+	bin := testutil.Compile(t, filepath.Join(dir, "spin"), append([]string{src("tiny_main.c"), src("spin.c")}, targetFlags...)...)
+	p := buildPatch(t, bin, compileObj(t, dir, "spin_new.c"))
+	tg := testutil.Start(t, bin, "64", "5000")
+	moved := cycleIn(t, tg, p, ConsistencyStack, 100, "jmp rel32", false, 20)
+	t.Logf("100 stack-model cycles, %d threads rewound to the entry", moved)
+	if moved == 0 {
+		t.Errorf("no thread was ever rewound: the test did not exercise the stack model's move")
+	}
 }

@@ -160,9 +160,9 @@ func relocateJcc(raw []byte, p int, in Insn, pc uint64) ([]byte, error) {
 // RewindEntry implements arch.EntryMover: the instructions from r.Addr up to
 // pc may only be pushes of registers (push leaves the register unchanged;
 // the word it stored below the entry's stack pointer is dead, as everything
-// below the stack pointer is at a call boundary), "sub $imm, %rsp", NOPs, and
-// test/cmp between registers (they change only the status flags, which the
-// psABI makes scratch across calls, so they are dead at an entry).
+// below the stack pointer is at a call boundary), "sub $imm, %rsp", NOPs,
+// pause, and test/cmp between registers (they change only the status flags,
+// which the psABI makes scratch across calls, so they are dead at an entry).
 func (Arch) RewindEntry(fn arch.Func, r arch.Redirect, pc uint64) (uint64, bool) {
 	insns, err := Decode(fn.Code, fn.Addr)
 	if err != nil || pc <= r.Addr || pc >= r.Addr+uint64(len(r.Jump)) {
@@ -209,6 +209,8 @@ func undoable(raw []byte, in Insn) (uint64, bool) {
 		return uint64(int64(v)), v >= 0
 	case len(b) == 2 && (b[0] == 0x84 || b[0] == 0x85 || b[0] == 0x38 || b[0] == 0x39 || b[0] == 0x3a || b[0] == 0x3b) && b[1]>>6 == 3:
 		return 0, true // test/cmp reg, reg
+	case rex == 0 && len(b) == 2 && b[0] == 0xf3 && b[1] == 0x90:
+		return 0, true // pause: a spin-wait hint, no architectural effect
 	}
 	return 0, false
 }

@@ -215,6 +215,7 @@ func TestRewindEntry(t *testing.T) {
 		{"after two pushes", "4157 4156 53 c3", 4, 16, true},
 		{"after push and sub", "53 4883ec10 c3", 5, 0, false}, // pc 5 is outside a 5-byte window
 		{"push, test", "53 85ff 7402 c3", 3, 8, true},
+		{"after pause", "f390 8d4701 c3", 2, 0, true},
 		{"after mov (not undoable)", "89f8 53 c3", 2, 0, false},
 		{"mid instruction", "4883ec10 c3", 2, 0, false},
 		{"at the entry", "55 c3", 0, 0, false},
@@ -259,4 +260,48 @@ func TestPlanSlotUnsizedPrev(t *testing.T) {
 	if _, err := (Arch{}).PlanRedirect(fn, 0x10000000); err == nil || !strings.Contains(err.Error(), "no padding above") {
 		t.Fatalf("no gap: %v", err)
 	}
+}
+
+// FuzzPlanSlot: whatever the bytes around a function (they come from the
+// target's ELF file), planning never panics, a slot lies in the bytes given
+// for padding and holds them in Orig, the entry jump reaches it, and the
+// relocated copy of the overwritten bytes never panics either.
+func FuzzPlanSlot(f *testing.F) {
+	f.Add(hexb(f, "8d4701c3"), []byte{}, hexb(f, "662e0f1f8400000000006690"), hexb(f, "31c0c3"), uint64(0x50000000))
+	f.Add(hexb(f, "31c0ffc039f87cfac3"), hexb(f, "0f1f4400000f1f4000"), []byte{}, hexb(f, "c3"), uint64(0x7f0000000000))
+	f.Add(hexb(f, "f30f1efa8d4701c3"), []byte{}, hexb(f, "cccccccccccc"), hexb(f, "e800100000"), uint64(0x50000000))
+	f.Fuzz(func(t *testing.T, code, tail, gap, prev []byte, dest uint64) {
+		const addr = 0x401000
+		fn := arch.Func{Name: "f", Addr: addr, Code: code, Tail: tail, Gap: gap, Prev: prev}
+		r, err := Arch{}.PlanRedirect(fn, dest)
+		if err != nil {
+			if !errors.Is(err, arch.ErrNotPatchable) {
+				t.Fatalf("error %v does not wrap ErrNotPatchable", err)
+			}
+			return
+		}
+		if s := r.Slot; s != nil {
+			lo := uint64(addr - len(gap))
+			hi := uint64(addr + len(code) + len(tail))
+			if len(s.Orig) != len(s.Jump) || s.Addr < lo || s.Addr+uint64(len(s.Jump)) > hi ||
+				(s.Addr < addr && s.Addr+uint64(len(s.Jump)) > addr) || (s.Addr >= addr && s.Addr < addr+uint64(len(code))) {
+				t.Fatalf("bad slot %+v", s)
+			}
+			around := append(append(append([]byte{}, gap...), code...), tail...)
+			if !bytes.Equal(around[s.Addr-lo:s.Addr-lo+uint64(len(s.Orig))], s.Orig) {
+				t.Fatalf("slot Orig %x does not match the bytes", s.Orig)
+			}
+			if in, _, err := decodeOne(r.Jump, r.Addr); err != nil || in.Target != s.Addr {
+				t.Fatalf("entry jump %x does not reach the slot at %#x", r.Jump, s.Addr)
+			}
+		}
+		rel, err := Arch{}.RelocateEntry(fn, r, 0x402000)
+		if err == nil {
+			for old, n := range rel.Map {
+				if old <= r.Addr || old >= r.Addr+uint64(len(r.Jump)) || n < 0x402000 || n >= 0x402000+uint64(len(rel.Code)) {
+					t.Fatalf("bad map %#x -> %#x", old, n)
+				}
+			}
+		}
+	})
 }
