@@ -682,7 +682,9 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image) (*busyError, error) {
 		return nil, err
 	}
 	if err := writeJumps(pr, pp, im); err != nil {
-		unsetMoves(pr, moves)
+		if !errors.Is(err, errSimulatedCrash) { // a crash leaves the moved threads where they are
+			unsetMoves(pr, moves)
+		}
 		pr.Resume()
 		return nil, err
 	}

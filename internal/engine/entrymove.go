@@ -43,12 +43,17 @@ import (
 // does not fit is simply not offered (the thread waits, as before).
 const maxTramp = 64
 
-// trampSize is the room the region keeps for the copies.
+// trampSize is the room the region keeps for the copies: none for
+// patch-ready functions, whose overwritten bytes are two one-byte NOPs (a
+// thread between them is rewound, which needs no copy).
 func (pp *prepared) trampSize() uint64 {
-	if len(pp.funcs) == 0 {
-		return 0
+	n := 0
+	for _, f := range pp.funcs {
+		if f.pre == nil {
+			n++
+		}
 	}
-	return roundUp(uint64(len(pp.funcs))*maxTramp, pageSize)
+	return roundUp(uint64(n)*maxTramp, pageSize)
 }
 
 // placeTrampolines builds the relocated copy of each redirect's overwritten
@@ -59,6 +64,9 @@ func (pp *prepared) placeTrampolines(im *image, at uint64) {
 	for i, r := range im.plans {
 		if uint64(len(code)+maxTramp) > pp.trampSize() {
 			break
+		}
+		if im.padded[i] != nil {
+			continue
 		}
 		rel, err := pp.arch.RelocateEntry(pp.funcs[i].fn, r, at+uint64(len(code)))
 		if err != nil || len(rel.Code) > maxTramp {
