@@ -147,7 +147,7 @@ func checkRecord(r *record.Record, id string, base, size uint64, maps []procmaps
 	}
 	inCode := func(a uint64, n int) bool {
 		for _, m := range maps {
-			if m.FileBacked() && m.Executable() && !strings.HasPrefix(m.Path, "/memfd:") && a >= m.Start && a+uint64(n) <= m.End {
+			if m.FileBacked() && m.Executable() && !strings.HasPrefix(m.Path, "/memfd:") && a >= m.Start && a < m.End && uint64(n) <= m.End-a {
 				return true
 			}
 		}
