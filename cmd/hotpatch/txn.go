@@ -149,7 +149,7 @@ func printTxn(cmd *cobra.Command, res *txn.Result, err error, extra map[string]a
 // printHalves says what became of each half when it is not simply done.
 func printHalves(w io.Writer, res *txn.Result) {
 	plain := func(h txn.Half) bool {
-		return h.Outcome == txn.Done || h.Outcome == txn.Already || (h.Outcome == txn.NotAsked && h.Reason == "")
+		return h.Outcome == txn.Done || h.Outcome == txn.Already || h.Outcome == txn.NotAsked
 	}
 	if plain(res.Hot) && plain(res.Cold) {
 		return
