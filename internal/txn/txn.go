@@ -271,7 +271,9 @@ func checkColdRevert(id string, p *patchfile.Patch, opt Options, res *Result) (b
 	}
 	_, err := coldpatch.CheckRevert(id, opt.Cold)
 	if errors.Is(err, coldpatch.ErrNoBackup) && hasCold && !opt.ColdOnly {
-		if a, cerr := coldpatch.Check(coldSpec(p, true), opt.Cold); cerr == nil && a == coldpatch.Replaced {
+		strict := opt.Cold
+		strict.Force = false // "would replace" must mean "is the original"
+		if a, cerr := coldpatch.Check(coldSpec(p, true), strict); cerr == nil && a == coldpatch.Replaced {
 			// The file on disk is the original: the cold half was never
 			// installed (apply --no-cold), there is nothing to restore.
 			res.Cold = Half{Already, "the file on disk is the original; no backup was made"}
