@@ -396,15 +396,25 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 		}
 	}
 	if fp, ok := a.(arch.FarRefPlanner); ok {
+		fi := newFuncIndex(o)
+		// Decoding resumes after the previous planned instruction when it
+		// lies in the same function (relocations come in offset order), so
+		// planning a function costs one pass over its code.
+		cursor := map[int]int{} // section -> an instruction boundary
 		for k := range p.relocs {
 			pr := &p.relocs[k]
 			if _, abs := symAbs(pr.r.sym); !abs || pr.r.sym == 0 || !farCandidate(o, pr) {
 				continue
 			}
-			plan, err := fp.PlanFarRef(o.secs[pr.sec].data, funcStart(o, pr.sec, pr.r.off), int(pr.r.off), pr.r.typ, pr.r.addend)
-			if err != nil || othersIn(o, pr, plan) {
+			from := fi.start(pr.sec, pr.r.off)
+			if c, ok := cursor[pr.sec]; ok && c >= from && c <= int(pr.r.off) {
+				from = c
+			}
+			plan, err := fp.PlanFarRef(o.secs[pr.sec].data, from, int(pr.r.off), pr.r.typ, pr.r.addend)
+			if err != nil || fi.othersIn(pr, plan) {
 				continue // stays a direct reference (Reach)
 			}
+			cursor[pr.sec] = plan.Start + plan.Len
 			key := gotSlot{sym: pr.r.sym, addend: plan.SlotAddend}
 			idx, ok := gotIdx[key]
 			if !ok {
@@ -678,25 +688,60 @@ func farCandidate(o *Object, pr *preparedReloc) bool {
 	return o.secs[pr.sec].kind == kindText && !i.GOT && !i.TLS && !i.Call && i.Size == 4
 }
 
-// funcStart returns the offset in section si of the function holding off
-// (an instruction boundary to decode from), 0 if no symbol says.
-func funcStart(o *Object, si int, off uint64) int {
-	best := uint64(0)
+// funcIndex finds, per text section, the functions and the relocated places.
+type funcIndex struct {
+	funcs map[int][][2]uint64 // section -> [start, end) of its functions, by start
+	offs  map[int][]uint64    // section -> relocation offsets, sorted
+	o     *Object
+}
+
+func newFuncIndex(o *Object) *funcIndex {
+	fi := &funcIndex{funcs: map[int][][2]uint64{}, offs: map[int][]uint64{}, o: o}
 	for i := 1; i < len(o.syms); i++ {
 		s := &o.syms[i]
-		if int(s.shndx) == si && s.typ == elf.STT_FUNC && s.value <= off && off < s.value+s.size && s.value > best {
-			best = s.value
+		if s.typ == elf.STT_FUNC && s.defined() && s.shndx < shnLoReserve && int(s.shndx) < len(o.secs) && o.secs[s.shndx].kind == kindText {
+			fi.funcs[int(s.shndx)] = append(fi.funcs[int(s.shndx)], [2]uint64{s.value, s.value + s.size})
 		}
 	}
-	return int(best)
+	for si, fs := range fi.funcs {
+		sort.Slice(fs, func(i, j int) bool { return fs[i][0] < fs[j][0] })
+		fi.funcs[si] = fs
+	}
+	for si := range o.secs {
+		if o.secs[si].kind != kindText {
+			continue
+		}
+		var offs []uint64
+		for _, r := range o.secs[si].relas {
+			offs = append(offs, r.off)
+		}
+		sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+		fi.offs[si] = offs
+	}
+	return fi
+}
+
+// start returns the offset in section si of the function holding off (an
+// instruction boundary to decode from), 0 if no symbol says.
+func (fi *funcIndex) start(si int, off uint64) int {
+	fs := fi.funcs[si]
+	i := sort.Search(len(fs), func(i int) bool { return fs[i][0] > off })
+	for i--; i >= 0; i-- {
+		if off < fs[i][1] {
+			return int(fs[i][0])
+		}
+	}
+	return 0
 }
 
 // othersIn reports whether another relocation of the section patches a byte
-// of the instruction plan rewrites (the rewrite would lose it).
-func othersIn(o *Object, pr *preparedReloc, plan arch.FarRef) bool {
+// of the instruction plan rewrites (the rewrite would lose it). Fields are at
+// most 8 bytes.
+func (fi *funcIndex) othersIn(pr *preparedReloc, plan arch.FarRef) bool {
 	lo, hi := uint64(plan.Start), uint64(plan.Start+plan.Len)
-	for _, r := range o.secs[pr.sec].relas {
-		if r != pr.r && r.off < hi && r.off+4 > lo {
+	offs := fi.offs[pr.sec]
+	for i := sort.Search(len(offs), func(i int) bool { return offs[i]+8 > lo }); i < len(offs) && offs[i] < hi; i++ {
+		if offs[i] != pr.r.off && offs[i]+4 > lo {
 			return true
 		}
 	}

@@ -245,7 +245,7 @@ func (Arch) PlanFarRef(code []byte, from, off int, t uint32, a int64) (r arch.Fa
 		if l.vex < 0 && l.opMap == 0 && l.op&0xf8 == 0xb8 && f == l.opAt+1 && n == f+4 && !l.rexW(insn) && elf.R_X86_64(t) == elf.R_X86_64_32 {
 			return movImmStub(r, int(l.op&7)|l.bit(insn, 0)<<3, a), nil
 		}
-		if l.vex < 0 && l.opMap == 0 && l.op == 0xc7 && f == l.modrm+1 && n == f+4 && insn[l.modrm]&0xf8 == 0xc0 && l.rexW(insn) && elf.R_X86_64(t) == elf.R_X86_64_32S {
+		if l.vex < 0 && l.rex == 0 && l.opMap == 0 && l.op == 0xc7 && f == l.modrm+1 && n == f+4 && insn[l.modrm]&0xf8 == 0xc0 && l.rexW(insn) && elf.R_X86_64(t) == elf.R_X86_64_32S {
 			// movq $sym, %r64 (7 bytes) -> mov slot(%rip), %r64 (7 bytes).
 			return movLoadInPlace(r, int(insn[l.modrm]&7)|l.bit(insn, 0)<<3, a), nil
 		}
