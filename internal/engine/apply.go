@@ -783,11 +783,17 @@ func writeJumps(pr *proc.Process, pp *prepared, im *image) (err error) {
 				return fail("redirect", fmt.Errorf("%s slot at %#x: %w", pp.funcs[i].spec.Name, r.Slot.Addr, err))
 			}
 		}
-		if err := pr.WriteMem(r.Addr, r.Jump); err != nil {
-			if r.Slot != nil {
+		err := faultHook("entry")
+		if err == nil {
+			if err = pr.WriteMem(r.Addr, r.Jump); err != nil {
+				err = fmt.Errorf("%s at %#x: %w", pp.funcs[i].spec.Name, r.Addr, err)
+			}
+		}
+		if err != nil {
+			if r.Slot != nil && !errors.Is(err, errSimulatedCrash) {
 				pr.WriteMem(r.Slot.Addr, r.Slot.Orig)
 			}
-			return fail("redirect", fmt.Errorf("%s at %#x: %w", pp.funcs[i].spec.Name, r.Addr, err))
+			return fail("redirect", err)
 		}
 		written = append(written, i)
 	}

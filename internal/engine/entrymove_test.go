@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
@@ -258,4 +261,64 @@ func symbolAddr(t *testing.T, pid int, name string) uint64 {
 	}
 	t.Fatalf("%s not found", name)
 	return 0
+}
+
+// TestSlotBytesRestored: every byte a slot redirect changes comes back, on
+// revert and on recover after a crash between the slot and the entry writes.
+func TestSlotBytesRestored(t *testing.T) {
+	dir := setup(t)
+	src := func(s string) string { return filepath.Join("testdata", s) }
+	bin := testutil.Compile(t, filepath.Join(dir, "tiny_last"), append([]string{src("tiny_main.c"), src("tiny.c")}, targetFlags...)...)
+	p := buildPatch(t, bin, compileObj(t, dir, "tiny_new.c"))
+	tg := testutil.Start(t, bin, "2", "1000")
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { _, _, ok := counts(l); return ok })
+	maps0, text0 := snapshot(t, tg.Pid)
+
+	rep, err := Apply(tg.Pid, p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := Status(tg.Pid)
+	rd := st.Patches[0].Redirects[0]
+	if !rd.HasSlot() || rd.SlotAddr >= rd.Entry || !strings.Contains(rep.Functions[0].Kind, "slot") {
+		t.Fatalf("not a slot redirect above the entry: %+v", rd)
+	}
+	cur := make([]byte, len(rd.SlotJump))
+	proc.ReadMem(tg.Pid, rd.SlotAddr, cur)
+	if string(cur) != string(rd.SlotJump) {
+		t.Fatalf("slot holds % x, want % x", cur, rd.SlotJump)
+	}
+	rrep, err := Revert(tg.Pid, p.ID, Options{})
+	if err != nil || !rrep.Freed {
+		t.Fatalf("revert: %v (freed %v: %s)", err, rrep != nil && rrep.Freed, rrep.Retained)
+	}
+	if maps1, text1 := snapshot(t, tg.Pid); maps1 != maps0 || !bytes.Equal(text1, text0) {
+		t.Fatalf("revert left changes (maps equal %v)", maps1 == maps0)
+	}
+
+	// hotpatch dies after the slot is written, before the entry jump.
+	faultHook = func(s string) error {
+		if s == "entry" {
+			return errSimulatedCrash
+		}
+		return nil
+	}
+	_, err = Apply(tg.Pid, p, Options{})
+	faultHook = func(string) error { return nil }
+	if !errors.Is(err, errSimulatedCrash) {
+		t.Fatalf("apply: %v", err)
+	}
+	if _, text := snapshot(t, tg.Pid); bytes.Equal(text, text0) {
+		t.Fatal("the simulated crash left no slot written")
+	}
+	rec, err := Recover(tg.Pid, Options{})
+	if err != nil || len(rec.Actions) != 1 || rec.Actions[0].Action != "rolled back" {
+		t.Fatalf("recover: %+v, %v", rec, err)
+	}
+	if maps1, text1 := snapshot(t, tg.Pid); maps1 != maps0 || !bytes.Equal(text1, text0) {
+		t.Fatalf("recover left changes (maps equal %v)", maps1 == maps0)
+	}
+	if exited, err := tg.Exited(); exited || tg.Stderr() != "" {
+		t.Fatalf("target died (%v) or reported: %s", err, tg.Stderr())
+	}
 }
