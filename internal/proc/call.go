@@ -112,6 +112,9 @@ func (p *Process) CallVoid(fn uint64, safe func(Thread) error, args ...uint64) e
 		if first == nil {
 			return fmt.Errorf("call %#x: %w: %s", fn, ErrNoSafeThread, strings.Join(why, "; "))
 		}
+		if err := p.seccompCheckCall(first, fn); err != nil {
+			return fmt.Errorf("call %#x: %w", fn, err)
+		}
 		if _, self := p.lend(first); self {
 			p.fallback = ""
 			return p.callRestoring(first, fn, args)

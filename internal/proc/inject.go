@@ -203,12 +203,23 @@ func (p *Process) lend(t *thread) (uint64, bool) {
 		if t.frameErr != nil {
 			t.frame = 0
 		}
+		t.frameChecked = false
+	}
+	if t.frame != 0 && !t.frameChecked {
+		// rt_sigreturn from the restorer must pass the thread's seccomp
+		// filters, or the frame would never be used (an ERRNO filter would
+		// even leave the thread running on after a failed rt_sigreturn).
+		if err := p.seccompCheckAt(t, nrRtSigreturn, nil, p.gad.restorer+restorerSyscallEnd); err != nil {
+			t.frame, t.frameErr = 0, fmt.Errorf("rt_sigreturn not allowed: %w", err)
+		}
+		t.frameChecked = true
 	}
 	if t.frame != 0 {
 		return t.frame, true
 	}
 	return t.regs.SP(), false
 }
+
 
 // selfRestoreOff disables self-restoring frames: set only by tests, to show
 // what the kill tests find without them.

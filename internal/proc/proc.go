@@ -110,9 +110,10 @@ type thread struct {
 	// frame is the address of the self-restoring rt_sigframe written on the
 	// thread's stack in this stop (0: none yet, or frameErr says why none
 	// can be); xstate is the extended state it was built from. See lend.
-	frame    uint64
-	frameErr error
-	xstate   []byte
+	frame        uint64
+	frameErr     error
+	frameChecked bool // the seccomp check of its rt_sigreturn done
+	xstate       []byte
 }
 
 // Process is a process we are attached to. Its methods are safe for use by
@@ -1127,7 +1128,7 @@ func (p *Process) release(t *thread, detach bool) error {
 		return nil
 	}
 	// The frame on its stack is dead once the thread runs again.
-	t.frame, t.frameErr, t.xstate = 0, nil, nil
+	t.frame, t.frameErr, t.frameChecked, t.xstate = 0, nil, false, nil
 	if t.injected {
 		r := restartFixup(t.regs)
 		if err := setRegs(t.tid, &r); err != nil && !errors.Is(err, unix.ESRCH) {

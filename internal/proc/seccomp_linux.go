@@ -178,6 +178,12 @@ func filterReadErr(tid, i int, err error) error {
 // *SeccompError, or ErrSeccompUnreadable. Runs on the ptrace goroutine with
 // t stopped.
 func (p *Process) seccompCheck(t *thread, nr uint64, args []uint64) error {
+	return p.seccompCheckAt(t, nr, args, 0)
+}
+
+// seccompCheckAt is seccompCheck for a system call made from the
+// instruction ending at ip (0: the one an injected system call on t uses).
+func (p *Process) seccompCheckAt(t *thread, nr uint64, args []uint64, ip uint64) error {
 	st, err := p.seccompOf(t)
 	if err != nil {
 		return fmt.Errorf("%s: %w", syscallName(nr), err)
@@ -189,16 +195,23 @@ func (p *Process) seccompCheck(t *thread, nr uint64, args []uint64) error {
 		return &SeccompError{Call: syscallName(nr), TID: t.tid, Strict: true}
 	}
 	// The call runs from the bare `syscall` gadget or, self-restoring,
-	// from `syscall; ret` (inject1): the filters must allow it from both.
-	g, err := p.gadgets()
-	if err != nil {
-		return err
-	}
-	for _, pc := range []uint64{g.syscall, g.syscallRet} {
-		if pc == 0 {
-			continue
+	// from `syscall; ret` (inject1): the filters must allow it from both;
+	// or from the instruction ending at ip when given.
+	ips := []uint64{ip}
+	if ip == 0 {
+		g, err := p.gadgets()
+		if err != nil {
+			return err
 		}
-		d := seccomp.Data{Nr: int32(nr), Arch: hostAuditArch, IP: pc + uint64(len(syscallInsn))}
+		ips = ips[:0]
+		for _, pc := range []uint64{g.syscall, g.syscallRet} {
+			if pc != 0 {
+				ips = append(ips, pc+uint64(len(syscallInsn)))
+			}
+		}
+	}
+	for _, ip := range ips {
+		d := seccomp.Data{Nr: int32(nr), Arch: hostAuditArch, IP: ip}
 		copy(d.Args[:], args)
 		res, err := seccomp.Eval(st.filters, d)
 		if err != nil {

@@ -250,3 +250,31 @@ func TestSelfRestoringCalls(t *testing.T) {
 		t.Errorf("bump ran %d times, want 8", got)
 	}
 }
+
+// TestSeccompBlocksRestorer: a thread whose seccomp filter refuses
+// rt_sigreturn cannot use a self-restoring frame (the ERRNO action would
+// even let it run on after a failed rt_sigreturn): the injected call runs
+// the old way, and NotSelfRestoring says why.
+func TestSeccompBlocksRestorer(t *testing.T) {
+	requirePtrace(t)
+	tg := start(t, "seccomped", "errno-sigreturn", "tsync")
+	tg.readUntil(t, "ready")
+	p, err := Attach(tg.pid(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Detach()
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Mmap(0, 4096, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, -1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if why := p.NotSelfRestoring(); !strings.Contains(why, "rt_sigreturn not allowed") {
+		t.Errorf("NotSelfRestoring = %q", why)
+	}
+	if err := p.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	countersAdvance(t, tg.pid(), tg.addr(t, "counters"), 4)
+}

@@ -1,7 +1,7 @@
 // seccomped: worker threads counting, then a seccomp filter like systemd's
 // hardening, installed after the threads started.
 // usage: seccomped POLICY SCOPE
-//   POLICY: kill-memfd | errno-memfd | trap-memfd | notif-memfd | mdwe | trap-mdwe | allow
+//   POLICY: kill-memfd | errno-memfd | trap-memfd | notif-memfd | mdwe | trap-mdwe | errno-sigreturn | allow
 //   SCOPE:  tsync (every thread, seccomp(2) with SECCOMP_FILTER_FLAG_TSYNC) | main (the main thread only)
 // prints "counters 0xADDR", "sigsys 0xADDR" (SIGSYS deliveries), "ready".
 #define _GNU_SOURCE
@@ -55,12 +55,13 @@ int main(int argc, char **argv) {
 	if (strncmp(policy, "notif", 5) == 0)
 		deny = SECCOMP_RET_USER_NOTIF;
 	int mdwe = strstr(policy, "mdwe") != NULL, memfd = strstr(policy, "memfd") != NULL;
+	int sigret = strstr(policy, "sigreturn") != NULL;
 	struct sock_filter f[] = {
 		LD(offsetof(struct seccomp_data, arch)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
 		RET(SECCOMP_RET_KILL_PROCESS),
 		LD(offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, memfd ? __NR_memfd_create : 0xffff, 0, 1),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, memfd ? __NR_memfd_create : sigret ? __NR_rt_sigreturn : 0xffff, 0, 1),
 		RET(deny),
 		// MemoryDenyWriteExecute=: mprotect/pkey_mprotect adding PROT_EXEC,
 		// mmap writable and executable.
