@@ -21,6 +21,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/safefile"
+	"github.com/hotpatch/hotpatch/internal/shield"
 )
 
 // Exit codes (documented in README.md; scripts depend on them).
@@ -82,10 +83,19 @@ func main() {
 	if code, ok := runInWorker(os.Args[1:]); ok {
 		os.Exit(code)
 	}
+	// The worker (see runInWorker) shields itself from what kills its
+	// caller: the OOM killer, a kill of the caller's cgroup.
+	var sh *shield.Shield
+	if os.Getenv(workerEnv) != "" {
+		sh = shield.Protect()
+	}
 	root := newRoot(os.Stdout, os.Stderr)
 	code := report(execute(root), os.Stdout, os.Stderr)
 	if code == exitUsage && os.Getenv(workerEnv) != "" {
 		code = workerUsage
+	}
+	if sh != nil {
+		sh.Release()
 	}
 	os.Exit(code)
 }

@@ -14,15 +14,15 @@ const workerEnv = "HOTPATCH_WORKER"
 // runInWorker runs the commands that stop and change a target in a child
 // process in its own session, and relays its exit code.
 //
-// Why: while the target is stopped, hotpatch briefly lends a thread's
-// registers to an injected system call. If the tracer died at that moment,
-// the kernel would detach the thread and let it run with those registers.
-// Killing the command an operator started (Ctrl-C, kill -9, a CI timeout)
-// therefore must not kill the tracer: the worker is not in the terminal's
-// process group and is not the process the operator holds, so it always
-// finishes or rolls back its transaction (a few milliseconds) and exits. Its
-// output goes to the same stdout and stderr. Killing the worker itself is the
-// residual risk documented in docs/safety.md.
+// Why: an operation cut short leaves a transition for `hotpatch recover` to
+// settle, so it should not die with the command an operator started
+// (Ctrl-C, kill -9, a CI timeout): the worker is not in the terminal's
+// process group and is not the process the operator holds, so it finishes or
+// rolls back its transaction (milliseconds) and exits. It also leaves the
+// caller's cgroup and the OOM killer's choices (internal/shield, see main).
+// Its output goes to the same stdout and stderr. Killing the worker itself
+// cannot harm the target either: injected calls are self-restoring
+// (internal/proc, docs/safety.md "If hotpatch is killed").
 //
 // It returns ok=false when the current process should do the work itself:
 // it is the worker, the command does not touch a process, or help is asked.

@@ -1,0 +1,151 @@
+// Package shield lowers the odds that the process doing hotpatch's work (the
+// apply/revert/recover worker) is killed mid-operation by something aimed at
+// its caller: the OOM killer, and a kill of the caller's whole cgroup
+// (`systemctl stop`, a container runtime or a CI job timeout use cgroup.kill
+// or kill every process of the cgroup). Killing the worker can no longer
+// harm the target (injected calls are self-restoring, see internal/proc),
+// but an operation cut short leaves a transition for `hotpatch recover` to
+// settle; a worker that finishes leaves nothing.
+package shield
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Shield is what Protect did, undone by Release.
+type Shield struct {
+	// Notes says what could not be done (not errors: the worker goes on).
+	Notes  []string
+	cgroup string // the cgroup made for this process, "" if none
+	root   string // the cgroup v2 mount
+}
+
+// ParentEnv names a cgroup v2 directory (relative to the cgroup v2 mount,
+// or absolute under it) to create the worker's cgroup in instead of the
+// root of the hierarchy.
+const ParentEnv = "HOTPATCH_WORKER_CGROUP_PARENT"
+
+// Protect sets this process's oom_score_adj to -1000 (OOM_SCORE_ADJ_MIN:
+// never chosen by the OOM killer; lowering it needs CAP_SYS_RESOURCE,
+// proc(5)) and, when it can write cgroup v2, moves it into a new cgroup
+// "hotpatch-worker-PID" under the hierarchy's root (or ParentEnv), so that a
+// kill of the caller's cgroup does not reach it. Each step that fails is
+// noted and skipped. It also ignores SIGPIPE and SIGHUP: a caller that
+// died takes its pipes and terminal with it, and the worker's final report
+// must not kill it (the write fails instead).
+func Protect() *Shield {
+	s := &Shield{}
+	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0); err != nil {
+		s.Notes = append(s.Notes, fmt.Sprintf("oom_score_adj: %v", err))
+	}
+	root, err := cgroup2Mount("/proc/self/mountinfo")
+	if err != nil {
+		s.Notes = append(s.Notes, fmt.Sprintf("cgroup: %v", err))
+		return s
+	}
+	parent := root
+	if p := os.Getenv(ParentEnv); p != "" {
+		parent = filepath.Join(root, strings.TrimPrefix(filepath.Clean("/"+p), root))
+	}
+	dir := filepath.Join(parent, fmt.Sprintf("hotpatch-worker-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		s.Notes = append(s.Notes, fmt.Sprintf("cgroup: %v", err))
+		return s
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		os.Remove(dir)
+		s.Notes = append(s.Notes, fmt.Sprintf("cgroup: join %s: %v", dir, err))
+		return s
+	}
+	s.cgroup, s.root = dir, root
+	return s
+}
+
+// Cgroup returns the directory of the cgroup Protect made, "" if none.
+func (s *Shield) Cgroup() string { return s.cgroup }
+
+// Release moves the process to the root cgroup and removes the cgroup
+// Protect made (a cgroup with a process in it cannot be removed). The
+// process should exit soon after.
+func (s *Shield) Release() error {
+	if s.cgroup == "" {
+		return nil
+	}
+	if err := os.WriteFile(filepath.Join(s.root, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		return fmt.Errorf("leave cgroup %s: %w", s.cgroup, err)
+	}
+	if err := os.Remove(s.cgroup); err != nil {
+		return fmt.Errorf("remove cgroup %s: %w", s.cgroup, err)
+	}
+	s.cgroup = ""
+	return nil
+}
+
+// ErrNoCgroup2: no cgroup v2 hierarchy is mounted.
+var ErrNoCgroup2 = errors.New("no cgroup2 file system mounted")
+
+// cgroup2Mount returns the mount point of the cgroup v2 hierarchy from a
+// mountinfo file (proc(5): "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS
+// [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS"), taking one whose ROOT is "/"
+// (a bind mount of a sub-cgroup would not see the root).
+func cgroup2Mount(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return parseCgroup2Mount(data)
+}
+
+func parseCgroup2Mount(data []byte) (mnt string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			mnt, err = "", fmt.Errorf("parse mountinfo: panic: %v", r)
+		}
+	}()
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		sep := -1
+		for i, x := range f {
+			if x == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 5 || sep+1 >= len(f) || f[sep+1] != "cgroup2" || f[3] != "/" {
+			continue
+		}
+		return unescapeMount(f[4]), nil
+	}
+	return "", ErrNoCgroup2
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
