@@ -493,6 +493,10 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	if err != nil {
 		return nil, err
 	}
+	if pp.frames.reg != 0 && patchHasEHFrame(p) {
+		// Before any stop: which threads may run __register_frame.
+		pp.frames.guard = newCallGuard(pp.t, pp.unw)
+	}
 	tl.mark("symbols, link, unwind tables")
 	rep.Target = pp.mod.Path
 	if err := runPre(pp, recs); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/hotpatch/hotpatch/internal/linker"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/proc"
 )
 
@@ -33,7 +34,35 @@ import (
 // when it has none). They are looked up before any thread is stopped: a name
 // the process does not define is looked for in every module's symbols, which
 // takes milliseconds.
-type frameFuncs struct{ reg, dereg uint64 }
+type frameFuncs struct {
+	reg, dereg uint64
+	// guard refuses threads that may hold a lock the calls take (see
+	// callguard.go); nil: none is refused.
+	guard *callGuard
+}
+
+// safe is the CallVoid predicate of ff's calls.
+func (ff frameFuncs) safe() func(proc.Thread) error {
+	if ff.guard == nil {
+		return nil
+	}
+	return ff.guard.safe
+}
+
+// patchHasEHFrame reports whether one of the patch's objects has unwind
+// tables to register.
+func patchHasEHFrame(p *patchfile.Patch) bool {
+	for _, name := range p.Objects() {
+		f, err := elf.NewFile(bytes.NewReader(p.Member(name)))
+		if err != nil {
+			return true // let the linker say what is wrong
+		}
+		if s := f.Section(".eh_frame"); s != nil && s.Size > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 func findFrameFuncs(t *target, patched *module) frameFuncs {
 	r := &resolver{t: t, patched: patched}
@@ -75,7 +104,11 @@ func targetFrameFuncs(pid int) (frameFuncs, error) {
 	if len(t.mods) == 0 {
 		return frameFuncs{}, fmt.Errorf("process %d maps no module", pid)
 	}
-	return findFrameFuncs(t, t.mods[0]), nil
+	ff := findFrameFuncs(t, t.mods[0])
+	if ff.reg != 0 {
+		ff.guard = newCallGuard(t, nil)
+	}
+	return ff, nil
 }
 
 // registerEHFrames registers the linked objects' .eh_frame sections with the
@@ -100,7 +133,7 @@ func registerEHFrames(pr *proc.Process, pp *prepared, im *image, errp *error) fu
 	var done []uint64
 	var regErr error
 	for _, f := range frames {
-		if _, err := pr.Call(reg, f); err != nil {
+		if err := pr.CallVoid(reg, pp.frames.safe(), f); err != nil {
 			regErr = fmt.Errorf("__register_frame(%#x) in process %d: %w", f, pr.Pid(), err)
 			break
 		}
@@ -120,7 +153,7 @@ func registerEHFrames(pr *proc.Process, pp *prepared, im *image, errp *error) fu
 			return
 		}
 		for _, f := range done {
-			pr.Call(dereg, f)
+			pr.CallVoid(dereg, pp.frames.safe(), f)
 		}
 	}
 }
@@ -142,7 +175,7 @@ func deregisterEHFrames(pr *proc.Process, lo, hi uint64, ff frameFuncs) string {
 	}
 	magic := []byte(linker.EHFrameMagic)
 	for _, f := range regs {
-		if _, err := pr.Call(dereg, f); err != nil {
+		if err := pr.CallVoid(dereg, ff.safe(), f); err != nil {
 			return fmt.Sprintf("__deregister_frame(%#x) failed: %v", f, err)
 		}
 		pr.WriteMem(f-linker.EHFrameHeader+uint64(len(magic)), make([]byte, 8))

@@ -67,7 +67,9 @@ var ErrNoSafeThread = errors.New("no thread can safely run the call")
 // caller refuses threads that may hold a lock the callee takes (a thread
 // stopped inside malloc, the unwinder or the dynamic loader would deadlock
 // on itself while the others are stopped). If no thread is safe, the error
-// wraps ErrNoSafeThread and names each thread and why.
+// wraps ErrNoSafeThread and names each thread and why; in a OneThread
+// session the thread is first let run for a moment (100 µs doubling to 20
+// ms) and checked again, until the timeout.
 //
 // The call is self-restoring where the thread's stack can carry the frame
 // (see lend): the callee starts with rsp at the rt_sigframe, whose pretcode
@@ -88,6 +90,42 @@ func (p *Process) CallVoid(fn uint64, safe func(Thread) error, args ...uint64) e
 		return fmt.Errorf("call %#x: %d arguments, at most 6", fn, len(args))
 	}
 	return p.do(func() error {
+		deadline := time.Now().Add(p.opt.Timeout)
+		backoff := 100 * time.Microsecond
+		for {
+			err := p.callVoid1(fn, safe, args)
+			if !errors.Is(err, ErrNoSafeThread) || !p.opt.OneThread || time.Now().After(deadline) {
+				return err
+			}
+			// The one thread of a OneThread session may be inside the
+			// callee's lock now and out of it a moment later: let it run.
+			if err := p.letRun(backoff); err != nil {
+				return err
+			}
+			backoff = min(2*backoff, 20*time.Millisecond)
+		}
+	})
+}
+
+// letRun resumes the stopped threads for d and stops them again (within the
+// same stop window, as far as callers are concerned).
+func (p *Process) letRun(d time.Duration) error {
+	for _, t := range p.sortedThreads() {
+		if err := p.release(t, false); err != nil {
+			p.detachAll()
+			return err
+		}
+	}
+	nap(d)
+	if err := p.stopAll(); err != nil {
+		p.detachAll()
+		return err
+	}
+	return nil
+}
+
+func (p *Process) callVoid1(fn uint64, safe func(Thread) error, args []uint64) error {
+	{
 		cands, err := p.injectionCandidates()
 		if err != nil {
 			return err
@@ -128,7 +166,7 @@ func (p *Process) CallVoid(fn uint64, safe func(Thread) error, args ...uint64) e
 			}
 		}
 		return err
-	})
+	}
 }
 
 // callRestoring runs fn on t with rsp at t's frame (see CallVoid), under
