@@ -57,7 +57,8 @@ func Protect() *Shield {
 	if p := os.Getenv(ParentEnv); p != "" {
 		parent = filepath.Join(root, strings.TrimPrefix(filepath.Clean("/"+p), root))
 	}
-	dir := filepath.Join(parent, fmt.Sprintf("hotpatch-worker-%d", os.Getpid()))
+	removeStale(parent)
+	dir := filepath.Join(parent, fmt.Sprintf("%s%d", cgroupPrefix, os.Getpid()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		s.Notes = append(s.Notes, fmt.Sprintf("cgroup: %v", err))
 		return s
@@ -70,6 +71,28 @@ func Protect() *Shield {
 	s.cgroup, s.root = dir, root
 	return s
 }
+
+const cgroupPrefix = "hotpatch-worker-"
+
+// removeStale removes the cgroups of workers that were killed before they
+// could remove their own: an empty cgroup whose process is gone (rmdir of a
+// populated cgroup fails with EBUSY, and a live worker's is populated).
+func removeStale(parent string) {
+	ents, _ := os.ReadDir(parent)
+	for _, e := range ents {
+		pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), cgroupPrefix))
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), cgroupPrefix) || err != nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
+			os.Remove(filepath.Join(parent, e.Name()))
+		}
+	}
+}
+
+// Cgroup2Mount returns where the cgroup v2 hierarchy is mounted, from
+// /proc/self/mountinfo.
+func Cgroup2Mount() (string, error) { return cgroup2Mount("/proc/self/mountinfo") }
 
 // Cgroup returns the directory of the cgroup Protect made, "" if none.
 func (s *Shield) Cgroup() string { return s.cgroup }
