@@ -278,3 +278,31 @@ func TestSeccompBlocksRestorer(t *testing.T) {
 	}
 	countersAdvance(t, tg.pid(), tg.addr(t, "counters"), 4)
 }
+
+// BenchmarkLendFrame measures a stop with one self-restoring injected system
+// call: stop, writing the frame (PTRACE_GETREGSET of the XSAVE area, the
+// mask, one write of the frame) and the call, resume. With
+// PROC_TEST_NO_SELFRESTORE set, the same without the frame.
+func BenchmarkLendFrame(b *testing.B) {
+	requirePtrace(b)
+	selfRestoreOff = os.Getenv("PROC_TEST_NO_SELFRESTORE") != ""
+	defer func() { selfRestoreOff = false }()
+	tg := start(b, "threads", "1")
+	tg.readUntil(b, "ready")
+	p, err := Attach(tg.pid(), Options{OneThread: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Detach()
+	for b.Loop() {
+		if err := p.Stop(); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Syscall(unix.SYS_GETPPID); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Resume(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
