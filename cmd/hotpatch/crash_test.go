@@ -151,19 +151,19 @@ func (k *killRig) finish(t *testing.T) {
 	}
 }
 
-// TestKilledAtRandomMoments SIGKILLs the apply/revert worker 300 times per
-// build (normal, and patch-ready with -fpatchable-function-entry=7,5): 200
-// times after a random delay, 100 times at an announced instant of an
-// injected system call (the four instants in turn). The 16-thread target
+// TestKilledAtRandomMoments SIGKILLs the apply/revert worker 300 times, 150
+// per build (normal, and patch-ready with -fpatchable-function-entry=7,5):
+// 100 times after a random delay, 50 times at an announced instant of an
+// injected system call (the four instants in turn; -short: 20 and 10). The 16-thread target
 // checks every result: it must never die or compute a wrong value, status
 // must always parse, and recover must settle every transition.
 func TestKilledAtRandomMoments(t *testing.T) {
 	testutil.NeedGCC(t)
 	testutil.NeedPtrace(t)
 	bin := buildHotpatch(t)
-	random, worst := 200, 100
+	random, worst := 100, 50
 	if testing.Short() {
-		random, worst = 40, 20
+		random, worst = 20, 10
 	}
 	for _, b := range []struct {
 		name  string
