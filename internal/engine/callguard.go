@@ -57,7 +57,7 @@ func newCallGuard(t *target, unw *unwind.Unwinder) *callGuard {
 	for _, m := range t.mods {
 		base := filepath.Base(m.Path)
 		if strings.HasPrefix(base, "ld-") || strings.HasPrefix(base, "libgcc_s") {
-			g.spans = append(g.spans, span{m.Start, m.End, base})
+			g.spans = append(g.spans, span{lo: m.Start, hi: m.End, name: base})
 			continue
 		}
 		if t.loadSyms(m) != nil {
@@ -65,7 +65,7 @@ func newCallGuard(t *target, unw *unwind.Unwinder) *callGuard {
 		}
 		for _, s := range m.syms.Functions() {
 			if s.Size > 0 && takesCalleeLock(s.Name) {
-				g.spans = append(g.spans, span{s.Value + m.Bias, s.Value + s.Size + m.Bias, s.Name + " (" + base + ")"})
+				g.spans = append(g.spans, span{lo: s.Value + m.Bias, hi: s.Value + s.Size + m.Bias, name: s.Name + " (" + base + ")"})
 			}
 		}
 	}
