@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -43,6 +44,10 @@ var (
 type File struct {
 	r io.ReaderAt
 	f *elf.File
+
+	hashOnce sync.Once // LookupDynamic's tables, read on first use
+	dh       *dynHash
+	dhErr    error
 }
 
 // guard turns a panic in the deferring function into an error wrapping

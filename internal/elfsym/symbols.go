@@ -232,12 +232,20 @@ func (t *Table) All() []Symbol {
 // LookupLocal or Unique to tell them apart.
 func (t *Table) Lookup(name string) []Symbol {
 	base, ver, def := splitVersion(name)
-	var out []Symbol
+	var cands []Symbol
 	for _, i := range t.byName[base] {
-		s := t.syms[i]
-		if !s.Defined() {
-			continue
+		if s := t.syms[i]; s.Defined() {
+			cands = append(cands, s)
 		}
+	}
+	return matchVersion(cands, ver, def)
+}
+
+// matchVersion keeps the defined symbols of cands (all of one name) that a
+// lookup with version ver (default-only when def) matches; see Lookup.
+func matchVersion(cands []Symbol, ver string, def bool) []Symbol {
+	var out []Symbol
+	for _, s := range cands {
 		if ver != "" && (s.Version != ver || (def && !s.DefaultVersion)) {
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/elfsym"
@@ -35,6 +36,7 @@ type loadedFile struct {
 	symsOnce sync.Once
 	syms     *elfsym.Table
 	symsErr  error
+	symsRead atomic.Bool // symsOnce has run
 
 	relocs  []elfsym.DynReloc
 	relErr  error
@@ -141,9 +143,35 @@ func (t *target) loadSyms(m *module) error {
 		if lf.symsErr != nil {
 			lf.symsErr = fmt.Errorf("symbols of %s: %w", m.Path, lf.symsErr)
 		}
+		lf.symsRead.Store(true)
 	})
 	return lf.symsErr
 }
+
+// lookup returns the defined symbols of module m named name (see
+// elfsym.Table.Lookup). A library whose whole table has not been read is
+// searched through its .dynsym hash table (elfsym.File.LookupDynamic): what
+// the dynamic linker sees of it, its exported symbols, found in microseconds,
+// where building the C library's whole table costs milliseconds. The
+// executable and the patched module (read whole by findBuildID) are searched
+// whole: a patch may use their non-exported globals and statics.
+func (t *target) lookup(m *module, name string) ([]elfsym.Symbol, error) {
+	if err := t.load(m); err != nil {
+		return nil, err
+	}
+	if !m.IsExe && !m.symsLoaded() {
+		if ss, ok, err := m.f.LookupDynamic(name); err == nil && ok {
+			return ss, nil
+		}
+	}
+	if err := t.loadSyms(m); err != nil {
+		return nil, err
+	}
+	return m.syms.Lookup(name), nil
+}
+
+// symsLoaded reports whether the whole symbol table has been read.
+func (l *loadedFile) symsLoaded() bool { return l.symsRead.Load() }
 
 // findBuildID returns the module whose build-id is id.
 func (t *target) findBuildID(id string) (*module, error) {
@@ -201,10 +229,11 @@ func (r *resolver) Resolve(ref linker.SymbolRef) (linker.Resolution, error) {
 	}
 	// 2. Globals: the executable first, then libraries in load order.
 	for _, m := range r.t.mods {
-		if err := r.t.loadSyms(m); err != nil {
+		ss, err := r.t.lookup(m, name)
+		if err != nil {
 			continue
 		}
-		for _, s := range m.syms.Lookup(name) {
+		for _, s := range ss {
 			if s.Bind == elf.STB_LOCAL || s.Section == elf.SHN_UNDEF {
 				continue
 			}
@@ -384,8 +413,7 @@ func (t *target) tpoff(m *module, s elfsym.Symbol) (int64, error) {
 		return int64(s.Value) - int64(size), nil
 	}
 	rels, err := m.dynRelocs()
-	if err == nil && t.loadSyms(m) == nil {
-		syms := m.syms
+	if err == nil {
 		for _, rel := range rels {
 			if t.arch.DynRelocKind(rel.Type) != arch.DynTPOff {
 				continue
@@ -398,7 +426,7 @@ func (t *target) tpoff(m *module, s elfsym.Symbol) (int64, error) {
 				uint64(v[4])<<32 | uint64(v[5])<<40 | uint64(v[6])<<48 | uint64(v[7])<<56)
 			var symVal uint64
 			if rel.Sym != "" {
-				ss := syms.Lookup(baseName(rel.Sym))
+				ss, _ := t.lookup(m, baseName(rel.Sym))
 				if len(ss) == 0 {
 					continue
 				}
@@ -421,8 +449,11 @@ func (t *target) tpoff(m *module, s elfsym.Symbol) (int64, error) {
 // that module's id and are skipped.
 func (t *target) tlsModule(m *module, name string) uint64 {
 	for _, mm := range t.mods {
+		if t.load(mm) != nil {
+			continue
+		}
 		rels, err := mm.dynRelocs()
-		if err != nil || t.loadSyms(mm) != nil {
+		if err != nil {
 			continue
 		}
 		for _, rel := range rels {
@@ -432,7 +463,7 @@ func (t *target) tlsModule(m *module, name string) uint64 {
 			sym := baseName(rel.Sym)
 			switch {
 			case mm == m && sym == "":
-			case mm == m && definesTLS(m, sym):
+			case mm == m && t.definesTLS(m, sym):
 			case mm != m && sym == name:
 			default:
 				continue
@@ -450,8 +481,9 @@ func (t *target) tlsModule(m *module, name string) uint64 {
 }
 
 // definesTLS reports whether module m defines the thread-local variable name.
-func definesTLS(m *module, name string) bool {
-	for _, s := range m.syms.Lookup(name) {
+func (t *target) definesTLS(m *module, name string) bool {
+	ss, _ := t.lookup(m, name)
+	for _, s := range ss {
 		if s.Section != elf.SHN_UNDEF && s.Type == elf.STT_TLS {
 			return true
 		}
