@@ -32,7 +32,11 @@ func (t *target) unwinderAsync() <-chan *unwind.Unwinder {
 		t.load(m)
 	}
 	c := make(chan *unwind.Unwinder, 1)
-	go func() { c <- t.unwinder() }()
+	go func() {
+		u := t.unwinder()
+		t.prewarm(u)
+		c <- u
+	}()
 	return c
 }
 

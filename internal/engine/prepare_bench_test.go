@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hotpatch/hotpatch/internal/build"
+	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 	"github.com/hotpatch/hotpatch/internal/unwind"
 )
@@ -50,4 +51,51 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkFirstCheck measures the stack check of a fresh apply with every
+// thread stopped (the CFI of each function parsed on first use, see
+// unwind's .eh_frame_hdr index), with and without prewarm, on a 1-thread
+// target blocked in usleep. Only the check is timed, not the stop.
+func BenchmarkFirstCheck(b *testing.B) {
+	testutil.NeedGCC(b)
+	testutil.NeedPtrace(b)
+	dir := b.TempDir()
+	bin := testutil.Compile(b, filepath.Join(dir, "libc"), append([]string{filepath.Join("testdata", "libc.c")}, targetFlags...)...)
+	tg := testutil.Start(b, bin)
+	tg.WaitLine(b, 5*time.Second, func(l string) bool { return strings.HasPrefix(l, "v1 ") })
+	for _, warm := range []bool{false, true} {
+		b.Run(map[bool]string{false: "cold", true: "prewarmed"}[warm], func(b *testing.B) {
+			pr, err := proc.Attach(tg.Pid, proc.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pr.Detach()
+			var total time.Duration
+			for b.Loop() {
+				cfiCache = unwind.Cache{}
+				t, err := readTargetArch(tg.Pid)
+				if err != nil {
+					b.Fatal(err)
+				}
+				u := t.unwinder()
+				if warm {
+					t.prewarm(u)
+				}
+				if err := pr.Stop(); err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				busy := t.activeOnStacks(pr, u, pr.Threads(), t.maps, []span{{lo: 1, hi: 2, name: "none"}})
+				total += time.Since(start)
+				if err := pr.Resume(); err != nil {
+					b.Fatal(err)
+				}
+				if busy != nil {
+					b.Fatal(busy)
+				}
+			}
+			b.ReportMetric(float64(total)/float64(b.N), "check-ns/op")
+		})
+	}
 }

@@ -90,6 +90,7 @@ func Revert(pid int, id string, opt Options) (_ *RevertReport, err error) {
 		}
 		if t.arch != nil {
 			unw = t.unwinder()
+			t.prewarm(unw)
 		}
 	}
 	tl.mark("unwind tables")

@@ -27,7 +27,18 @@ import (
 
 // Table is the call frame information of one ELF file, at link-time addresses.
 type Table struct {
-	fdes frame.FrameDescriptionEntries
+	fdes frame.FrameDescriptionEntries // parsed whole: .debug_frame, .eh_frame without a usable .eh_frame_hdr
+	hdr  *hdrIndex                     // .eh_frame, parsed per FDE on demand (hdr.go)
+}
+
+// fdeForPC returns the FDE covering pc (a link-time address).
+func (t *Table) fdeForPC(pc uint64) (*frame.FrameDescriptionEntry, error) {
+	if t.hdr != nil {
+		if fde, err := t.hdr.lookup(pc); err == nil || len(t.fdes) == 0 {
+			return fde, err
+		}
+	}
+	return t.fdes.FDEForPC(pc)
 }
 
 // Parse reads .eh_frame and .debug_frame of f. A file with neither gives an
@@ -44,6 +55,21 @@ func Parse(f *elf.File) (t *Table, err error) {
 		ptr = 4
 	}
 	if s := f.Section(".eh_frame"); s != nil && s.Type != elf.SHT_NOBITS {
+		data, err := s.Data()
+		if err != nil {
+			return nil, fmt.Errorf("read .eh_frame: %w", err)
+		}
+		if h := f.Section(".eh_frame_hdr"); h != nil && h.Type != elf.SHT_NOBITS {
+			// A table that does not decode is ignored: .eh_frame is then
+			// parsed whole, as without one.
+			if hdr, err := h.Data(); err == nil {
+				if x, err := parseHdr(hdr, h.Addr, data, s.Addr, ptr, f.ByteOrder); err == nil {
+					t.hdr = x
+				}
+			}
+		}
+	}
+	if s := f.Section(".eh_frame"); s != nil && s.Type != elf.SHT_NOBITS && t.hdr == nil {
 		data, err := s.Data()
 		if err != nil {
 			return nil, fmt.Errorf("read .eh_frame: %w", err)
@@ -80,7 +106,12 @@ func ParseEHFrame(data []byte, addr uint64) (t *Table, err error) {
 }
 
 // Len is the number of frame description entries.
-func (t *Table) Len() int { return len(t.fdes) }
+func (t *Table) Len() int {
+	if t.hdr != nil {
+		return len(t.fdes) + len(t.hdr.locs)
+	}
+	return len(t.fdes)
+}
 
 // Module is one mapped object: run-time range, load bias and its table.
 type Module struct {
@@ -168,7 +199,7 @@ func (u *Unwinder) Unwind(pc, sp, fp uint64, st *Stack) Result {
 		}
 		ctx, ok := u.rules[lookup]
 		if !ok {
-			fde, err := m.Table.fdes.FDEForPC(lookup - m.Bias)
+			fde, err := m.Table.fdeForPC(lookup - m.Bias)
 			if err != nil {
 				res.SP, res.Reason = regs[u.Regs.SP], fmt.Sprintf("no CFI for %#x in %s", lookup, m.Name)
 				return res
