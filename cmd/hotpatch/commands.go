@@ -16,8 +16,10 @@ func newBuildCmd() *cobra.Command {
 	var opt build.Options
 	var out string
 	bundle := new(buildBundleFlags) // --key, --cold (cold.go)
+	src := new(srcFlags)            // --src, --fix, --work, --verbose (buildsrc.go)
 	c := &cobra.Command{
-		Use:   "build --target FILE [--old OLD.o] --new NEW.o [...] -o PATCH",
+		Use: "build --target FILE [--old OLD.o] --new NEW.o [...] -o PATCH\n" +
+			"  build --src DIR --fix FIX.patch [--fix ...] --target FILE -o PATCH [--key KEY] [--cold] [--work WORKDIR] -- BUILD COMMAND ...",
 		Short: "Build a patch from object files holding the fixed functions",
 		Long: `Build a patch. Every function defined in NEW.o replaces the function of the
 same name in FILE (an executable or shared library); functions FILE does not
@@ -33,9 +35,35 @@ source file compiled before and after the fix. Only functions whose code or
 relocations differ are replaced (new ones added); unchanged functions and
 existing variables stay the target's; a changed initial value of an existing
 variable is refused. Each replaced function records OLD.o's bytes, which
-apply checks against the running process (run-pre). See docs/patch-generation.md.`,
-		Args: cobra.NoArgs,
+apply checks against the running process (run-pre). See docs/patch-generation.md.
+
+Source mode (--src): hotpatch copies the pristine tree DIR twice under the
+work directory, applies the --fix diffs to one copy (patch -p1), runs the
+build command in both under a compiler shim, finds the built file that
+corresponds to FILE, proves that the original build reproduces FILE's code,
+and builds the patch from the objects of every translation unit that changed.
+--cold then adds the fixed build's FILE.`,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			args, err := coldArg(bundle, src.opt.Src != "", cmd, args)
+			if err != nil {
+				return err
+			}
+			if src.opt.Src != "" {
+				if opt.Target == "" || out == "" {
+					return usageError{fmt.Errorf("build --src needs --target and -o")}
+				}
+				if len(opt.New) > 0 || len(opt.Old) > 0 {
+					return usageError{fmt.Errorf("build --src takes no --old/--new: it builds them")}
+				}
+				if cmd.ArgsLenAtDash() != 0 {
+					return usageError{fmt.Errorf("build --src: the build command goes after --")}
+				}
+				return runSrcBuild(cmd, src, bundle, opt, out, args)
+			}
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("build: unexpected argument %q", args[0])}
+			}
 			if opt.Target == "" || len(opt.New) == 0 || out == "" {
 				return usageError{fmt.Errorf("build needs --target, --new and -o")}
 			}
@@ -82,6 +110,7 @@ apply checks against the running process (run-pre). See docs/patch-generation.md
 	c.Flags().StringVar(&opt.ID, "id", "", "patch id (default: derived from the contents)")
 	c.Flags().StringVar(&opt.Description, "description", "", "free text stored in the patch")
 	bundle.addFlags(c)
+	src.addFlags(c)
 	return c
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/safefile"
 	"github.com/hotpatch/hotpatch/internal/shield"
+	"github.com/hotpatch/hotpatch/internal/srcbuild"
 )
 
 // Exit codes (documented in README.md; scripts depend on them).
@@ -63,7 +64,7 @@ func exitCode(err error) int {
 	case bundleExit(err) != 0: // signatures, trust, coldpatch (cold.go)
 		return bundleExit(err)
 	case errors.Is(err, engine.ErrMismatch), errors.Is(err, engine.ErrBadAddress), errors.Is(err, engine.ErrUnsafe), errors.Is(err, engine.ErrSeccompBlocked), errors.Is(err, engine.ErrStacked), errors.Is(err, engine.ErrResolve),
-		errors.Is(err, build.ErrUnsafeTarget), errors.Is(err, build.ErrNotFound), errors.Is(err, linker.ErrUnresolved),
+		errors.Is(err, build.ErrUnsafeTarget), errors.Is(err, build.ErrNotFound), errors.Is(err, srcbuild.ErrNotReproduced), errors.Is(err, linker.ErrUnresolved),
 		errors.Is(err, arch.ErrUnsupportedReloc), errors.Is(err, arch.ErrRelocOverflow), errors.Is(err, arch.ErrNotPatchable):
 		return exitRefused
 	}

@@ -1,0 +1,501 @@
+// Package srcbuild makes a patch from a source tree and upstream fixes, the
+// way kpatch-build and libcare-patch-make do: it builds the pristine tree and
+// the fixed tree with the project's own build command, under a compiler shim
+// that records every compile and link (shim.go), finds the build output that
+// corresponds to the running file, proves that the original build reproduces
+// its code (the run-pre check, at build time), and hands the pairs of
+// original and fixed objects of every translation unit that changed to diff
+// mode (internal/build). It never writes into the source tree.
+package srcbuild
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/build"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+)
+
+// Options of a build from source.
+type Options struct {
+	Src     string   // pristine source tree of the version that runs
+	Fixes   []string // unified diffs, applied in order with patch -p1
+	Target  string   // the file that runs
+	Command []string // the build command, run from the tree's root
+	// Work is the work directory (kept); "" makes a temporary one that
+	// Result.Close removes.
+	Work string
+	// Progress receives one line per stage; nil for none.
+	Progress    io.Writer
+	ID          string
+	Description string
+}
+
+// Stage is one step of the build with its duration.
+type Stage struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Unit is one translation unit whose object differs between the builds.
+type Unit struct {
+	Name string `json:"name"` // object path relative to the tree (archive(member) for archives)
+	Old  string `json:"old"`  // the objects handed to diff mode
+	New  string `json:"new"`
+}
+
+// Result of a build from source.
+type Result struct {
+	Patch  *patchfile.Patch `json:"-"`
+	Report *build.Report    `json:"report"`
+	Work   string           `json:"work"`
+	// Output is the file of the original build that corresponds to the
+	// target; Fixed is the same file of the fixed build (the coldpatch).
+	Output string `json:"output"`
+	Fixed  string `json:"fixed"`
+	// Verified is the number of the target's functions proven to be the
+	// rebuilt code (run-pre at build time).
+	Verified int     `json:"verified_functions"`
+	Units    []Unit  `json:"changed_units"`
+	Stages   []Stage `json:"stages"`
+	temp     bool
+}
+
+// Kept reports whether the work directory stays after Close.
+func (r *Result) Kept() bool { return !r.temp }
+
+// Close removes a temporary work directory.
+func (r *Result) Close() error {
+	if r == nil || !r.temp {
+		return nil
+	}
+	return os.RemoveAll(r.Work)
+}
+
+// Sentinel errors.
+var (
+	// ErrBuildFailed: the build command failed in one of the trees.
+	ErrBuildFailed = errors.New("build command failed")
+	// ErrNoOutput: no file of the build corresponds to the target.
+	ErrNoOutput = errors.New("no build output corresponds to the target")
+	// ErrNotReproduced: the original build's code is not the target's.
+	ErrNotReproduced = errors.New("the original build does not reproduce the target")
+)
+
+// stager prints the progress lines.
+type stager struct {
+	w      io.Writer
+	start  time.Time
+	t0     time.Time
+	name   string
+	stages *[]Stage
+}
+
+func (s *stager) begin(name, detail string) {
+	s.name, s.t0 = name, time.Now()
+	if s.w != nil {
+		fmt.Fprintf(s.w, "[%6.1fs] %s%s\n", time.Since(s.start).Seconds(), name, detail)
+	}
+}
+
+func (s *stager) end() {
+	*s.stages = append(*s.stages, Stage{Name: s.name, Seconds: time.Since(s.t0).Seconds()})
+}
+
+// Build runs the whole build; see the package comment. On failure the work
+// directory is kept and the error says where.
+func Build(opt Options) (res *Result, err error) {
+	if len(opt.Command) == 0 {
+		return nil, fmt.Errorf("no build command (give it after --)")
+	}
+	src, err := filepath.Abs(opt.Src)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(src); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("source tree %s: not a directory", opt.Src)
+	}
+	res = &Result{}
+	if opt.Work == "" {
+		if res.Work, err = os.MkdirTemp("", "hotpatch-build-"); err != nil {
+			return nil, err
+		}
+		res.temp = true
+	} else {
+		if res.Work, err = filepath.Abs(opt.Work); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(res.Work, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w (work directory kept: %s)", err, res.Work)
+		}
+	}()
+	if rel, err := filepath.Rel(src, res.Work); err == nil && !strings.HasPrefix(rel, "..") {
+		return res, fmt.Errorf("work directory %s lies inside the source tree %s", res.Work, src)
+	}
+	st := &stager{w: opt.Progress, start: time.Now(), stages: &res.Stages}
+	w := res.Work
+	tree, orig, fixed := filepath.Join(w, "tree"), filepath.Join(w, "orig"), filepath.Join(w, "fixed")
+	for _, d := range []string{tree, orig, fixed, filepath.Join(w, "log-orig"), filepath.Join(w, "log-fixed"), filepath.Join(w, "objects")} {
+		if _, err := os.Lstat(d); err == nil {
+			return res, fmt.Errorf("work directory %s is not empty (%s exists): give an empty or new directory", w, filepath.Base(d))
+		}
+	}
+
+	st.begin("copy", fmt.Sprintf(" %s, apply %d fix(es)", src, len(opt.Fixes)))
+	// Both builds run at the same path (tree/), one after the other, so that
+	// paths compiled into the code (__FILE__ of an absolute path, as cmake
+	// gives) are the same in both and do not make every user of them differ.
+	if err := copyTree(src, fixed); err != nil {
+		return res, fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := applyFixes(fixed, opt.Fixes); err != nil {
+		return res, err
+	}
+	if err := copyTree(src, tree); err != nil {
+		return res, fmt.Errorf("copy %s: %w", src, err)
+	}
+	st.end()
+
+	origInv, err := runBuild(st, opt.Command, w, tree, "orig")
+	if err != nil {
+		return res, err
+	}
+	if err := os.Rename(tree, orig); err != nil {
+		return res, err
+	}
+	// Prove the original build before spending a second build on the fix.
+	st.begin("link-check", fmt.Sprintf(" %s against the original build", opt.Target))
+	b := &builds{tree: tree, orig: orig, fixed: fixed, origInv: origInv}
+	out, err := b.findOutput(opt.Target)
+	if err != nil {
+		return res, err
+	}
+	res.Output, res.Fixed = out.orig, out.fixed
+	tc, err := openCheck(opt.Target)
+	if err != nil {
+		return res, err
+	}
+	defer tc.close()
+	origObjs, err := b.objects(out.rel, out.origLink, b.orig)
+	if err != nil {
+		return res, err
+	}
+	if res.Verified, err = tc.verify(origObjs, origInv); err != nil {
+		return res, err
+	}
+	st.end()
+
+	if err := os.Rename(fixed, tree); err != nil {
+		return res, err
+	}
+	fixedInv, err := runBuild(st, opt.Command, w, tree, "fixed")
+	if err != nil {
+		return res, err
+	}
+	if err := os.Rename(tree, fixed); err != nil {
+		return res, err
+	}
+
+	st.begin("compare", "")
+	fixedLink, ok := b.link(fixedInv, out.rel)
+	if !ok {
+		return res, fmt.Errorf("the fixed build did not link %s", out.rel)
+	}
+	fixedObjs, err := b.objects(out.rel, fixedLink, b.fixed)
+	if err != nil {
+		return res, err
+	}
+	objs := pair(origObjs, fixedObjs)
+	units, err := writeUnits(filepath.Join(w, "objects"), objs)
+	if err != nil {
+		return res, err
+	}
+	res.Units = units
+	if len(units) == 0 {
+		return res, fmt.Errorf("%w: the fix changes none of the objects linked into %s", build.ErrNotFound, res.Output)
+	}
+	bo := build.Options{Target: opt.Target, ID: opt.ID, Description: opt.Description}
+	for _, u := range units {
+		bo.Old, bo.New = append(bo.Old, u.Old), append(bo.New, u.New)
+	}
+	res.Patch, res.Report, err = build.Diff(bo)
+	if err != nil {
+		return res, err
+	}
+	if err := tc.useTargetRunPre(res.Patch); err != nil {
+		return res, err
+	}
+	st.end()
+	return res, nil
+}
+
+// runBuild runs the build command in dir under the shim; the output goes to
+// WORK/build-NAME.log.
+func runBuild(st *stager, command []string, work, dir, name string) ([]invocation, error) {
+	logDir := filepath.Join(work, "log-"+name)
+	logPath := filepath.Join(work, "build-"+name+".log")
+	st.begin("build "+name, fmt.Sprintf(": %s (log %s)", strings.Join(command, " "), logPath))
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	env, err := writeShims(filepath.Join(work, "shim"), os.Getenv("PATH"), os.Getenv("CC"), os.Getenv("CXX"))
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(command[0], command[1:]...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(filterEnv(os.Environ()), env...)
+	cmd.Env = append(cmd.Env, "HOTPATCH_SHIM_LOG="+logDir, "PWD="+dir)
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%w in the %s tree: %s: %w; see the build log %s", ErrBuildFailed, name, strings.Join(command, " "), err, logPath)
+	}
+	inv, err := readLog(logDir)
+	if err != nil {
+		return nil, fmt.Errorf("read the compiler records of the %s build: %w", name, err)
+	}
+	if len(inv) == 0 {
+		return nil, fmt.Errorf("%w: the %s build ran no compiler through hotpatch's shim (does it call the compiler by an absolute path? see %s)", ErrBuildFailed, name, logPath)
+	}
+	st.end()
+	return inv, nil
+}
+
+// filterEnv drops the variables the shim sets.
+func filterEnv(env []string) []string {
+	var out []string
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		switch k {
+		case "PATH", "CC", "CXX", "HOTPATCH_SHIM_LOG", "PWD":
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// builds are the two finished builds.
+type builds struct {
+	tree, orig, fixed string
+	origInv, fixedInv []invocation
+}
+
+// output is one linked file in both builds.
+type output struct {
+	rel         string // relative to the tree
+	orig, fixed string
+	origLink    invocation
+}
+
+// link returns the call of a build that linked rel.
+func (b *builds) link(inv []invocation, rel string) (invocation, bool) {
+	for _, in := range inv {
+		if r, ok := b.rel(in.Outputs[0]); ok && !in.Compile && r == rel {
+			return in, true
+		}
+	}
+	return invocation{}, false
+}
+
+// rel returns p relative to the tree both builds ran in, or false.
+func (b *builds) rel(p string) (string, bool) {
+	r, err := filepath.Rel(b.tree, p)
+	if err != nil || r == ".." || strings.HasPrefix(r, "../") {
+		return "", false
+	}
+	return r, true
+}
+
+// findOutput picks the linked file of the original build that corresponds
+// to the target: the one whose functions (by name) overlap the target's the
+// most; the run-pre check then proves it. The target is usually an installed
+// copy (another path, maybe stripped of nothing but debug info), and the
+// shim's extra flags change the layout, so neither the path nor the build-id
+// can say it.
+func (b *builds) findOutput(target string) (*output, error) {
+	want, err := funcNames(target)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", target, err)
+	}
+	var best *output
+	bestScore := 0.0
+	var seen []string
+	for _, inv := range b.origInv {
+		if inv.Compile {
+			continue
+		}
+		r, ok := b.rel(inv.Outputs[0])
+		if !ok {
+			continue
+		}
+		o := &output{rel: r, orig: filepath.Join(b.orig, r), fixed: filepath.Join(b.fixed, r), origLink: inv}
+		have, err := funcNames(o.orig)
+		if err != nil {
+			continue // removed by the build, or not ELF
+		}
+		common := 0
+		for n := range have {
+			if want[n] {
+				common++
+			}
+		}
+		score := float64(common) / float64(len(want)+len(have)-common)
+		seen = append(seen, fmt.Sprintf("%s (%.0f%%)", r, 100*score))
+		if score > bestScore || (score == bestScore && best != nil && filepath.Base(r) == filepath.Base(target)) {
+			best, bestScore = o, score
+		}
+	}
+	if best == nil || bestScore < 0.5 {
+		return nil, fmt.Errorf("%w %s: the builds linked %s (functions in common with the target); is it the program built by this tree?",
+			ErrNoOutput, target, strings.Join(seen, ", "))
+	}
+	return best, nil
+}
+
+// funcNames returns the names of the functions an ELF file defines.
+func funcNames(path string) (map[string]bool, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return nil, fmt.Errorf("not an executable or shared library")
+	}
+	out := map[string]bool{}
+	for _, get := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
+		syms, _ := get()
+		for _, s := range syms {
+			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Section != elf.SHN_UNDEF && s.Value != 0 {
+				out[s.Name] = true
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no function symbols (stripped?)")
+	}
+	return out, nil
+}
+
+// object is one relocatable object linked into the output, in both builds.
+type object struct {
+	name     string // relative path, or archive(member)
+	old, new []byte // new is nil when the fixed build has no such object
+}
+
+// objects returns the relocatable objects that link linked into rel, read
+// from the build's tree root, archives expanded.
+func (b *builds) objects(rel string, link invocation, root string) ([]object, error) {
+	var objs []object
+	for _, in := range link.Inputs {
+		r, ok := b.rel(in)
+		if !ok {
+			continue // a system library or object outside the tree
+		}
+		data, err := os.ReadFile(filepath.Join(root, r))
+		if err != nil {
+			continue
+		}
+		switch {
+		case bytes.HasPrefix(data, []byte("!<arch>\n")):
+			ms, err := readArchive(data)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", r, err)
+			}
+			for _, m := range ms {
+				if isRel(m.Data) {
+					objs = append(objs, object{name: r + "(" + m.Name + ")", old: m.Data})
+				}
+			}
+		case isRel(data):
+			objs = append(objs, object{name: r, old: data})
+		}
+	}
+	if len(objs) == 0 {
+		return nil, fmt.Errorf("%w: %s was linked from no object of the tree", ErrNoOutput, rel)
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].name < objs[j].name })
+	return objs, nil
+}
+
+// pair matches the original build's objects with the fixed build's (in
+// fixed[i].old) by name. An object only the fixed build has is a new
+// translation unit (old nil).
+func pair(orig, fixed []object) []object {
+	byName := map[string][]byte{}
+	for _, o := range fixed {
+		byName[o.name] = o.old
+	}
+	var out []object
+	seen := map[string]bool{}
+	for _, o := range orig {
+		out = append(out, object{name: o.name, old: o.old, new: byName[o.name]})
+		seen[o.name] = true
+	}
+	for _, o := range fixed {
+		if !seen[o.name] {
+			out = append(out, object{name: o.name, new: o.old})
+		}
+	}
+	return out
+}
+
+// isRel reports whether b is an ELF relocatable object.
+func isRel(b []byte) bool {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return false
+	}
+	return f.Type == elf.ET_REL
+}
+
+// writeUnits writes the pairs of objects that differ to dir, for diff mode.
+func writeUnits(dir string, objs []object) ([]Unit, error) {
+	var units []Unit
+	for i, o := range objs {
+		if o.new == nil {
+			return nil, fmt.Errorf("the fixed build does not link %s any more: removing a translation unit cannot be patched live", o.name)
+		}
+		if o.old == nil {
+			return nil, fmt.Errorf("the fix adds the translation unit %s: put new functions in an existing file (a new file is not supported yet)", o.name)
+		}
+		if bytes.Equal(o.old, o.new) {
+			continue
+		}
+		base := strings.NewReplacer("/", "_", "(", "_", ")", "").Replace(o.name)
+		u := Unit{Name: o.name, Old: filepath.Join(dir, "orig", fmt.Sprintf("%d", i), base), New: filepath.Join(dir, "fixed", fmt.Sprintf("%d", i), base)}
+		for _, f := range []struct {
+			path string
+			data []byte
+		}{{u.Old, o.old}, {u.New, o.new}} {
+			if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(f.path, f.data, 0o644); err != nil {
+				return nil, err
+			}
+		}
+		units = append(units, u)
+	}
+	return units, nil
+}
