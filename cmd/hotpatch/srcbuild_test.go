@@ -1,0 +1,292 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/testutil"
+)
+
+// zlibDir is ../shared/realworld/zlib from the repository root (read-only on
+// CI: everything is copied out before use).
+var zlibDir = filepath.Join("..", "..", "..", "shared", "realworld", "zlib")
+
+// zlibFixes are the two upstream commits of CVE-2022-37434.
+func zlibFixes() []string {
+	return []string{filepath.Join(zlibDir, "CVE-2022-37434-1.patch"), filepath.Join(zlibDir, "CVE-2022-37434-2.patch")}
+}
+
+// sharedZlib is zlib 1.2.12 unpacked once per test binary: the pristine
+// tree, a target built from it (its defaults, plus -g so that the target
+// records its flags, as distributions' debug info does), and the
+// CVE-2022-37434 reproducer linked against the target.
+var sharedZlib struct {
+	once                  sync.Once
+	err                   error
+	root, src, lib, repro string
+}
+
+// zlibBuild is the build command of the tests: zlib's defaults, the shared
+// library only (the examples and the static library are not the target).
+var zlibBuild = []string{"sh", "-c", "./configure && make -j2 libz.so.1.2.12"}
+
+func needZlib(t *testing.T) {
+	t.Helper()
+	testutil.NeedGCC(t)
+	if _, err := os.Stat(filepath.Join(zlibDir, "zlib-1.2.12.tar.gz")); err != nil {
+		t.Skipf("zlib 1.2.12 not found at %s (../shared/realworld/zlib from the repository root): %v", zlibDir, err)
+	}
+	for _, tool := range []string{"make", "patch", "tar"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	z := &sharedZlib
+	z.once.Do(func() { z.err = setupZlib() })
+	if z.err != nil {
+		t.Fatal(z.err)
+	}
+}
+
+func run(dir string, env []string, name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s in %s: %v\n%s", name, strings.Join(args, " "), dir, err, out)
+	}
+	return nil
+}
+
+func setupZlib() error {
+	z := &sharedZlib
+	root, err := os.MkdirTemp("", "hotpatch-zlib-")
+	if err != nil {
+		return err
+	}
+	z.root = root
+	tgz, err := filepath.Abs(filepath.Join(zlibDir, "zlib-1.2.12.tar.gz"))
+	if err != nil {
+		return err
+	}
+	if err := run(root, nil, "tar", "xzf", tgz); err != nil {
+		return err
+	}
+	z.src = filepath.Join(root, "zlib-1.2.12")
+	tgt := filepath.Join(root, "target")
+	if err := run(root, nil, "cp", "-a", z.src, tgt); err != nil {
+		return err
+	}
+	if err := run(tgt, []string{"CFLAGS=-O3 -g"}, "sh", "-c", "./configure && make -j2 libz.so.1.2.12"); err != nil {
+		return err
+	}
+	z.lib = filepath.Join(tgt, "libz.so.1.2.12")
+	z.repro = filepath.Join(root, "zlib_extra")
+	repro, _ := filepath.Abs("testdata/zlib_extra.c")
+	return run(root, nil, "gcc", "-O2", "-I", tgt, repro, "-o", z.repro, filepath.Join(tgt, "libz.so.1.2.12"))
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedZlib.root != "" {
+		os.RemoveAll(sharedZlib.root)
+	}
+	os.Exit(code)
+}
+
+// waitOverflowState reads a reproducer's lines until it has printed want
+// ("ok" or "overflow") n times in a row, allowing the rounds in flight when
+// the state changed.
+func waitOverflowState(t *testing.T, tg *testutil.Target, want string, n int) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	run := 0
+	for run < n {
+		select {
+		case l, ok := <-tg.Lines:
+			if !ok {
+				t.Fatalf("reproducer %d exited: %s", tg.Pid, tg.Stderr())
+			}
+			if strings.HasPrefix(l, want+" ") {
+				run++
+			} else {
+				run = 0
+			}
+		case <-deadline:
+			t.Fatalf("reproducer %d: no %d %q lines in a row within 30s", tg.Pid, n, want)
+		}
+	}
+}
+
+// TestBuildSrcZlibCVE: one `hotpatch build --src` of zlib 1.2.12 (its
+// defaults, -O3) with the two upstream CVE-2022-37434 commits; the patch
+// stops the overflow in running processes, and revert brings it back.
+func TestBuildSrcZlibCVE(t *testing.T) {
+	needZlib(t)
+	testutil.NeedPtrace(t)
+	z := &sharedZlib
+	d := t.TempDir()
+	hp := filepath.Join(d, "zlib-cve.hp")
+	args := []string{"build", "--src", z.src, "--target", z.lib, "-o", hp, "--id", fmt.Sprintf("zlib-cve-%d", os.Getpid()), "--json"}
+	for _, f := range zlibFixes() {
+		args = append(args, "--fix", f)
+	}
+	out, errs, code := runCLI(t, append(args, append([]string{"--"}, zlibBuild...)...)...)
+	if code != 0 {
+		t.Fatalf("build --src: exit %d\n%s%s", code, out, errs)
+	}
+	var rep struct {
+		Replaced []struct{ Name string }
+		Added    []struct{ Name string }
+		Source   struct {
+			Verified int                     `json:"verified_functions"`
+			Units    []struct{ Name string } `json:"changed_units"`
+			Stages   []struct{ Name string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("build --json: %v\n%s", err, out)
+	}
+	if len(rep.Replaced) != 1 || rep.Replaced[0].Name != "inflate" || len(rep.Added) != 0 {
+		t.Fatalf("want inflate replaced, nothing added: %s", out)
+	}
+	if rep.Source.Verified < 100 || len(rep.Source.Units) != 1 || !strings.Contains(rep.Source.Units[0].Name, "inflate") {
+		t.Fatalf("want >= 100 verified functions and inflate's object the one changed unit: %s", out)
+	}
+	for _, stage := range []string{"copy", "build orig", "link-check", "build fixed", "compare"} {
+		if !strings.Contains(errs, "] "+stage) {
+			t.Errorf("no progress line for stage %q:\n%s", stage, errs)
+		}
+	}
+
+	t.Setenv("LD_LIBRARY_PATH", filepath.Dir(z.lib))
+	procs := []*testutil.Target{testutil.Start(t, z.repro), testutil.Start(t, z.repro)}
+	pidArgs := []string{}
+	for _, p := range procs {
+		waitOverflowState(t, p, "overflow", 2)
+		pidArgs = append(pidArgs, "--pid", fmt.Sprint(p.Pid))
+	}
+	mustCLI(t, append([]string{"apply", hp, "--allow-unsigned"}, pidArgs...)...)
+	for _, p := range procs {
+		waitOverflowState(t, p, "ok", 5)
+	}
+	mustCLI(t, append([]string{"revert", hp}, pidArgs...)...)
+	for _, p := range procs {
+		waitOverflowState(t, p, "overflow", 2)
+	}
+}
+
+// TestBuildSrcOtherFlags: the target was built with -O3; a tree built with
+// -O2 does not reproduce it, and build refuses at build time, naming the
+// functions and the flags that differ.
+func TestBuildSrcOtherFlags(t *testing.T) {
+	needZlib(t)
+	z := &sharedZlib
+	d := t.TempDir()
+	args := []string{"build", "--src", z.src, "--target", z.lib, "-o", filepath.Join(d, "x.hp"), "--work", filepath.Join(d, "work")}
+	for _, f := range zlibFixes() {
+		args = append(args, "--fix", f)
+	}
+	errs := wantExit(t, exitRefused, append(args, "--", "sh", "-c", "CFLAGS=-O2 ./configure && make -j2 libz.so.1.2.12")...)
+	for _, want := range []string{"does not reproduce the target", "differ", "the target has -O3", "the original build -O2", "work directory kept"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("error lacks %q:\n%s", want, errs)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d, "work", "fixed")); err != nil {
+		t.Errorf("the work directory should be kept on failure: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(d, "work", "orig", "libz.so.1.2.12")); err != nil {
+		t.Errorf("the original build should be kept on failure: %v", err)
+	}
+}
+
+// srcProject copies testdata/srcproj and builds it there as the running
+// program would be built.
+func srcProject(t *testing.T) (src, prog string) {
+	t.Helper()
+	testutil.NeedGCC(t)
+	d := t.TempDir()
+	src = filepath.Join(d, "src")
+	if err := run(".", nil, "cp", "-r", "testdata/srcproj", src); err != nil {
+		t.Fatal(err)
+	}
+	inst := filepath.Join(d, "installed")
+	if err := run(".", nil, "cp", "-r", src, inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(inst, nil, "make"); err != nil {
+		t.Fatal(err)
+	}
+	return src, filepath.Join(inst, "prog")
+}
+
+// TestBuildSrcNewStaticAndVariable: a fix that adds a static function and a
+// file-scope variable; the patch adds both and the running program uses them.
+func TestBuildSrcNewStaticAndVariable(t *testing.T) {
+	testutil.NeedPtrace(t)
+	src, prog := srcProject(t)
+	hp := filepath.Join(t.TempDir(), "fix.hp")
+	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-static.patch", "--target", prog, "-o", hp, "--verbose", "--", "make")
+	for _, want := range []string{"replace compute", "add     count_call", "new       variable calls"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("build output lacks %q:\n%s", want, out)
+		}
+	}
+	tg := testutil.Start(t, prog)
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "21 22" })
+	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "120 22" })
+}
+
+// TestBuildSrcHeaderInline: a fix of an inline function in a header changes
+// both files that use it; both callers are replaced.
+func TestBuildSrcHeaderInline(t *testing.T) {
+	testutil.NeedPtrace(t)
+	src, prog := srcProject(t)
+	hp := filepath.Join(t.TempDir(), "fix.hp")
+	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-header.patch", "--target", prog, "-o", hp, "--", "make")
+	for _, want := range []string{"replace compute", "replace other", "2 translation unit(s) changed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("build output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "keep") {
+		t.Errorf("the default summary should not list unchanged functions:\n%s", out)
+	}
+	tg := testutil.Start(t, prog)
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "21 22" })
+	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "31 32" })
+}
+
+// TestBuildSrcFixDoesNotApply: a fix whose hunk does not match the tree is a
+// clear error naming the file and the hunk, before anything is built; the
+// source tree is untouched.
+func TestBuildSrcFixDoesNotApply(t *testing.T) {
+	src, prog := srcProject(t)
+	before := sha(t, filepath.Join(src, "lib.c"))
+	errs := wantExit(t, exitFailure, "build", "--src", src, "--fix", "testdata/srcproj-static.patch", "--fix", "testdata/srcproj-bad.patch",
+		"--target", prog, "-o", filepath.Join(t.TempDir(), "x.hp"), "--", "make")
+	for _, want := range []string{"fix does not apply", "srcproj-bad.patch", "lib.c hunk #1 (at line 3)"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("error lacks %q:\n%s", want, errs)
+		}
+	}
+	if strings.Contains(errs, "build orig") {
+		t.Errorf("nothing should be built when a fix does not apply:\n%s", errs)
+	}
+	if sha(t, filepath.Join(src, "lib.c")) != before {
+		t.Error("the source tree was written")
+	}
+	if _, err := os.Stat(filepath.Join(src, "main.o")); err == nil {
+		t.Error("the source tree was built in")
+	}
+}

@@ -1,0 +1,5 @@
+#include "util.h"
+
+int compute(int x) {
+    return scale(x) + 1;
+}

@@ -1,0 +1,5 @@
+#include "util.h"
+
+int other(int x) {
+    return scale(x) + 2;
+}
