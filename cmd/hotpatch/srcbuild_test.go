@@ -290,3 +290,56 @@ func TestBuildSrcFixDoesNotApply(t *testing.T) {
 		t.Error("the source tree was built in")
 	}
 }
+
+// TestBuildSrcZlibStatic: zlib as a static library linked into an
+// executable (the reproducer itself); the build command builds libz.a and
+// links the program, and build --src finds zlib's objects in the archive.
+func TestBuildSrcZlibStatic(t *testing.T) {
+	needZlib(t)
+	testutil.NeedPtrace(t)
+	z := &sharedZlib
+	d := t.TempDir()
+	repro, _ := filepath.Abs("testdata/zlib_extra.c")
+	command := []string{"sh", "-c", "./configure --static && make -j2 libz.a && cc -O2 -I. " + repro + " libz.a -o zlib_extra"}
+	inst := filepath.Join(d, "installed")
+	if err := run(".", nil, "cp", "-a", z.src, inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(inst, nil, command[0], command[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(inst, "zlib_extra")
+	hp := filepath.Join(d, "fix.hp")
+	args := []string{"build", "--src", z.src, "--target", prog, "-o", hp, "--id", fmt.Sprintf("zlib-static-%d", os.Getpid())}
+	for _, f := range zlibFixes() {
+		args = append(args, "--fix", f)
+	}
+	out := mustCLI(t, append(args, append([]string{"--"}, command...)...)...)
+	if !strings.Contains(out, "replace inflate ") || !strings.Contains(out, "1 translation unit(s) changed") {
+		t.Fatalf("want inflate replaced, from one changed object of libz.a:\n%s", out)
+	}
+	tg := testutil.Start(t, prog)
+	waitOverflowState(t, tg, "overflow", 2)
+	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
+	waitOverflowState(t, tg, "ok", 5)
+	mustCLI(t, "revert", hp, "--pid", fmt.Sprint(tg.Pid))
+	waitOverflowState(t, tg, "overflow", 2)
+}
+
+// TestBuildSrcLTORefused: a tree built with -flto has objects without
+// machine code; build --src says so instead of a confusing failure.
+func TestBuildSrcLTORefused(t *testing.T) {
+	src, _ := srcProject(t)
+	inst := filepath.Join(t.TempDir(), "lto")
+	if err := run(".", nil, "cp", "-r", src, inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(inst, nil, "make", "CFLAGS=-O2 -flto"); err != nil {
+		t.Fatal(err)
+	}
+	errs := wantExit(t, exitFailure, "build", "--src", src, "--fix", "testdata/srcproj-static.patch", "--target", filepath.Join(inst, "prog"),
+		"-o", filepath.Join(t.TempDir(), "x.hp"), "--", "make", "CFLAGS=-O2 -flto")
+	if !strings.Contains(errs, "LTO bytecode (-flto)") {
+		t.Fatalf("want the LTO explanation:\n%s", errs)
+	}
+}

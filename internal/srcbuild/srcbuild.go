@@ -89,6 +89,8 @@ var (
 	ErrNoOutput = errors.New("no build output corresponds to the target")
 	// ErrNotReproduced: the original build's code is not the target's.
 	ErrNotReproduced = errors.New("the original build does not reproduce the target")
+	// ErrLTO: the objects are link-time-optimisation IR, no machine code.
+	ErrLTO = errors.New("link-time optimisation build")
 )
 
 // stager prints the progress lines.
@@ -434,6 +436,11 @@ func (b *builds) objects(rel string, link invocation, root string) ([]object, er
 	if len(objs) == 0 {
 		return nil, fmt.Errorf("%w: %s was linked from no object of the tree", ErrNoOutput, rel)
 	}
+	for _, o := range objs {
+		if isLTO(o.old) {
+			return nil, fmt.Errorf("%w: %s holds GCC's LTO bytecode (-flto), not machine code, so its functions cannot be compared; comparing the linked outputs (kept relocations, -Wl,--emit-relocs) is not implemented yet: build the tree without -flto, if the target was built so", ErrLTO, o.name)
+		}
+	}
 	sort.Slice(objs, func(i, j int) bool { return objs[i].name < objs[j].name })
 	return objs, nil
 }
@@ -458,6 +465,22 @@ func pair(orig, fixed []object) []object {
 		}
 	}
 	return out
+}
+
+// isLTO reports whether an object holds GCC LTO bytecode (.gnu.lto_*
+// sections) and no code: a slim LTO object. Fat LTO objects
+// (-ffat-lto-objects) hold both; their code is not what the link runs.
+func isLTO(b []byte) bool {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return false
+	}
+	for _, s := range f.Sections {
+		if strings.HasPrefix(s.Name, ".gnu.lto_") {
+			return true
+		}
+	}
+	return false
 }
 
 // isRel reports whether b is an ELF relocatable object.
