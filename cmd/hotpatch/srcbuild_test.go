@@ -343,3 +343,34 @@ func TestBuildSrcLTORefused(t *testing.T) {
 		t.Fatalf("want the LTO explanation:\n%s", errs)
 	}
 }
+
+// TestBuildSrcCXX: a C++ fix through --src (the g++ shim), with --cold (the
+// fixed build's program as the coldpatch).
+func TestBuildSrcCXX(t *testing.T) {
+	testutil.NeedPtrace(t)
+	if _, err := exec.LookPath("g++"); err != nil {
+		t.Skip("no g++")
+	}
+	d := t.TempDir()
+	src, inst := filepath.Join(d, "src"), filepath.Join(d, "installed")
+	for _, to := range []string{src, inst} {
+		if err := run(".", nil, "cp", "-r", "testdata/srcproj-cxx", to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := run(inst, nil, "make"); err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(inst, "prog")
+	hp := filepath.Join(d, "fix.hp")
+	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-cxx.patch", "--target", prog, "-o", hp, "--cold", "--", "make")
+	for _, want := range []string{"replace _ZNK5Shape4areaEv", "coldpatch"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("build output lacks %q:\n%s", want, out)
+		}
+	}
+	tg := testutil.Start(t, prog)
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "100" })
+	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned", "--no-cold")
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "101" })
+}

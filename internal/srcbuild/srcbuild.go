@@ -116,6 +116,44 @@ func (s *stager) end() {
 // Build runs the whole build; see the package comment. On failure the work
 // directory is kept and the error says where.
 func Build(opt Options) (res *Result, err error) {
+	r, err := prepare(opt)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w (work directory kept: %s)", err, r.res.Work)
+		}
+	}()
+	if err := r.copyTrees(); err != nil {
+		return r.res, err
+	}
+	origObjs, err := r.buildOriginal()
+	if err != nil {
+		return r.res, err
+	}
+	defer r.tc.close()
+	fixedObjs, err := r.buildFixed()
+	if err != nil {
+		return r.res, err
+	}
+	return r.res, r.makePatch(pair(origObjs, fixedObjs))
+}
+
+// run is one build from source in progress.
+type run struct {
+	opt                     Options
+	src                     string
+	res                     *Result
+	st                      *stager
+	tree, orig, fixed, work string
+	b                       *builds
+	out                     *output
+	tc                      *check
+}
+
+// prepare checks the options and makes (or checks) the work directory.
+func prepare(opt Options) (*run, error) {
 	if len(opt.Command) == 0 {
 		return nil, fmt.Errorf("no build command (give it after --)")
 	}
@@ -126,7 +164,7 @@ func Build(opt Options) (res *Result, err error) {
 	if st, err := os.Stat(src); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("source tree %s: not a directory", opt.Src)
 	}
-	res = &Result{}
+	res := &Result{}
 	if opt.Work == "" {
 		if res.Work, err = os.MkdirTemp("", "hotpatch-build-"); err != nil {
 			return nil, err
@@ -136,113 +174,117 @@ func Build(opt Options) (res *Result, err error) {
 		if res.Work, err = filepath.Abs(opt.Work); err != nil {
 			return nil, err
 		}
+		if rel, err := filepath.Rel(src, res.Work); err == nil && !strings.HasPrefix(rel, "..") {
+			return nil, fmt.Errorf("work directory %s lies inside the source tree %s", res.Work, src)
+		}
 		if err := os.MkdirAll(res.Work, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("%w (work directory kept: %s)", err, res.Work)
-		}
-	}()
-	if rel, err := filepath.Rel(src, res.Work); err == nil && !strings.HasPrefix(rel, "..") {
-		return res, fmt.Errorf("work directory %s lies inside the source tree %s", res.Work, src)
-	}
-	st := &stager{w: opt.Progress, start: time.Now(), stages: &res.Stages}
 	w := res.Work
-	tree, orig, fixed := filepath.Join(w, "tree"), filepath.Join(w, "orig"), filepath.Join(w, "fixed")
-	for _, d := range []string{tree, orig, fixed, filepath.Join(w, "log-orig"), filepath.Join(w, "log-fixed"), filepath.Join(w, "objects")} {
+	r := &run{opt: opt, src: src, res: res, work: w, st: &stager{w: opt.Progress, start: time.Now(), stages: &res.Stages},
+		tree: filepath.Join(w, "tree"), orig: filepath.Join(w, "orig"), fixed: filepath.Join(w, "fixed")}
+	for _, d := range []string{r.tree, r.orig, r.fixed, filepath.Join(w, "log-orig"), filepath.Join(w, "log-fixed"), filepath.Join(w, "objects")} {
 		if _, err := os.Lstat(d); err == nil {
-			return res, fmt.Errorf("work directory %s is not empty (%s exists): give an empty or new directory", w, filepath.Base(d))
+			return nil, fmt.Errorf("work directory %s is not empty (%s exists): give an empty or new directory", w, filepath.Base(d))
 		}
 	}
+	return r, nil
+}
 
-	st.begin("copy", fmt.Sprintf(" %s, apply %d fix(es)", src, len(opt.Fixes)))
-	// Both builds run at the same path (tree/), one after the other, so that
-	// paths compiled into the code (__FILE__ of an absolute path, as cmake
-	// gives) are the same in both and do not make every user of them differ.
-	if err := copyTree(src, fixed); err != nil {
-		return res, fmt.Errorf("copy %s: %w", src, err)
+// copyTrees copies the source twice and applies the fixes to one copy.
+// Both builds later run at the same path (tree/), one after the other, so
+// that paths compiled into the code (__FILE__ of an absolute path, as cmake
+// gives) are the same in both and do not make every user of them differ.
+func (r *run) copyTrees() error {
+	r.st.begin("copy", fmt.Sprintf(" %s, apply %d fix(es)", r.src, len(r.opt.Fixes)))
+	if err := copyTree(r.src, r.fixed); err != nil {
+		return fmt.Errorf("copy %s: %w", r.src, err)
 	}
-	if err := applyFixes(fixed, opt.Fixes); err != nil {
-		return res, err
+	if err := applyFixes(r.fixed, r.opt.Fixes); err != nil {
+		return err
 	}
-	if err := copyTree(src, tree); err != nil {
-		return res, fmt.Errorf("copy %s: %w", src, err)
+	if err := copyTree(r.src, r.tree); err != nil {
+		return fmt.Errorf("copy %s: %w", r.src, err)
 	}
-	st.end()
+	r.st.end()
+	return nil
+}
 
-	origInv, err := runBuild(st, opt.Command, w, tree, "orig")
+// buildOriginal builds the pristine tree and proves it is the target's code
+// before a second build is spent on the fix.
+func (r *run) buildOriginal() ([]object, error) {
+	inv, err := runBuild(r.st, r.opt.Command, r.work, r.tree, "orig")
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	if err := os.Rename(tree, orig); err != nil {
-		return res, err
+	if err := os.Rename(r.tree, r.orig); err != nil {
+		return nil, err
 	}
-	// Prove the original build before spending a second build on the fix.
-	st.begin("link-check", fmt.Sprintf(" %s against the original build", opt.Target))
-	b := &builds{tree: tree, orig: orig, fixed: fixed, origInv: origInv}
-	out, err := b.findOutput(opt.Target)
+	r.st.begin("link-check", fmt.Sprintf(" %s against the original build", r.opt.Target))
+	r.b = &builds{tree: r.tree, orig: r.orig, fixed: r.fixed, origInv: inv}
+	if r.out, err = r.b.findOutput(r.opt.Target); err != nil {
+		return nil, err
+	}
+	r.res.Output, r.res.Fixed = r.out.orig, r.out.fixed
+	objs, err := r.b.objects(r.out.rel, r.out.origLink, r.orig)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	res.Output, res.Fixed = out.orig, out.fixed
-	tc, err := openCheck(opt.Target)
-	if err != nil {
-		return res, err
+	if r.tc, err = openCheck(r.opt.Target); err != nil {
+		return nil, err
 	}
-	defer tc.close()
-	origObjs, err := b.objects(out.rel, out.origLink, b.orig)
-	if err != nil {
-		return res, err
+	if r.res.Verified, err = r.tc.verify(objs, inv); err != nil {
+		r.tc.close()
+		return nil, err
 	}
-	if res.Verified, err = tc.verify(origObjs, origInv); err != nil {
-		return res, err
-	}
-	st.end()
+	r.st.end()
+	return objs, nil
+}
 
-	if err := os.Rename(fixed, tree); err != nil {
-		return res, err
+// buildFixed builds the fixed tree and returns the objects linked into the
+// target's counterpart.
+func (r *run) buildFixed() ([]object, error) {
+	if err := os.Rename(r.fixed, r.tree); err != nil {
+		return nil, err
 	}
-	fixedInv, err := runBuild(st, opt.Command, w, tree, "fixed")
+	inv, err := runBuild(r.st, r.opt.Command, r.work, r.tree, "fixed")
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	if err := os.Rename(tree, fixed); err != nil {
-		return res, err
+	if err := os.Rename(r.tree, r.fixed); err != nil {
+		return nil, err
 	}
-
-	st.begin("compare", "")
-	fixedLink, ok := b.link(fixedInv, out.rel)
+	link, ok := r.b.link(inv, r.out.rel)
 	if !ok {
-		return res, fmt.Errorf("the fixed build did not link %s", out.rel)
+		return nil, fmt.Errorf("the fixed build did not link %s", r.out.rel)
 	}
-	fixedObjs, err := b.objects(out.rel, fixedLink, b.fixed)
+	return r.b.objects(r.out.rel, link, r.fixed)
+}
+
+// makePatch hands the objects that differ to diff mode.
+func (r *run) makePatch(objs []object) error {
+	r.st.begin("compare", "")
+	units, err := writeUnits(filepath.Join(r.work, "objects"), objs)
 	if err != nil {
-		return res, err
+		return err
 	}
-	objs := pair(origObjs, fixedObjs)
-	units, err := writeUnits(filepath.Join(w, "objects"), objs)
-	if err != nil {
-		return res, err
-	}
-	res.Units = units
+	r.res.Units = units
 	if len(units) == 0 {
-		return res, fmt.Errorf("%w: the fix changes none of the objects linked into %s", build.ErrNotFound, res.Output)
+		return fmt.Errorf("%w: the fix changes none of the objects linked into %s", build.ErrNotFound, r.res.Output)
 	}
-	bo := build.Options{Target: opt.Target, ID: opt.ID, Description: opt.Description}
+	bo := build.Options{Target: r.opt.Target, ID: r.opt.ID, Description: r.opt.Description}
 	for _, u := range units {
 		bo.Old, bo.New = append(bo.Old, u.Old), append(bo.New, u.New)
 	}
-	res.Patch, res.Report, err = build.Diff(bo)
-	if err != nil {
-		return res, err
+	if r.res.Patch, r.res.Report, err = build.Diff(bo); err != nil {
+		return err
 	}
-	if err := tc.useTargetRunPre(res.Patch); err != nil {
-		return res, err
+	if err := r.tc.useTargetRunPre(r.res.Patch); err != nil {
+		return err
 	}
-	st.end()
-	return res, nil
+	r.st.end()
+	return nil
 }
 
 // runBuild runs the build command in dir under the shim; the output goes to

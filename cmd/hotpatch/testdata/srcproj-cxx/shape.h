@@ -1,0 +1,4 @@
+struct Shape {
+    int w;
+    int area() const;
+};
