@@ -19,14 +19,16 @@ type srcFlags struct {
 // coldFromSrc is --cold given without a value: with --src, the fixed build's
 // rebuilt target. (--cold FILE keeps working in the object modes: the value
 // pflag did not take is the first argument, see coldArg.)
-const coldFromSrc = "\x00fixed-build"
+const coldFromSrc = "(fixed build)"
 
 func (f *srcFlags) addFlags(c *cobra.Command) {
 	c.Flags().StringVar(&f.opt.Src, "src", "", "source mode: pristine source tree of the version that runs (never written); the build command follows --")
 	c.Flags().StringArrayVar(&f.opt.Fixes, "fix", nil, "source mode: unified diff applied with patch -p1 (repeatable, in order)")
 	c.Flags().StringVar(&f.opt.Work, "work", "", "source mode: work directory, kept (default: a temporary one, removed on success)")
 	c.Flags().BoolVar(&f.verbose, "verbose", false, "list every function and data object, not only the replaced and added functions")
-	c.Flags().Lookup("cold").NoOptDefVal = coldFromSrc
+	cold := c.Flags().Lookup("cold")
+	cold.NoOptDefVal = coldFromSrc
+	cold.Usage += "; with --src, no value: the fixed build's"
 }
 
 // coldArg sorts out --cold: without a value it means the fixed build (--src

@@ -19,7 +19,7 @@ func newBuildCmd() *cobra.Command {
 	src := new(srcFlags)            // --src, --fix, --work, --verbose (buildsrc.go)
 	c := &cobra.Command{
 		Use: "build --target FILE [--old OLD.o] --new NEW.o [...] -o PATCH\n" +
-			"  build --src DIR --fix FIX.patch [--fix ...] --target FILE -o PATCH [--key KEY] [--cold] [--work WORKDIR] -- BUILD COMMAND ...",
+			"  hotpatch build --src DIR --fix FIX.patch [--fix ...] --target FILE -o PATCH [--key KEY] [--cold] [--work WORKDIR] -- BUILD COMMAND ...",
 		Short: "Build a patch from object files holding the fixed functions",
 		Long: `Build a patch. Every function defined in NEW.o replaces the function of the
 same name in FILE (an executable or shared library); functions FILE does not
