@@ -677,7 +677,7 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image) (*busyError, error) {
 			return busy, nil
 		}
 	}
-	if busy := pp.slotsInUse(pr, im, threads, maps, im.stacked); busy != nil {
+	if busy := pp.wordsInUse(pr, im, threads, maps, pp.unw == nil); busy != nil {
 		pr.Resume()
 		return busy, nil
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -162,17 +163,61 @@ func unsetMoves(pr *proc.Process, moves []move) {
 	}
 }
 
-// slotsInUse checks, in the stop window, that no thread may return into a
-// slot: no stack word points into one (a conservative scan). A word there
-// would mean the padding is not dead; the attempt is busy, and the apply
-// fails with this reason if it persists.
-func (pp *prepared) slotsInUse(pr *proc.Process, im *image, threads []proc.Thread, maps []procmaps.Mapping, stacked []bool) *busyError {
+// wordsInUse checks, in the stop window, the stacks of threads (with their
+// planned moves) for words pointing where no thread may resume:
+//   - into a slot (both models): a return address there would mean the
+//     padding is not dead;
+//   - in the entry model, strictly inside the bytes a jump overwrites: no
+//     call returns there (the planner checks), so such a word is the saved
+//     instruction pointer of a signal frame — a thread in a signal handler
+//     that interrupted it there would return into the middle of the jump.
+//     (The stack model's walk sees the interrupted frame and waits.)
+//
+// The scan is conservative (any word, from the stack pointer to the top of
+// its mapping); the attempt is busy, and the apply fails with this reason if
+// it persists.
+func (pp *prepared) wordsInUse(pr *proc.Process, im *image, threads []proc.Thread, maps []procmaps.Mapping, entry bool) *busyError {
+	var spans []span
 	for i, r := range im.plans {
-		if r.Slot == nil || stacked[i] {
+		if im.stacked[i] {
 			continue
 		}
-		if why := regionInUse(pr, threads, maps, r.Slot.Addr, r.Slot.Addr+uint64(len(r.Slot.Jump))); why != "" {
-			return &busyError{fmt.Sprintf("the padding at %#x chosen for the long jump of %s may be in use: %s", r.Slot.Addr, pp.funcs[i].spec.Name, why)}
+		name := pp.funcs[i].spec.Name
+		if r.Slot != nil {
+			spans = append(spans, span{r.Slot.Addr, r.Slot.Addr + uint64(len(r.Slot.Jump)), "the padding chosen for the long jump of " + name, 0})
+		}
+		if entry {
+			spans = append(spans, span{r.Addr + 1, r.Addr + uint64(len(r.Jump)), "the first bytes of " + name, 0})
+		}
+	}
+	if len(spans) == 0 {
+		return nil
+	}
+	for _, th := range threads {
+		sp := th.Regs.SP()
+		m, ok := procmaps.Find(maps, sp)
+		if !ok {
+			if fresh, err := procmaps.Read(pr.Pid()); err == nil {
+				maps = fresh
+				m, ok = procmaps.Find(maps, sp)
+			}
+		}
+		if !ok {
+			continue // no stack to scan (a thread on a stack we cannot see holds nothing we could read either)
+		}
+		sp &^= 7
+		buf := make([]byte, min(m.End, sp+maxStackScan)-sp)
+		if pr.ReadMem(sp, buf) != nil {
+			return &busyError{fmt.Sprintf("thread %d: cannot read its stack to check it", th.TID)}
+		}
+		for off := 0; off+8 <= len(buf); off += 8 {
+			w := binary.LittleEndian.Uint64(buf[off:])
+			for _, s := range spans {
+				if w >= s.lo && w < s.hi {
+					return &busyError{fmt.Sprintf("a word on the stack of thread %d (at %#x) points into %s (%#x): a return address or a signal frame's saved pc",
+						th.TID, sp+uint64(off), s.name, w)}
+				}
+			}
 		}
 	}
 	return nil

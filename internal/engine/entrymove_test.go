@@ -212,34 +212,9 @@ func TestThreadParkedInsideEntry(t *testing.T) {
 		t.Run(cons, func(t *testing.T) {
 			tg := testutil.Start(t, bin, "4", "200")
 			tg.WaitLine(t, 5*time.Second, func(l string) bool { _, _, ok := counts(l); return ok })
-			entry := symbolAddr(t, tg.Pid, "compute")
-			states, _ := testutil.ThreadStates(tg.Pid)
-			worker := 0
-			for tid := range states {
-				if tid != tg.Pid {
-					worker = tid
-				}
-			}
-			done := make(chan error)
-			go func() {
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				if err := parkAt(worker, entry+2); err != nil {
-					done <- err
-					return
-				}
-				// Detach delivering SIGSTOP: the whole process stops (a
-				// group-stop) with the worker at entry+2.
-				_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(worker), 0, uintptr(unix.SIGSTOP), 0, 0)
-				if e != 0 {
-					done <- e
-					return
-				}
-				done <- nil
-			}()
-			if err := <-done; err != nil {
-				t.Fatalf("park the thread at compute+2: %v", err)
-			}
+			// Detach delivering SIGSTOP: the whole process stops (a
+			// group-stop) with the worker at compute+2.
+			parkWorker(t, tg.Pid, symbolAddr(t, tg.Pid, "compute")+2, unix.SIGSTOP)
 			defer unix.Kill(tg.Pid, unix.SIGCONT)
 			rep, err := Apply(tg.Pid, p, Options{Consistency: cons, Timeout: 2 * time.Second})
 			if err != nil {
@@ -264,6 +239,65 @@ func TestThreadParkedInsideEntry(t *testing.T) {
 				t.Fatalf("target died (%v) or reported: %s", err, tg.Stderr())
 			}
 		})
+	}
+}
+
+// parkWorker single-steps one worker thread of pid to pc, then detaches it
+// delivering sig.
+func parkWorker(t *testing.T, pid int, pc uint64, sig unix.Signal) {
+	t.Helper()
+	states, _ := testutil.ThreadStates(pid)
+	worker := 0
+	for tid := range states {
+		if tid != pid {
+			worker = tid
+		}
+	}
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := parkAt(worker, pc); err != nil {
+			done <- err
+			return
+		}
+		_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(worker), 0, uintptr(sig), 0, 0)
+		if e != 0 {
+			done <- e
+			return
+		}
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("park thread %d at %#x: %v", worker, pc, err)
+	}
+}
+
+// TestSignalFrameInsideEntry: a thread interrupted by a signal just inside
+// the bytes the jump overwrites sits in its handler (1.5 s); its signal frame
+// holds that pc, and it will return there. The entry model must not write the
+// jump until it has (before, it did, and the thread resumed inside the jump).
+func TestSignalFrameInsideEntry(t *testing.T) {
+	dir := setup(t)
+	src := func(s string) string { return filepath.Join("testdata", s) }
+	bin := testutil.Compile(t, filepath.Join(dir, "spin"), append([]string{src("tiny_main.c"), src("spin.c")}, targetFlags...)...)
+	p := buildPatch(t, bin, compileObj(t, dir, "spin_new.c"))
+	tg := testutil.Start(t, bin, "4", "200")
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { _, _, ok := counts(l); return ok })
+	parkWorker(t, tg.Pid, symbolAddr(t, tg.Pid, "compute")+2, unix.SIGUSR1)
+	_, err := Apply(tg.Pid, p, Options{Consistency: ConsistencyEntry, Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "signal frame") {
+		t.Fatalf("apply while a signal frame holds a pc inside the entry: got %v, want ErrUnsafe naming it", err)
+	}
+	// Once the handler has returned, the apply goes through.
+	if _, err := Apply(tg.Pid, p, Options{Consistency: ConsistencyEntry, Timeout: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { _, w, ok := counts(l); return ok && w > 0 })
+	time.Sleep(100 * time.Millisecond)
+	if exited, err := tg.Exited(); exited || tg.Stderr() != "" {
+		t.Fatalf("target died (%v) or reported: %s", err, tg.Stderr())
 	}
 }
 
