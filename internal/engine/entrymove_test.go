@@ -220,8 +220,8 @@ func TestThreadParkedInsideEntry(t *testing.T) {
 			if err != nil {
 				t.Fatalf("apply with a thread inside the entry: %v", err)
 			}
-			if rep.Attempts != 1 || rep.Moved != 1 {
-				t.Fatalf("attempts %d, moved %d; want 1 and 1", rep.Attempts, rep.Moved)
+			if rep.Attempts != 1 || rep.Moved < 1 { // other threads may be inside too
+				t.Fatalf("attempts %d, moved %d; want 1 and at least 1", rep.Attempts, rep.Moved)
 			}
 			unix.Kill(tg.Pid, unix.SIGCONT)
 			tg.Drain()
@@ -280,7 +280,7 @@ func parkWorker(t *testing.T, pid int, pc uint64, sig unix.Signal) {
 func TestSignalFrameInsideEntry(t *testing.T) {
 	dir := setup(t)
 	src := func(s string) string { return filepath.Join("testdata", s) }
-	bin := testutil.Compile(t, filepath.Join(dir, "spin"), append([]string{src("tiny_main.c"), src("spin.c")}, targetFlags...)...)
+	bin := testutil.Compile(t, filepath.Join(dir, "spin_sig"), append([]string{src("tiny_main.c"), src("spin.c"), src("sig.c")}, targetFlags...)...)
 	p := buildPatch(t, bin, compileObj(t, dir, "spin_new.c"))
 	tg := testutil.Start(t, bin, "4", "200")
 	tg.WaitLine(t, 5*time.Second, func(l string) bool { _, _, ok := counts(l); return ok })
