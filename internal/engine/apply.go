@@ -86,7 +86,10 @@ type ApplyReport struct {
 	// resume); AllocPause how long the one thread that mapped the region was.
 	Pause      time.Duration `json:"pause_ns"`
 	AllocPause time.Duration `json:"alloc_pause_ns"`
-	Elapsed    time.Duration `json:"elapsed_ns"`
+	// NotSelfRestoring, if set, says why the region's injected calls were
+	// not self-restoring (docs/safety.md "If hotpatch is killed").
+	NotSelfRestoring string        `json:"not_self_restoring,omitempty"`
+	Elapsed          time.Duration `json:"elapsed_ns"`
 	// Phases splits Elapsed into its steps.
 	Phases []Phase `json:"phases,omitempty"`
 	// Moved counts the threads found inside the bytes being overwritten and
@@ -312,6 +315,9 @@ type image struct {
 	rec     *record.Record
 	hdr     []byte
 	segData []segment
+	// notSelfRestoring: why the last injected call that filled the region
+	// was not self-restoring ("" if it was).
+	notSelfRestoring string
 }
 
 type segment struct {
@@ -526,6 +532,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		return nil, err
 	}
 	rep.AllocPause = allocPause
+	rep.NotSelfRestoring = im.notSelfRestoring
 	tl.mark("map region (one thread stopped)")
 	installed := false
 	defer func() {

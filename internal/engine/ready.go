@@ -259,6 +259,7 @@ func (pp *prepared) allocate(p *patchfile.Patch) (im *image, pause time.Duration
 		}
 		return nil, 0, err
 	}
+	im.notSelfRestoring = pr.NotSelfRestoring()
 	if err := pr.Detach(); err != nil {
 		return nil, 0, fmt.Errorf("detach: %w", err)
 	}
