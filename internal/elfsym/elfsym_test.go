@@ -210,6 +210,30 @@ func TestSharedLibrary(t *testing.T) {
 	if _, ok := tab.Containing(0); ok {
 		t.Error("Containing(0) found a function")
 	}
+	// PrevFunc: for every function of .text, the function below it ends at
+	// or before it and no function lies between (a sized one is what
+	// Functions lists in order).
+	for i := 1; i < len(fns); i++ {
+		s := fns[i]
+		if s.Section != fns[i-1].Section || s.Value == fns[i-1].Value || s.Size == 0 {
+			continue
+		}
+		prev, ok := tab.PrevFunc(s.Value)
+		if !ok {
+			continue // an enclosing or size-0 label in between: allowed to give up
+		}
+		if prev.Value+prev.Size > s.Value || prev.Value >= s.Value {
+			t.Errorf("PrevFunc(%s@%#x) = %s@%#x+%d overlaps it", s.Name, s.Value, prev.Name, prev.Value, prev.Size)
+		}
+		for _, o := range fns {
+			if o.Section == s.Section && o.Value > prev.Value && o.Value < s.Value {
+				t.Errorf("PrevFunc(%s) = %s, but %s lies between", s.Name, prev.Name, o.Name)
+			}
+		}
+	}
+	if p, ok := tab.PrevFunc(h2.Value); !ok || p.Value >= h2.Value {
+		t.Errorf("PrevFunc(%s) = %+v, %v", h2.Name, p, ok)
+	}
 	bss := one(t, "LookupLocal(lib_bss)", tab.LookupLocal("lib_bss", "lib1.c"))
 	if _, err := f.ReadVirt(bss.Value, 16); !errors.Is(err, ErrNoData) {
 		t.Errorf("ReadVirt(.bss) err = %v, want ErrNoData", err)
@@ -492,6 +516,7 @@ func FuzzOpen(f *testing.F) {
 			tab.LookupLocal(s.Name, s.File)
 			tab.Containing(s.Value)
 			tab.NextAfter(s.Value)
+			tab.PrevFunc(s.Value)
 			ef.ReadVirt(s.Value, int(min(s.Size, 64)))
 		}
 	})
