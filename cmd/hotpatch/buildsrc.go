@@ -86,7 +86,7 @@ func runSrcBuild(cmd *cobra.Command, f *srcFlags, bundle *buildBundleFlags, base
 	fmt.Fprintf(w, "built %s -> %s (target %s, build-id %s)\n", rep.ID, out, rep.Target, rep.BuildID)
 	fmt.Fprintf(w, "  from %s: %d function(s) of the target proven to be the original build's; %d translation unit(s) changed\n",
 		res.Output, res.Verified, len(res.Units))
-	printBuildReport(w, rep, f.verbose)
+	printBuildReport(w, rep, res.Demangled, f.verbose)
 	if res.Kept() {
 		fmt.Fprintf(w, "  work directory %s\n", res.Work)
 	}
@@ -95,12 +95,18 @@ func runSrcBuild(cmd *cobra.Command, f *srcFlags, bundle *buildBundleFlags, base
 
 // printBuildReport prints what a patch does: replaced and added functions,
 // and with verbose the unchanged functions and the data too.
-func printBuildReport(w io.Writer, rep *build.Report, verbose bool) {
+func printBuildReport(w io.Writer, rep *build.Report, demangled map[string]string, verbose bool) {
+	readable := func(n string) string {
+		if d, ok := demangled[n]; ok {
+			return " (" + d + ")"
+		}
+		return ""
+	}
 	for _, f := range rep.Replaced {
-		fmt.Fprintf(w, "  replace %-24s %#x %d bytes%s\n", f.Name, f.Addr, f.Size, aliasNote(f.Aliases))
+		fmt.Fprintf(w, "  replace %-24s %#x %d bytes%s%s\n", f.Name, f.Addr, f.Size, readable(f.Name), aliasNote(f.Aliases))
 	}
 	for _, f := range rep.Added {
-		fmt.Fprintf(w, "  add     %s\n", f.Name)
+		fmt.Fprintf(w, "  add     %s%s\n", f.Name, readable(f.Name))
 	}
 	if !verbose {
 		if n := len(rep.Unchanged); n > 0 {

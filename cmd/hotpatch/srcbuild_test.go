@@ -364,7 +364,7 @@ func TestBuildSrcCXX(t *testing.T) {
 	prog := filepath.Join(inst, "prog")
 	hp := filepath.Join(d, "fix.hp")
 	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-cxx.patch", "--target", prog, "-o", hp, "--cold", "--", "make")
-	for _, want := range []string{"replace _ZNK5Shape4areaEv", "coldpatch"} {
+	for _, want := range []string{"replace _ZNK5Shape4areaEv", "(Shape::area() const)", "coldpatch"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("build output lacks %q:\n%s", want, out)
 		}

@@ -64,10 +64,13 @@ type Result struct {
 	Fixed  string `json:"fixed"`
 	// Verified is the number of the target's functions proven to be the
 	// rebuilt code (run-pre at build time).
-	Verified int     `json:"verified_functions"`
-	Units    []Unit  `json:"changed_units"`
-	Stages   []Stage `json:"stages"`
-	temp     bool
+	Verified int    `json:"verified_functions"`
+	Units    []Unit `json:"changed_units"`
+	// Demangled maps the mangled names of replaced and added functions
+	// (C++, Rust) to their readable spelling.
+	Demangled map[string]string `json:"demangled,omitempty"`
+	Stages    []Stage           `json:"stages"`
+	temp      bool
 }
 
 // Kept reports whether the work directory stays after Close.
@@ -283,6 +286,13 @@ func (r *run) makePatch(objs []object) error {
 	if err := r.tc.useTargetRunPre(r.res.Patch); err != nil {
 		return err
 	}
+	var names []string
+	for _, fs := range [][]build.Func{r.res.Report.Replaced, r.res.Report.Added} {
+		for _, f := range fs {
+			names = append(names, f.Name)
+		}
+	}
+	r.res.Demangled = demangle(names)
 	r.st.end()
 	return nil
 }
