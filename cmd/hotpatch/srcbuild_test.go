@@ -374,3 +374,33 @@ func TestBuildSrcCXX(t *testing.T) {
 	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned", "--no-cold")
 	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "101" })
 }
+
+// TestBuildSrcRust: a Rust fix through --src (cargo, no crates): the
+// wrapper keeps rustc's codegen-unit objects, the patch replaces the fixed
+// function, shown demangled, in the running program.
+func TestBuildSrcRust(t *testing.T) {
+	testutil.NeedPtrace(t)
+	if _, err := exec.LookPath("cargo"); err != nil {
+		t.Skip("no cargo")
+	}
+	d := t.TempDir()
+	src, inst := filepath.Join(d, "src"), filepath.Join(d, "installed")
+	for _, to := range []string{src, inst} {
+		if err := run(".", nil, "cp", "-r", "testdata/srcproj-rust", to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := run(inst, []string{"CARGO_TARGET_DIR=" + filepath.Join(inst, "target")}, "cargo", "build", "--release", "--offline"); err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(inst, "target", "release", "prog")
+	hp := filepath.Join(d, "fix.hp")
+	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-rust.patch", "--target", prog, "-o", hp, "--", "cargo", "build", "--release", "--offline")
+	if !strings.Contains(out, "replace _ZN4prog7compute") || !strings.Contains(out, "(prog::compute::h") {
+		t.Fatalf("want prog::compute replaced:\n%s", out)
+	}
+	tg := testutil.Start(t, prog)
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "42" })
+	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "43" })
+}

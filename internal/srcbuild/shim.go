@@ -35,6 +35,21 @@ import (
 //     them.
 //
 // Queries (--version, -dumpversion, -print-*) run the compiler unchanged.
+//
+// Rust: cargo runs rustc through $RUSTC_WRAPPER, which the build gets (unless
+// the environment sets one) as a script adding -C save-temps: rustc then keeps
+// the object files of its codegen units (target/*/deps/*.rcgu.o) where it
+// otherwise deletes them after linking, and the link (rustc calls cc, the
+// shim) names them. rustc already puts every function in its own section.
+// save-temps only keeps intermediate files; the code is the same (and the
+// build-time run-pre check proves it).
+const rustcWrapper = `#!/bin/sh
+# hotpatch rustc wrapper (generated): keep the codegen units' objects.
+case " $* " in
+*" -vV "*|*" --version "*|*" --print"*|*" - "*) exec "$@" ;;
+esac
+exec "$@" -C save-temps
+`
 
 // compilerNames are the names the shim answers to.
 var compilerNames = []string{"gcc", "g++", "cc", "c++", "clang", "clang++"}
@@ -98,6 +113,13 @@ func writeShims(dir, path, cc, cxx string) (env []string, err error) {
 		return nil, fmt.Errorf("no C or C++ compiler (%s) on PATH", strings.Join(compilerNames, ", "))
 	}
 	env = append(env, "PATH="+dir+string(os.PathListSeparator)+path)
+	if os.Getenv("RUSTC_WRAPPER") == "" {
+		w := filepath.Join(dir, "rustc-wrapper")
+		if err := os.WriteFile(w, []byte(rustcWrapper), 0o755); err != nil {
+			return nil, err
+		}
+		env = append(env, "RUSTC_WRAPPER="+w)
+	}
 	for _, v := range [][2]string{{"CC", cc}, {"CXX", cxx}} {
 		f := strings.Fields(v[1])
 		if len(f) == 0 {

@@ -340,7 +340,7 @@ func filterEnv(env []string) []string {
 	for _, e := range env {
 		k, _, _ := strings.Cut(e, "=")
 		switch k {
-		case "PATH", "CC", "CXX", "HOTPATCH_SHIM_LOG", "PWD":
+		case "PATH", "CC", "CXX", "HOTPATCH_SHIM_LOG", "PWD", "CARGO_TARGET_DIR": // each build keeps its outputs in its own tree
 			continue
 		}
 		out = append(out, e)
@@ -498,8 +498,11 @@ func (b *builds) objects(rel string, link invocation, root string) ([]object, er
 }
 
 // pair matches the original build's objects with the fixed build's (in
-// fixed[i].old) by name. An object only the fixed build has is a new
-// translation unit (old nil).
+// fixed[i].old) by name. Objects left over on both sides are matched by
+// content: a tool's temporary objects (rustc's rustcXXXXXX/symbols.o) get
+// another name in every build but are the same. What is still left is an
+// object only the fixed build has (a new translation unit, old nil) or only
+// the original has (new nil).
 func pair(orig, fixed []object) []object {
 	byName := map[string][]byte{}
 	for _, o := range fixed {
@@ -507,13 +510,41 @@ func pair(orig, fixed []object) []object {
 	}
 	var out []object
 	seen := map[string]bool{}
+	var lone []object
 	for _, o := range orig {
-		out = append(out, object{name: o.name, old: o.old, new: byName[o.name]})
-		seen[o.name] = true
+		if nb, ok := byName[o.name]; ok {
+			out = append(out, object{name: o.name, old: o.old, new: nb})
+			seen[o.name] = true
+		} else {
+			lone = append(lone, o)
+		}
+	}
+	var extra [][]byte
+	for _, o := range fixed {
+		if !seen[o.name] {
+			extra = append(extra, o.old)
+		}
+	}
+	for _, o := range lone {
+		matched := false
+		for i, e := range extra {
+			if e != nil && bytes.Equal(e, o.old) {
+				extra[i], matched = nil, true
+				break
+			}
+		}
+		if !matched {
+			out = append(out, object{name: o.name, old: o.old})
+		}
 	}
 	for _, o := range fixed {
 		if !seen[o.name] {
-			out = append(out, object{name: o.name, new: o.old})
+			for i, e := range extra {
+				if e != nil && bytes.Equal(e, o.old) {
+					out = append(out, object{name: o.name, new: o.old})
+					extra[i] = nil
+				}
+			}
 		}
 	}
 	return out
