@@ -128,6 +128,18 @@ type Func struct {
 	// start up to Addr: the implementation finds where its code ends.
 	Gap  []byte
 	Prev []byte
+	// Near lists other gaps between two functions within reach of a short
+	// jump from the entry (beyond Gap and Tail), nearest first: a slot may
+	// go there when the padding right around the function is too small.
+	Near []Gap
+}
+
+// Gap is a run of bytes between two functions: Prev ends at Addr, Next
+// starts at Addr+len(Bytes).
+type Gap struct {
+	Addr       uint64
+	Bytes      []byte
+	Prev, Next []byte
 }
 
 // Redirect is a planned redirect: write Jump over Orig at Addr.

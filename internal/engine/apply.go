@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/linker"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/proc"
@@ -260,6 +261,58 @@ func readSurroundings(mod *module, addr, size uint64, fn *arch.Func) {
 		}
 	}
 	fn.Prev, fn.Gap = prev, gap
+	fn.Near = nearGaps(mod, ps, addr, end)
+}
+
+// nearGaps returns the gaps between two sized functions, other than those
+// right around the function [addr, end), that lie within reach of a jmp
+// rel8 at its entry: below it, from ps (the function just below) down, and
+// above it, from the function after it up.
+func nearGaps(mod *module, ps elfsym.Symbol, addr, end uint64) []arch.Gap {
+	const reach = 140 // 128 back from the end of the entry jump, plus a slot
+	var gaps []arch.Gap
+	add := func(lower, upper elfsym.Symbol) {
+		lo := lower.Value + lower.Size
+		if upper.Value <= lo || upper.Size == 0 || lower.Size == 0 || upper.Size > maxPrev || lower.Size > maxPrev {
+			return
+		}
+		b, e1 := mod.f.ReadVirt(lo, int(upper.Value-lo))
+		p, e2 := mod.f.ReadVirt(lower.Value, int(lower.Size))
+		n, e3 := mod.f.ReadVirt(upper.Value, int(upper.Size))
+		if e1 == nil && e2 == nil && e3 == nil {
+			gaps = append(gaps, arch.Gap{Addr: lo + mod.Bias, Bytes: b, Prev: p, Next: n})
+		}
+	}
+	for upper, k := ps, 0; k < 4 && upper.Value+reach > addr; k++ {
+		lower, ok := mod.syms.PrevFunc(upper.Value)
+		if !ok {
+			break
+		}
+		add(lower, upper)
+		upper = lower
+	}
+	lowerEnd := end
+	for k := 0; k < 4 && lowerEnd < addr+reach; k++ {
+		next, ok := mod.syms.NextAfter(lowerEnd - 1)
+		if !ok {
+			break
+		}
+		lower, ok1 := mod.syms.Containing(next)
+		if !ok1 || lower.Value != next {
+			break
+		}
+		after, ok2 := mod.syms.NextAfter(lower.Value + lower.Size - 1)
+		if !ok2 {
+			break
+		}
+		upper, ok3 := mod.syms.Containing(after)
+		if !ok3 || upper.Value != after {
+			break
+		}
+		add(lower, upper)
+		lowerEnd = lower.Value + lower.Size
+	}
+	return gaps
 }
 
 func roundUp(x, a uint64) uint64 { return (x + a - 1) / a * a }

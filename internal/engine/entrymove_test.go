@@ -378,3 +378,14 @@ func TestSlotBytesRestored(t *testing.T) {
 		t.Fatalf("target died (%v) or reported: %s", err, tg.Stderr())
 	}
 }
+
+// TestSlotInFartherGap: compute follows nf2 with a single byte of padding
+// and is linked last; the slot goes into the padding between nf1 and nf2,
+// within reach of the entry's 2-byte jump (near.c).
+func TestSlotInFartherGap(t *testing.T) {
+	dir := setup(t)
+	src := func(s string) string { return filepath.Join("testdata", s) }
+	bin := testutil.Compile(t, filepath.Join(dir, "near"), append([]string{src("tiny_main.c"), src("near.c"), src("tiny.c")}, targetFlags...)...)
+	tg := testutil.Start(t, bin, "16", "200")
+	cycle(t, tg, buildPatch(t, bin, compileObj(t, dir, "tiny_new.c")), 10, "between two other functions", false, 1)
+}

@@ -152,7 +152,50 @@ func slotRanges(fn arch.Func, insns []Insn) ([]slotRange, []string) {
 		}
 		ranges = append(ranges, slotRange{where: "after the function", lo: fnEnd, orig: fn.Tail[:n]})
 	}
+	// Farther gaps, between two other functions.
+	for _, g := range fn.Near {
+		if r, why := nearRange(g, insns); why != "" {
+			whys = append(whys, fmt.Sprintf("the %d bytes at %#x: %s", len(g.Bytes), g.Addr, why))
+		} else {
+			r.fromTop = g.Addr < fn.Addr
+			ranges = append(ranges, r)
+		}
+	}
 	return ranges, whys
+}
+
+// nearRange checks a gap between two other functions like the one above
+// the entry: all padding, after an instruction that does not fall through
+// (or a final noreturn call, whose return address is kept out), and no
+// branch of the functions on either side of it, or of the patched one, lands
+// in it.
+func nearRange(g arch.Gap, insns []Insn) (slotRange, string) {
+	if len(g.Bytes) == 0 || PaddingLen(g.Bytes) != len(g.Bytes) {
+		return slotRange{}, "not all padding"
+	}
+	prevAddr := g.Addr - uint64(len(g.Prev))
+	nextAddr := g.Addr + uint64(len(g.Bytes))
+	prev, err1 := Decode(g.Prev, prevAddr)
+	next, err2 := Decode(g.Next, nextAddr)
+	if err1 != nil || err2 != nil || len(prev) == 0 {
+		return slotRange{}, "the functions around it do not decode"
+	}
+	last := prev[len(prev)-1]
+	if !stopsFlow(last.Kind) && last.Kind != Call && last.Kind != CallIndirect {
+		return slotRange{}, fmt.Sprintf("the function before it ends with a %s", last.Kind)
+	}
+	for _, list := range [][]Insn{prev, next, insns} {
+		for _, in := range list {
+			if in.Kind.IsBranch() && in.Target >= g.Addr && in.Target < nextAddr {
+				return slotRange{}, fmt.Sprintf("the %s at %#x targets it", in.Kind, in.PC)
+			}
+		}
+	}
+	r := slotRange{where: fmt.Sprintf("at %#x, between two other functions", g.Addr), lo: g.Addr, orig: g.Bytes}
+	if !stopsFlow(last.Kind) {
+		r.lo, r.orig = g.Addr+1, g.Bytes[1:]
+	}
+	return r, ""
 }
 
 // splitPrev handles a function below of unknown size (Gap nil, Prev running

@@ -273,6 +273,9 @@ func FuzzPlanSlot(f *testing.F) {
 	f.Fuzz(func(t *testing.T, code, tail, gap, prev []byte, dest uint64) {
 		const addr = 0x401000
 		fn := arch.Func{Name: "f", Addr: addr, Code: code, Tail: tail, Gap: gap, Prev: prev}
+		// The same bytes once more as a farther gap, below the others.
+		nearAt := uint64(addr - len(gap) - len(prev) - len(tail))
+		fn.Near = []arch.Gap{{Addr: nearAt, Bytes: tail, Prev: prev, Next: prev}}
 		r, err := Arch{}.PlanRedirect(fn, dest)
 		if err != nil {
 			if !errors.Is(err, arch.ErrNotPatchable) {
@@ -280,7 +283,7 @@ func FuzzPlanSlot(f *testing.F) {
 			}
 			return
 		}
-		if s := r.Slot; s != nil {
+		if s := r.Slot; s != nil && s.Addr >= uint64(addr-len(gap)) {
 			lo := uint64(addr - len(gap))
 			hi := uint64(addr + len(code) + len(tail))
 			if len(s.Orig) != len(s.Jump) || s.Addr < lo || s.Addr+uint64(len(s.Jump)) > hi ||
@@ -291,8 +294,13 @@ func FuzzPlanSlot(f *testing.F) {
 			if !bytes.Equal(around[s.Addr-lo:s.Addr-lo+uint64(len(s.Orig))], s.Orig) {
 				t.Fatalf("slot Orig %x does not match the bytes", s.Orig)
 			}
+		}
+		if s := r.Slot; s != nil {
 			if in, _, err := decodeOne(r.Jump, r.Addr); err != nil || in.Target != s.Addr {
 				t.Fatalf("entry jump %x does not reach the slot at %#x", r.Jump, s.Addr)
+			}
+			if s.Addr < uint64(addr-len(gap)) && (s.Addr < nearAt || s.Addr+uint64(len(s.Jump)) > nearAt+uint64(len(tail))) {
+				t.Fatalf("slot %+v outside the farther gap", s)
 			}
 		}
 		rel, err := Arch{}.RelocateEntry(fn, r, 0x402000)
@@ -304,4 +312,30 @@ func FuzzPlanSlot(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A slot in a gap between two other functions, when the padding right
+// above the entry is too small.
+func TestPlanSlotNearGap(t *testing.T) {
+	const addr = 0x401140
+	// f0 ... ret at 0x40111f; 16 bytes of padding 0x401120-0x40112f; f1 (15
+	// bytes) 0x401130-0x40113e, ret; 1 byte of padding; compute at 0x401140.
+	f1 := hexb(t, "4883ec08 e8 00000000 4883c408 90 c3")
+	fn := arch.Func{Name: "compute", Addr: addr, Code: hexb(t, "8d4701 c3"), Prev: f1, Gap: hexb(t, "90"),
+		Near: []arch.Gap{{Addr: 0x401120, Bytes: hexb(t, "90909090909090909090909090909090"), Prev: hexb(t, "31c0 c3"), Next: f1}}}
+	r, err := Arch{}.PlanRedirect(fn, 0x10000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Slot == nil || r.Slot.Addr != 0x401130-5 || !strings.Contains(r.Slot.Kind, "between two other functions") {
+		t.Fatalf("slot %+v", r.Slot)
+	}
+	if in, _, err := decodeOne(r.Jump, r.Addr); err != nil || in.Target != r.Slot.Addr {
+		t.Fatalf("entry jump %x", r.Jump)
+	}
+	// A branch of the next function into the gap rules it out.
+	fn.Near[0].Next = hexb(t, "ebee c3") // jmp 0x401120
+	if _, err := (Arch{}).PlanRedirect(fn, 0x10000000); err == nil || !strings.Contains(err.Error(), "targets it") {
+		t.Fatalf("branch into the near gap: %v", err)
+	}
 }
