@@ -54,10 +54,6 @@ func (p *Process) Call(fn uint64, args ...uint64) (uint64, error) {
 	return ret, err
 }
 
-// ErrNoSafeThread: no stopped thread may run an injected function call
-// (every one may hold a lock the callee takes, see CallVoid).
-var ErrNoSafeThread = errors.New("no thread can safely run the call")
-
 // CallVoid runs the function at fn, whose result is not needed, inside the
 // process on a stopped thread for which safe returns nil, and restores the
 // thread's registers and extended (FPU/SSE/AVX) state exactly afterwards.

@@ -35,3 +35,7 @@ var (
 // errNotRun: the thread chosen for an injected call was found gone before
 // the call could have run (see inject1); the call may be run on another.
 var errNotRun = errors.New("thread exited before the call ran")
+
+// ErrNoSafeThread: no stopped thread may run an injected function call
+// (every one may hold a lock the callee takes, see CallVoid).
+var ErrNoSafeThread = errors.New("no thread can safely run the call")

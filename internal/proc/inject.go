@@ -220,7 +220,6 @@ func (p *Process) lend(t *thread) (uint64, bool) {
 	return t.regs.SP(), false
 }
 
-
 // selfRestoreOff disables self-restoring frames: set only by tests, to show
 // what the kill tests find without them.
 var selfRestoreOff bool

@@ -68,6 +68,7 @@ func tracerChild(spec string) int {
 // and call.
 func TestTracerKilledMidInjection(t *testing.T) {
 	requirePtrace(t)
+	needInjection(t)
 	if b, _ := os.ReadFile("/proc/cpuinfo"); !strings.Contains(string(b), " avx") {
 		t.Skip("no AVX")
 	}
@@ -198,6 +199,7 @@ func waitLine(r io.Reader, want string, d time.Duration) (string, error) {
 // and a safe predicate that refuses every thread gives ErrNoSafeThread.
 func TestSelfRestoringCalls(t *testing.T) {
 	requirePtrace(t)
+	needInjection(t)
 	tg := start(t, "selfcheck")
 	f := strings.Fields(tg.readUntil(t, "tids"))
 	tg.readUntil(t, "ready")
@@ -257,6 +259,7 @@ func TestSelfRestoringCalls(t *testing.T) {
 // the old way, and NotSelfRestoring says why.
 func TestSeccompBlocksRestorer(t *testing.T) {
 	requirePtrace(t)
+	needInjection(t)
 	tg := start(t, "seccomped", "errno-sigreturn", "tsync")
 	tg.readUntil(t, "ready")
 	p, err := Attach(tg.pid(), Options{})
@@ -285,6 +288,7 @@ func TestSeccompBlocksRestorer(t *testing.T) {
 // PROC_TEST_NO_SELFRESTORE set, the same without the frame.
 func BenchmarkLendFrame(b *testing.B) {
 	requirePtrace(b)
+	needInjection(b)
 	selfRestoreOff = os.Getenv("PROC_TEST_NO_SELFRESTORE") != ""
 	defer func() { selfRestoreOff = false }()
 	tg := start(b, "threads", "1")
@@ -304,5 +308,11 @@ func BenchmarkLendFrame(b *testing.B) {
 		if err := p.Resume(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func needInjection(tb testing.TB) {
+	if !injectionSupported {
+		tb.Skip("system call injection is not implemented on this host")
 	}
 }
