@@ -404,3 +404,21 @@ func TestBuildSrcRust(t *testing.T) {
 	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
 	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "43" })
 }
+
+// TestBuildSrcBuildFails: a failing build command is an error that names
+// the tree and the build log, and keeps the work directory.
+func TestBuildSrcBuildFails(t *testing.T) {
+	src, prog := srcProject(t)
+	work := filepath.Join(t.TempDir(), "work")
+	errs := wantExit(t, exitFailure, "build", "--src", src, "--fix", "testdata/srcproj-static.patch", "--target", prog,
+		"-o", filepath.Join(t.TempDir(), "x.hp"), "--work", work, "--", "make", "no-such-target")
+	log := filepath.Join(work, "build-orig.log")
+	for _, want := range []string{"build command failed in the orig tree", "see the build log " + log, "work directory kept: " + work} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("error lacks %q:\n%s", want, errs)
+		}
+	}
+	if b, err := os.ReadFile(log); err != nil || !strings.Contains(string(b), "no-such-target") {
+		t.Errorf("the build log should hold make's complaint: %v %q", err, b)
+	}
+}
