@@ -56,7 +56,7 @@ type Unit struct {
 // Result of a build from source.
 type Result struct {
 	Patch  *patchfile.Patch `json:"-"`
-	Report *build.Report    `json:"report"`
+	Report *build.Report    `json:"-"` // printed at the top level of build --json
 	Work   string           `json:"work"`
 	// Output is the file of the original build that corresponds to the
 	// target; Fixed is the same file of the fixed build (the coldpatch).
