@@ -195,13 +195,7 @@ func (pp *prepared) wordsInUse(pr *proc.Process, im *image, threads []proc.Threa
 	}
 	for _, th := range threads {
 		sp := th.Regs.SP()
-		m, ok := procmaps.Find(maps, sp)
-		if !ok {
-			if fresh, err := procmaps.Read(pr.Pid()); err == nil {
-				maps = fresh
-				m, ok = procmaps.Find(maps, sp)
-			}
-		}
+		m, ok := stackMapping(pr.Pid(), &maps, sp)
 		if !ok {
 			continue // no stack to scan (a thread on a stack we cannot see holds nothing we could read either)
 		}

@@ -336,13 +336,7 @@ func regionInUse(pr *proc.Process, threads []proc.Thread, maps []procmaps.Mappin
 			return fmt.Sprintf("thread %d is executing in it (pc %#x)", th.TID, pc)
 		}
 		sp := th.Regs.SP()
-		m, ok := procmaps.Find(maps, sp)
-		if !ok {
-			if fresh, err := procmaps.Read(pr.Pid()); err == nil {
-				maps = fresh
-				m, ok = procmaps.Find(maps, sp)
-			}
-		}
+		m, ok := stackMapping(pr.Pid(), &maps, sp)
 		if !ok {
 			return fmt.Sprintf("thread %d: stack pointer %#x is in no mapping", th.TID, sp)
 		}
@@ -376,4 +370,19 @@ func allPadded(p PatchStatus) bool {
 		}
 	}
 	return true
+}
+
+// stackMapping finds the mapping holding stack pointer sp in *maps, reading
+// the maps again (into *maps) once when it is in none: a thread created after
+// they were read may run on a stack mapped since.
+func stackMapping(pid int, maps *[]procmaps.Mapping, sp uint64) (procmaps.Mapping, bool) {
+	if m, ok := procmaps.Find(*maps, sp); ok {
+		return m, true
+	}
+	fresh, err := procmaps.Read(pid)
+	if err != nil {
+		return procmaps.Mapping{}, false
+	}
+	*maps = fresh
+	return procmaps.Find(fresh, sp)
 }

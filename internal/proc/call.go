@@ -172,13 +172,7 @@ func (p *Process) callRestoring(t *thread, fn uint64, args []uint64) error {
 	if err := p.seccompCheckCall(t, fn); err != nil {
 		return fmt.Errorf("call %#x: %w", fn, err)
 	}
-	var a [6]uint64
-	copy(a[:], args)
-	r := t.regs
-	r.Rip = fn
-	r.Orig_rax = ^uint64(0)
-	r.Rax = 0
-	r.Rdi, r.Rsi, r.Rdx, r.Rcx, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	r := callRegs(t, fn, args)
 	r.Rsp = t.frame // 8 mod 16: rsp+8 is 16-byte aligned at entry (psABI §3.2.2)
 	if err := setRegs(t.tid, &r); err != nil {
 		return p.threadErr(err)
@@ -278,13 +272,7 @@ func (p *Process) call(t *thread, fn uint64, args []uint64) (uint64, error) {
 	if err := p.seccompCheckCall(t, fn); err != nil {
 		return 0, fmt.Errorf("call %#x: %w", fn, err)
 	}
-	var a [6]uint64
-	copy(a[:], args)
-	r := t.regs
-	r.Rip = fn
-	r.Orig_rax = ^uint64(0)
-	r.Rax = 0
-	r.Rdi, r.Rsi, r.Rdx, r.Rcx, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	r := callRegs(t, fn, args)
 	sp := (t.regs.Rsp - callScratch - redZone) &^ 15
 	sp -= 8 // the return address: rsp+8 is 16-byte aligned at entry
 	if err := writeMem(p.mem, sp, make([]byte, 8)); err != nil {
@@ -335,4 +323,19 @@ func (p *Process) call(t *thread, fn uint64, args []uint64) (uint64, error) {
 			return 0, p.threadErr(fmt.Errorf("PTRACE_CONT %d: %w", t.tid, err))
 		}
 	}
+}
+
+// callRegs returns t's registers set up to enter fn with args in the psABI's
+// integer argument registers (§3.2.3), outside any system call (orig_rax -1,
+// so that no restart logic applies when the thread is resumed). The caller
+// sets rsp.
+func callRegs(t *thread, fn uint64, args []uint64) Regs {
+	var a [6]uint64
+	copy(a[:], args)
+	r := t.regs
+	r.Rip = fn
+	r.Orig_rax = ^uint64(0)
+	r.Rax = 0
+	r.Rdi, r.Rsi, r.Rdx, r.Rcx, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	return r
 }

@@ -50,19 +50,7 @@ func Open(path string, max int64, flags int) (*os.File, *unix.Stat_t, error) {
 		of |= unix.O_NOFOLLOW
 	}
 	fd, err := unix.Open(path, of, 0)
-	if errors.Is(err, unix.ELOOP) && flags&NoFollow != 0 {
-		return nil, nil, fmt.Errorf("%w: %s is a symbolic link", ErrInsecure, path)
-	}
-	if err != nil {
-		return nil, nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	f := os.NewFile(uintptr(fd), path)
-	st, err := check(f, path, max)
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return f, st, nil
+	return opened(fd, err, path, max, flags&NoFollow != 0)
 }
 
 // OpenAt is Open relative to the directory dir, never following a symbolic
@@ -70,7 +58,13 @@ func Open(path string, max int64, flags int) (*os.File, *unix.Stat_t, error) {
 func OpenAt(dir *os.File, name string, max int64) (*os.File, *unix.Stat_t, error) {
 	path := filepath.Join(dir.Name(), name)
 	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if errors.Is(err, unix.ELOOP) {
+	return opened(fd, err, path, max, true)
+}
+
+// opened finishes Open and OpenAt: the result of the open(2) of path becomes
+// a checked *os.File (ELOOP under O_NOFOLLOW names the symbolic link).
+func opened(fd int, err error, path string, max int64, noFollow bool) (*os.File, *unix.Stat_t, error) {
+	if errors.Is(err, unix.ELOOP) && noFollow {
 		return nil, nil, fmt.Errorf("%w: %s is a symbolic link", ErrInsecure, path)
 	}
 	if err != nil {
