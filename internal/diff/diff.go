@@ -605,6 +605,9 @@ func compare(oo, no *object) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if res.Object, err = compact(res.Object); err != nil {
+		return nil, err
+	}
 	sort.SliceStable(res.Funcs, func(i, j int) bool { return res.Funcs[i].Name < res.Funcs[j].Name })
 	return res, nil
 }

@@ -161,3 +161,45 @@ func FuzzCompare(f *testing.F) {
 		}
 	})
 }
+
+// TestCompactObject: the patch object carries only what the linker loads:
+// the unchanged functions' code and the debugging information are gone
+// (headers kept at size 0, indices unchanged), the rest is intact.
+func TestCompactObject(t *testing.T) {
+	flags := append([]string{"-g"}, objFlags...)
+	old := gccObj(t, "testdata/old/unit.c", flags...)
+	nw := gccObj(t, "testdata/new/unit.c", flags...)
+	res, err := Compare(old, nw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Object) >= len(nw) {
+		t.Errorf("patch object %d bytes, NEW.o %d: want it smaller", len(res.Object), len(nw))
+	}
+	nf, _ := elf.NewFile(bytes.NewReader(nw))
+	pf, err := elf.NewFile(bytes.NewReader(res.Object))
+	if err != nil {
+		t.Fatalf("compacted object does not parse: %v", err)
+	}
+	if len(pf.Sections) != len(nf.Sections) {
+		t.Fatalf("%d sections, want %d (indices must not change)", len(pf.Sections), len(nf.Sections))
+	}
+	for i, s := range pf.Sections {
+		n := nf.Sections[i]
+		switch {
+		case strings.HasPrefix(s.Name, ".debug") && s.Size != 0:
+			t.Errorf("%s kept (%d bytes)", s.Name, s.Size)
+		case s.Name == ".text.unchanged" && s.Size != 0:
+			t.Errorf("unchanged function's code kept")
+		case s.Flags&elf.SHF_ALLOC != 0 && s.Type != elf.SHT_NOBITS:
+			a, _ := s.Data()
+			b, _ := n.Data()
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s differs from NEW.o's", s.Name)
+			}
+		}
+	}
+	if _, _, err := Functions(res.Object); err != nil {
+		t.Errorf("compacted object: %v", err)
+	}
+}
