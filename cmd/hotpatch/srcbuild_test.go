@@ -274,7 +274,7 @@ func TestBuildSrcFixDoesNotApply(t *testing.T) {
 	src, prog := srcProject(t)
 	before := sha(t, filepath.Join(src, "lib.c"))
 	errs := wantExit(t, exitFailure, "build", "--src", src, "--fix", "testdata/srcproj-static.patch", "--fix", "testdata/srcproj-bad.patch",
-		"--target", prog, "-o", filepath.Join(t.TempDir(), "x.hp"), "--", "make")
+		"--target", prog, "-o", filepath.Join(t.TempDir(), "x.hp"), "--work", filepath.Join(t.TempDir(), "work"), "--", "make")
 	for _, want := range []string{"fix does not apply", "srcproj-bad.patch", "lib.c hunk #1 (at line 3)"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("error lacks %q:\n%s", want, errs)
@@ -338,7 +338,7 @@ func TestBuildSrcLTORefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	errs := wantExit(t, exitFailure, "build", "--src", src, "--fix", "testdata/srcproj-static.patch", "--target", filepath.Join(inst, "prog"),
-		"-o", filepath.Join(t.TempDir(), "x.hp"), "--", "make", "CFLAGS=-O2 -flto")
+		"-o", filepath.Join(t.TempDir(), "x.hp"), "--work", filepath.Join(t.TempDir(), "work"), "--", "make", "CFLAGS=-O2 -flto")
 	if !strings.Contains(errs, "LTO bytecode (-flto)") {
 		t.Fatalf("want the LTO explanation:\n%s", errs)
 	}
