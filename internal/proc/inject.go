@@ -120,6 +120,10 @@ func (p *Process) syscallOn(tid int, nr uint64, args ...uint64) (uint64, error) 
 	return ret, err
 }
 
+// recoverWait bounds the wait for a thread that did not finish an injected
+// call in time (see recoverThread).
+func recoverWait(timeout time.Duration) time.Duration { return max(10*timeout, 10*time.Second) }
+
 // injectionThread picks the thread to run an injected system call on.
 // Preferred: a thread stopped outside any system call in an interrupt stop
 // with no signal pending, since its registers are those of plain user code.
@@ -509,9 +513,25 @@ func (p *Process) restore(t *thread) error {
 
 // recoverThread brings a thread that did not finish an injected call back
 // to a stop, so its registers can be restored before detaching.
+//
+// It waits far longer than the call's own timeout, because letting the
+// thread go with the call's registers does not cancel the call: detached
+// (when our thread exits, the kernel detaches every tracee, exit_ptrace),
+// it performs the call whenever it is next scheduled, after the caller has
+// concluded that it failed and moved on (the self-restoring frame then gives
+// the thread its registers back, but the call's effect stays). A munmap so
+// delayed unmaps whatever the next command mapped at that address: on a
+// loaded machine this killed patch-ready targets (their new region, mapped
+// where a timed-out recover had tried to free the old one, vanished under
+// the threads running it). A thread that is merely not scheduled is the
+// usual reason for the timeout; the PTRACE_INTERRUPT sent here makes it stop
+// as soon as it runs, before it returns to user mode if it has not yet
+// (get_signal handles the pending JOBCTL_TRAP_STOP first, kernel/signal.c),
+// so the call does not run. A thread that does not stop even then is left to
+// the kernel's detach.
 func (p *Process) recoverThread(t *thread) {
 	ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0)
-	ev, sig, err := p.waitStop(t, time.Now().Add(p.opt.Timeout))
+	ev, sig, err := p.waitStop(t, time.Now().Add(recoverWait(p.opt.Timeout)))
 	if err != nil || ev == evGone {
 		return // left to the kernel's detach at thread exit
 	}

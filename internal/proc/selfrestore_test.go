@@ -316,3 +316,120 @@ func needInjection(tb testing.TB) {
 		tb.Skip("system call injection is not implemented on this host")
 	}
 }
+
+// TestGivenUpCallDoesNotRunLater: a thread lent to an injected system call
+// that is not scheduled within the timeout (a loaded machine; here its CPU
+// quota is used up by a sibling in a throttled cgroup) must not be let go
+// with the call's registers: detached so, it performs the call later, after
+// the caller has concluded it failed and moved on. For a munmap that is
+// what killed patch-ready targets: the region was unmapped after the next
+// apply had mapped a new one at the same address. The call here unmaps a
+// scratch page; whatever the outcome, the page must not change after the
+// call has returned.
+func TestGivenUpCallDoesNotRunLater(t *testing.T) {
+	requirePtrace(t)
+	needInjection(t)
+	const cpuCg = "/sys/fs/cgroup/cpu"
+	if _, err := os.Stat(cpuCg + "/cpu.cfs_quota_us"); err != nil {
+		t.Skipf("no cgroup v1 cpu controller to throttle a thread with: %v", err)
+	}
+	tg := start(t, "selfcheck")
+	f := strings.Fields(tg.readUntil(t, "tids"))
+	tg.readUntil(t, "ready")
+	pid := tg.pid()
+	spinner, _ := strconv.Atoi(f[1]) // role 0: a busy loop
+	cg := fmt.Sprintf("%s/hotpatch-test-%d", cpuCg, pid)
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Skipf("cannot create a cpu cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		for _, tid := range []int{pid, spinner} {
+			os.WriteFile(cpuCg+"/tasks", []byte(strconv.Itoa(tid)), 0)
+		}
+		os.Remove(cg)
+	})
+	write := func(name, v string) {
+		t.Helper()
+		if err := os.WriteFile(cg+"/"+name, []byte(v), 0); err != nil {
+			t.Skipf("cgroup %s: %v", name, err)
+		}
+	}
+	mapped := func(addr uint64) bool {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(data), fmt.Sprintf("%x-", addr))
+	}
+	write("cpu.cfs_period_us", "1000000")
+	write("cpu.cfs_quota_us", "1000") // 1 ms of CPU a second, used up by the spinner
+	write("tasks", strconv.Itoa(spinner))
+	timeouts := 0
+	for try := 0; try < 10 && timeouts < 3; try++ {
+		p, err := Attach(pid, Options{Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		page, err := p.Mmap(0, 4096, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, -1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Detach()
+		// The main thread (taken first) is stopped, then joins the spinner's
+		// cgroup: resumed into the munmap, it is not scheduled for up to a
+		// second, far past the 100 ms timeout.
+		p, err = Attach(pid, Options{Timeout: 100 * time.Millisecond, OneThread: true, preferTID: pid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		write("tasks", strconv.Itoa(pid))
+		// Resume it just after the spinner was throttled: the quota is gone
+		// for the rest of the period.
+		throttled := func() string {
+			data, _ := os.ReadFile(cg + "/cpu.stat")
+			for _, l := range strings.Split(string(data), "\n") {
+				if strings.HasPrefix(l, "nr_throttled ") {
+					return l
+				}
+			}
+			return ""
+		}
+		for n0, deadline := throttled(), time.Now().Add(3*time.Second); throttled() == n0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		err = p.Munmap(page, 4096)
+		p.Detach()
+		now := mapped(page)
+		t.Logf("try %d: %v; mapped %v", try, err, now)
+		if err != nil && !errors.Is(err, ErrTimeout) {
+			t.Fatalf("munmap: %v", err)
+		}
+		if err != nil {
+			timeouts++
+			time.Sleep(1500 * time.Millisecond) // the throttled thread runs within a period (1 s)
+			if later := mapped(page); later != now {
+				t.Fatalf("the munmap given up on (%v) ran after it returned: page %#x mapped %v when it returned, %v later", err, page, now, later)
+			}
+		}
+		os.WriteFile(cpuCg+"/tasks", []byte(strconv.Itoa(pid)), 0)
+		// Wait until no tracer is left on the main thread before attaching again.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if checkTracer(pid, pid, 0) == nil {
+				break
+			}
+		}
+	}
+	if timeouts == 0 {
+		t.Skip("the throttled thread always ran the call in time")
+	}
+	for _, tid := range []int{pid, spinner} {
+		os.WriteFile(cpuCg+"/tasks", []byte(strconv.Itoa(tid)), 0)
+	}
+	countersAdvanceBy(t, tg, tg.addr(t, "counters"), 2)
+}
