@@ -604,10 +604,17 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	if err = retry(opt.timeout(), &rep.Attempts, func() (*busyError, error) { return applyOnce(pr, pp, im) }); err != nil {
 		return nil, err
 	}
-	if err := pr.Detach(); err != nil {
-		return nil, fmt.Errorf("detach: %w", err)
-	}
+	// The jumps are written and the record says applied: the patch is
+	// installed, whatever the detach says. Releasing the region on a detach
+	// error would unmap code the entries jump to (and that threads moved
+	// into a relocated copy are running): every caller would then die.
 	installed = true
+	if err := faultHook("detach"); err != nil {
+		return nil, fmt.Errorf("patch %s applied to process %d, but detach: %w", p.ID, pid, err)
+	}
+	if err := pr.Detach(); err != nil {
+		return nil, fmt.Errorf("patch %s applied to process %d, but detach: %w", p.ID, pid, err)
+	}
 	tl.mark("stop, check, write jumps, detach")
 	rep.Phases = tl.phases
 	rep.Pause = pr.Pause()

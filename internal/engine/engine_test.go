@@ -392,6 +392,33 @@ func TestFailuresLeaveTargetUntouched(t *testing.T) {
 		tg.WaitLine(t, time.Second, ratio(2))
 		assertRunning(t, tg.Pid)
 	})
+	t.Run("detach fails after the jumps", func(t *testing.T) {
+		// The patch is installed once its jumps are committed: a failing
+		// detach must not free the region they lead to (it did: every call
+		// of the patched function then jumped into unmapped memory).
+		faultHook = func(s string) error {
+			if s == "detach" {
+				return fmt.Errorf("injected fault")
+			}
+			return nil
+		}
+		_, err := Apply(tg.Pid, good, Options{})
+		faultHook = func(string) error { return nil }
+		if err == nil || !strings.Contains(err.Error(), "applied") {
+			t.Fatalf("got %v, want an error saying the patch is applied", err)
+		}
+		tg.Drain()
+		tg.WaitLine(t, 2*time.Second, ratio(3))
+		if st, err := Status(tg.Pid); err != nil || len(st.Patches) != 1 || st.Patches[0].StateName != "applied" {
+			t.Fatalf("status after the failed detach: %+v %v", st, err)
+		}
+		if _, err := Revert(tg.Pid, good.ID, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		tg.Drain()
+		tg.WaitLine(t, 2*time.Second, ratio(2))
+		assertRunning(t, tg.Pid)
+	})
 	t.Run("target exits mid-apply", func(t *testing.T) {
 		victim := testutil.Start(t, bin)
 		victim.WaitLine(t, 5*time.Second, ratio(2))
