@@ -212,7 +212,7 @@ func TestThreadParkedInsideEntry(t *testing.T) {
 		t.Run(cons, func(t *testing.T) {
 			tg := testutil.Start(t, bin, "4", "200")
 			tg.WaitLine(t, 5*time.Second, func(l string) bool { _, _, ok := counts(l); return ok })
-			// Detach delivering SIGSTOP: the whole process stops (a
+			// SIGSTOP on the way out: the whole process stops (a
 			// group-stop) with the worker at compute+2.
 			parkWorker(t, tg.Pid, symbolAddr(t, tg.Pid, "compute")+2, unix.SIGSTOP)
 			defer unix.Kill(tg.Pid, unix.SIGCONT)
@@ -261,7 +261,17 @@ func parkWorker(t *testing.T, pid int, pc uint64, sig unix.Signal) {
 			done <- err
 			return
 		}
-		_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(worker), 0, uintptr(sig), 0, 0)
+		// Queue the signal, then detach without one: the signal argument of
+		// PTRACE_DETACH is ignored unless the tracee is in a
+		// signal-delivery-stop (ptrace(2)), and parkAt returns from the
+		// interrupt stop itself when the thread was caught at pc already
+		// (spin.c's threads are most often just after the pause). A queued
+		// signal is delivered on the way back to user mode, at pc.
+		if err := unix.Tgkill(pid, worker, sig); err != nil {
+			done <- err
+			return
+		}
+		_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(worker), 0, 0, 0, 0)
 		if e != 0 {
 			done <- e
 			return
