@@ -161,7 +161,7 @@ func TestKilledAtRandomMoments(t *testing.T) {
 	testutil.NeedGCC(t)
 	testutil.NeedPtrace(t)
 	bin := buildHotpatch(t)
-	random, worst := 100, 50
+	random, worst := 200, 100
 	if testing.Short() {
 		random, worst = 20, 10
 	}
