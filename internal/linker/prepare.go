@@ -199,10 +199,63 @@ func (p *Prepared) NeedsLow() (limit uint64, ok bool) { return p.low, p.low != 0
 // are always allocated fresh, since the patch may have changed their contents.
 func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 	defer recoverBad(&err, "prepare")
-	a := o.arch
+	b := newPreparer(o, r)
+	if err := b.bindDefined(); err != nil {
+		return nil, err
+	}
+	if err := b.classifyRelocs(); err != nil {
+		return nil, err
+	}
+	if err := b.resolveUndefined(); err != nil {
+		return nil, err
+	}
+	b.assignGOTAndStubs()
+	b.planFarRefs()
+	spans, err := b.layOut()
+	if err != nil {
+		return nil, err
+	}
+	b.buildTemplates(spans)
+	b.locateSymbols()
+	if err := b.p.checkTLS(); err != nil {
+		return nil, err
+	}
+	b.placementConstraints()
+	b.imageSymbols()
+	return b.p, nil
+}
+
+// preparer is the working state of one Prepare call: the Prepared being
+// built and what its steps hand on to one another.
+type preparer struct {
+	p *Prepared
+	r Resolver
+
+	symPlaced []bool // by symbol index: symLoc is already final
+	symsIn    []int  // named symbols per section
+	commons   []int  // common symbols the target does not have, allocated in data
+	need      map[uint32]*undef
+	needOrder []uint32 // the keys of need, in first-reference order
+	usesGOT   bool
+	gotIdx    map[gotSlot]int
+
+	off    uint64 // layout: the next free region offset
+	tooBig bool   // layout: some section or the region passed maxSize
+}
+
+// undef is an undefined symbol the relocations need: the sections referring to it.
+type undef struct {
+	refs []string
+}
+
+// span is a [start, end) range of region offsets.
+type span struct{ start, end uint64 }
+
+// newPreparer sets up an empty Prepared for o, with no section in the image yet.
+func newPreparer(o *Object, r Resolver) *preparer {
 	p := &Prepared{
 		o:      o,
-		arch:   a,
+		arch:   o.arch,
 		secLoc: make([]loc, len(o.secs)),
 		secSeg: make([]int, len(o.secs)),
 		placed: make([]bool, len(o.secs)),
@@ -211,20 +264,30 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 	for i := range p.secSeg {
 		p.secSeg[i] = -1
 	}
-	symPlaced := make([]bool, len(o.syms))
+	return &preparer{
+		p:         p,
+		r:         r,
+		symPlaced: make([]bool, len(o.syms)),
+		need:      map[uint32]*undef{},
+		gotIdx:    map[gotSlot]int{},
+	}
+}
 
-	// 1. Offer writable data objects to the resolver for binding.
-	symsIn := make([]int, len(o.secs)) // named symbols per section
+// bindDefined is step 1: it offers the object's thread-local and writable
+// data objects to the resolver, binding them to the target's copies, so that
+// the patch shares the target's state instead of allocating its own.
+func (b *preparer) bindDefined() error {
+	p, o := b.p, b.p.o
+	b.symsIn = make([]int, len(o.secs))
 	for i := 1; i < len(o.syms); i++ {
 		s := &o.syms[i]
 		if s.defined() && s.shndx < shnLoReserve && s.typ != elf.STT_SECTION && s.typ != elf.STT_FILE {
-			symsIn[s.shndx]++
+			b.symsIn[s.shndx]++
 		}
 	}
-	if err := p.bindTLS(r, symsIn); err != nil {
-		return nil, err
+	if err := p.bindTLS(b.r, b.symsIn); err != nil {
+		return err
 	}
-	var commons []int
 	for i := 1; i < len(o.syms); i++ {
 		s := &o.syms[i]
 		if s.typ != elf.STT_OBJECT || !s.defined() || s.shndx == elf.SHN_ABS {
@@ -234,36 +297,36 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 		if !common && o.secs[s.shndx].kind != kindData && o.secs[s.shndx].kind != kindBSS {
 			continue
 		}
-		res, err := r.Resolve(SymbolRef{
+		res, err := b.r.Resolve(SymbolRef{
 			Name: s.name, File: o.file, Local: s.bind == elf.STB_LOCAL, Weak: s.bind == elf.STB_WEAK,
 			Type: s.typ, Size: s.size, Defined: true,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("resolve %s: %w", s.name, err)
+			return fmt.Errorf("resolve %s: %w", s.name, err)
 		}
 		switch {
 		case common && res.Found:
 			p.symLoc[i] = loc{abs: true, v: res.Addr}
-			symPlaced[i] = true
+			b.symPlaced[i] = true
 		case common:
-			commons = append(commons, i)
+			b.commons = append(b.commons, i)
 		case res.Found:
 			sec := &o.secs[s.shndx]
-			if symsIn[s.shndx] > 1 {
-				return nil, bad("section %s holds %s and %d other symbols; it cannot be bound to the target's %s alone (build with -fdata-sections)", sec.name, s.name, symsIn[s.shndx]-1, s.name)
+			if b.symsIn[s.shndx] > 1 {
+				return bad("section %s holds %s and %d other symbols; it cannot be bound to the target's %s alone (build with -fdata-sections)", sec.name, s.name, b.symsIn[s.shndx]-1, s.name)
 			}
 			p.secLoc[s.shndx] = loc{abs: true, v: res.Addr - s.value}
 			p.placed[s.shndx] = true
 		}
 	}
+	return nil
+}
 
-	// 2. Classify relocations and find the undefined symbols they need.
-	type undef struct {
-		refs []string
-	}
-	need := map[uint32]*undef{}
-	var needOrder []uint32
-	usesGOT := false
+// classifyRelocs is step 2: it looks up every relocation of the sections to be
+// loaded and records the undefined symbols they need, refusing (all at once)
+// the relocations the architecture or the object cannot support.
+func (b *preparer) classifyRelocs() error {
+	p, o, a := b.p, b.p.o, b.p.arch
 	var errs []error
 	for si := range o.secs {
 		sec := &o.secs[si]
@@ -282,21 +345,13 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 				continue
 			}
 			if info.GOT {
-				usesGOT = true
+				b.usesGOT = true
 			}
 			if rl.sym != 0 && !sym.defined() {
 				if sym.name == gotSymbol {
-					usesGOT = true
+					b.usesGOT = true
 				} else {
-					u := need[rl.sym]
-					if u == nil {
-						u = &undef{}
-						need[rl.sym] = u
-						needOrder = append(needOrder, rl.sym)
-					}
-					if len(u.refs) == 0 || u.refs[len(u.refs)-1] != sec.name {
-						u.refs = append(u.refs, sec.name)
-					}
+					b.noteNeed(rl.sym, sec.name)
 				}
 			}
 			if sym.defined() && sym.shndx < shnLoReserve && o.secs[sym.shndx].kind == kindSkip {
@@ -307,19 +362,38 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return errors.Join(errs...)
 	}
+	return nil
+}
 
-	// 3. Resolve undefined symbols.
+// noteNeed records that section secName refers to undefined symbol sym, for
+// resolveUndefined and for naming the referrers of a symbol it cannot find.
+func (b *preparer) noteNeed(sym uint32, secName string) {
+	u := b.need[sym]
+	if u == nil {
+		u = &undef{}
+		b.need[sym] = u
+		b.needOrder = append(b.needOrder, sym)
+	}
+	if len(u.refs) == 0 || u.refs[len(u.refs)-1] != secName {
+		u.refs = append(u.refs, secName)
+	}
+}
+
+// resolveUndefined is step 3: it asks the resolver for every undefined symbol
+// the relocations need, reporting all the missing ones in one error.
+func (b *preparer) resolveUndefined() error {
+	p, o := b.p, b.p.o
 	var unresolved []string
-	for _, i := range needOrder {
+	for _, i := range b.needOrder {
 		sym := &o.syms[i]
-		res, err := r.Resolve(SymbolRef{
+		res, err := b.r.Resolve(SymbolRef{
 			Name: sym.name, File: o.file, Local: sym.bind == elf.STB_LOCAL, Weak: sym.bind == elf.STB_WEAK,
 			Type: sym.typ, Size: sym.size, TLS: sym.typ == elf.STT_TLS,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("resolve %s: %w", sym.name, err)
+			return fmt.Errorf("resolve %s: %w", sym.name, err)
 		}
 		switch {
 		case res.Found:
@@ -328,37 +402,46 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 			// An undefined weak symbol that nobody defines is 0 (psABI / gABI).
 			p.symLoc[i] = loc{abs: true}
 		default:
-			unresolved = append(unresolved, fmt.Sprintf("%s (referenced from %s)", sym.name, strings.Join(need[i].refs, ", ")))
+			unresolved = append(unresolved, fmt.Sprintf("%s (referenced from %s)", sym.name, strings.Join(b.need[i].refs, ", ")))
 			continue
 		}
-		symPlaced[i] = true
+		b.symPlaced[i] = true
 	}
 	if len(unresolved) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrUnresolved, strings.Join(unresolved, "; "))
+		return fmt.Errorf("%w: %s", ErrUnresolved, strings.Join(unresolved, "; "))
 	}
+	return nil
+}
 
-	// 4. Far-call stubs and GOT slots.
-	stubIdx := map[uint64]int{}
-	gotIdx := map[gotSlot]int{}
-	symAbs := func(i uint32) (uint64, bool) {
-		s := &o.syms[i]
-		switch {
-		case i == 0:
-			return 0, true
-		case !s.defined():
-			return p.symLoc[i].v, s.name != gotSymbol
-		case s.shndx == elf.SHN_ABS:
-			return s.value, true
-		case s.shndx == elf.SHN_COMMON:
-			return p.symLoc[i].v, symPlaced[i]
-		case s.shndx < shnLoReserve && p.placed[s.shndx] && p.secLoc[s.shndx].abs:
-			if s.typ == elf.STT_SECTION {
-				return p.secLoc[s.shndx].v, true
-			}
-			return p.secLoc[s.shndx].v + s.value, true
+// symAbs returns the absolute target address of symbol i, and false when it
+// is not known before layout (it lies in the patch region).
+func (b *preparer) symAbs(i uint32) (uint64, bool) {
+	p, o := b.p, b.p.o
+	s := &o.syms[i]
+	switch {
+	case i == 0:
+		return 0, true
+	case !s.defined():
+		return p.symLoc[i].v, s.name != gotSymbol
+	case s.shndx == elf.SHN_ABS:
+		return s.value, true
+	case s.shndx == elf.SHN_COMMON:
+		return p.symLoc[i].v, b.symPlaced[i]
+	case s.shndx < shnLoReserve && p.placed[s.shndx] && p.secLoc[s.shndx].abs:
+		if s.typ == elf.STT_SECTION {
+			return p.secLoc[s.shndx].v, true
 		}
-		return 0, false
+		return p.secLoc[s.shndx].v + s.value, true
 	}
+	return 0, false
+}
+
+// assignGOTAndStubs is step 4: it gives each GOT relocation its slot(s) and
+// each call to a target address its far-call stub, sharing both between
+// relocations with the same key or destination.
+func (b *preparer) assignGOTAndStubs() {
+	p := b.p
+	stubIdx := map[uint64]int{}
 	for k := range p.relocs {
 		pr := &p.relocs[k]
 		if pr.info.GOT {
@@ -373,10 +456,10 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 			case pr.info.TLS:
 				key.kind, slots = slotTPOff, []slotKind{slotTPOff}
 			}
-			idx, ok := gotIdx[key]
+			idx, ok := b.gotIdx[key]
 			if !ok {
 				idx = len(p.got)
-				gotIdx[key] = idx
+				b.gotIdx[key] = idx
 				for _, k := range slots {
 					p.got = append(p.got, gotSlot{sym: pr.r.sym, kind: k})
 				}
@@ -384,7 +467,7 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 			pr.got = idx
 		}
 		if pr.info.Call {
-			if dest, ok := symAbs(pr.r.sym); ok {
+			if dest, ok := b.symAbs(pr.r.sym); ok {
 				idx, ok := stubIdx[dest]
 				if !ok {
 					idx = len(p.stubs)
@@ -395,113 +478,153 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 			}
 		}
 	}
-	if fp, ok := a.(arch.FarRefPlanner); ok {
-		fi := newFuncIndex(o)
-		// Decoding resumes after the previous planned instruction when it
-		// lies in the same function (relocations come in offset order), so
-		// planning a function costs one pass over its code.
-		cursor := map[int]int{} // section -> an instruction boundary
-		for k := range p.relocs {
-			pr := &p.relocs[k]
-			if _, abs := symAbs(pr.r.sym); !abs || pr.r.sym == 0 || !farCandidate(o, pr) {
+}
+
+// planFarRefs is the rest of step 4: where the architecture can, it plans the
+// rewrite of each data reference to a target address through a GOT slot, for
+// Link to use if the direct reference does not reach.
+func (b *preparer) planFarRefs() {
+	p, o := b.p, b.p.o
+	fp, ok := p.arch.(arch.FarRefPlanner)
+	if !ok {
+		return
+	}
+	fi := newFuncIndex(o)
+	// Decoding resumes after the previous planned instruction when it
+	// lies in the same function (relocations come in offset order), so
+	// planning a function costs one pass over its code.
+	cursor := map[int]int{} // section -> an instruction boundary
+	for k := range p.relocs {
+		pr := &p.relocs[k]
+		if _, abs := b.symAbs(pr.r.sym); !abs || pr.r.sym == 0 || !farCandidate(o, pr) {
+			continue
+		}
+		from := fi.start(pr.sec, pr.r.off)
+		if c, ok := cursor[pr.sec]; ok && c >= from && c <= int(pr.r.off) {
+			from = c
+		}
+		plan, err := fp.PlanFarRef(o.secs[pr.sec].data, from, int(pr.r.off), pr.r.typ, pr.r.addend)
+		if err != nil || fi.othersIn(pr, plan) {
+			continue // stays a direct reference (Reach)
+		}
+		cursor[pr.sec] = plan.Start + plan.Len
+		key := gotSlot{sym: pr.r.sym, addend: plan.SlotAddend}
+		idx, ok := b.gotIdx[key]
+		if !ok {
+			idx = len(p.got)
+			b.gotIdx[key] = idx
+			p.got = append(p.got, key)
+		}
+		b.usesGOT = true
+		pr.far = len(p.fars)
+		p.fars = append(p.fars, farRef{plan: plan, got: idx})
+	}
+}
+
+// place reserves size bytes aligned to align at the end of the layout and
+// returns their offset, noting when the region grows past maxSize.
+func (b *preparer) place(size, align uint64) uint64 {
+	if align > 1 {
+		b.off = (b.off + align - 1) &^ (align - 1)
+	}
+	at := b.off
+	b.off += size
+	if b.off > maxSize || size > maxSize {
+		b.tooBig = true
+	}
+	return at
+}
+
+// placeSecs places, in that order of kinds, every section of those kinds not
+// yet placed (or bound) into the segment being laid out.
+func (b *preparer) placeSecs(kinds ...secKind) {
+	p, o := b.p, b.p.o
+	for _, kind := range kinds {
+		for si := range o.secs {
+			if o.secs[si].kind != kind || p.placed[si] {
 				continue
 			}
-			from := fi.start(pr.sec, pr.r.off)
-			if c, ok := cursor[pr.sec]; ok && c >= from && c <= int(pr.r.off) {
-				from = c
-			}
-			plan, err := fp.PlanFarRef(o.secs[pr.sec].data, from, int(pr.r.off), pr.r.typ, pr.r.addend)
-			if err != nil || fi.othersIn(pr, plan) {
-				continue // stays a direct reference (Reach)
-			}
-			cursor[pr.sec] = plan.Start + plan.Len
-			key := gotSlot{sym: pr.r.sym, addend: plan.SlotAddend}
-			idx, ok := gotIdx[key]
-			if !ok {
-				idx = len(p.got)
-				gotIdx[key] = idx
-				p.got = append(p.got, key)
-			}
-			usesGOT = true
-			pr.far = len(p.fars)
-			p.fars = append(p.fars, farRef{plan: plan, got: idx})
+			p.secLoc[si] = loc{v: b.place(o.secs[si].size, o.secs[si].align)}
+			p.placed[si] = true
+			p.secSeg[si] = len(p.segs)
 		}
 	}
+}
 
-	// 5. Layout: text (+ stubs), rodata (+ GOT), data + bss (+ commons).
-	var off uint64
-	var tooBig bool
-	place := func(size, align uint64) uint64 {
-		if align > 1 {
-			off = (off + align - 1) &^ (align - 1)
-		}
-		at := off
-		off += size
-		if off > maxSize || size > maxSize {
-			tooBig = true
-		}
-		return at
-	}
-	placeSecs := func(kinds ...secKind) {
-		for _, kind := range kinds {
-			for si := range o.secs {
-				if o.secs[si].kind != kind || p.placed[si] {
-					continue
-				}
-				p.secLoc[si] = loc{v: place(o.secs[si].size, o.secs[si].align)}
-				p.placed[si] = true
-				p.secSeg[si] = len(p.segs)
-			}
-		}
-	}
-	segStart := func() uint64 {
-		off = (off + PageSize - 1) &^ (PageSize - 1)
-		return off
-	}
-	type span struct{ start, end uint64 }
+// segStart starts a new segment at the next page boundary and returns its offset.
+func (b *preparer) segStart() uint64 {
+	b.off = (b.off + PageSize - 1) &^ (PageSize - 1)
+	return b.off
+}
 
-	start := segStart()
-	placeSecs(kindText)
+// layOut is step 5: it lays out text (+ stubs), rodata (+ GOT), data + bss
+// (+ commons), each in its own page-aligned segment, fixing the region size.
+func (b *preparer) layOut() ([]span, error) {
+	p := b.p
+	text := b.layText()
+	rodata := b.layRodata()
+	data := b.layData()
+	b.segStart()
+	if b.tooBig {
+		return nil, bad("patch needs more than %d bytes", maxSize)
+	}
+	p.size = b.off
+	return []span{text, rodata, data}, nil
+}
+
+// layText lays out the text segment: code, then the far-call stubs and the
+// far-reference stubs.
+func (b *preparer) layText() span {
+	p := b.p
+	start := b.segStart()
+	b.placeSecs(kindText)
 	if len(p.stubs) > 0 {
-		stubSize := uint64(len(a.FarStub(0)))
+		stubSize := uint64(len(p.arch.FarStub(0)))
 		slot := (stubSize + 7) &^ 7
 		for range p.stubs {
-			p.stubAt = append(p.stubAt, place(slot, 16))
+			p.stubAt = append(p.stubAt, b.place(slot, 16))
 		}
 	}
 	for i := range p.fars {
 		if n := uint64(p.fars[i].plan.StubLen); n > 0 {
-			p.fars[i].stubAt = place(n, 16)
+			p.fars[i].stubAt = b.place(n, 16)
 		}
 	}
-	text := span{start, off}
 	p.segs = append(p.segs, segLayout{name: "text", off: start, prot: ProtRead | ProtExec})
+	return span{start, b.off}
+}
 
-	start = segStart()
-	placeSecs(kindRodata)
-	if usesGOT {
-		p.gotOff = place(uint64(len(p.got))*uint64(a.PtrSize()), uint64(a.PtrSize()))
+// layRodata lays out the read-only segment: read-only data, then the GOT.
+func (b *preparer) layRodata() span {
+	p, a := b.p, b.p.arch
+	start := b.segStart()
+	b.placeSecs(kindRodata)
+	if b.usesGOT {
+		p.gotOff = b.place(uint64(len(p.got))*uint64(a.PtrSize()), uint64(a.PtrSize()))
 	}
-	rodata := span{start, off}
 	p.segs = append(p.segs, segLayout{name: "rodata", off: start, prot: ProtRead})
+	return span{start, b.off}
+}
 
-	start = segStart()
-	placeSecs(kindData, kindBSS)
-	for _, i := range commons {
+// layData lays out the writable segment: data, bss, then the common symbols
+// the target does not have.
+func (b *preparer) layData() span {
+	p, o := b.p, b.p.o
+	start := b.segStart()
+	b.placeSecs(kindData, kindBSS)
+	for _, i := range b.commons {
 		s := &o.syms[i]
-		p.symLoc[i] = loc{v: place(s.size, s.value)}
-		symPlaced[i] = true
+		p.symLoc[i] = loc{v: b.place(s.size, s.value)}
+		b.symPlaced[i] = true
 	}
-	data := span{start, off}
 	p.segs = append(p.segs, segLayout{name: "data", off: start, prot: ProtRead | ProtWrite})
-	segStart()
-	if tooBig {
-		return nil, bad("patch needs more than %d bytes", maxSize)
-	}
-	p.size = off
+	return span{start, b.off}
+}
 
-	// Build the segment templates; drop empty segments.
-	spans := []span{text, rodata, data}
+// buildTemplates builds the segment templates (the sections' initial
+// contents) from the segments' spans, and drops empty segments.
+func (b *preparer) buildTemplates(spans []span) {
+	p, o := b.p, b.p.o
 	var segs []segLayout
 	segMap := make([]int, len(p.segs))
 	for i, sg := range p.segs {
@@ -526,12 +649,16 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 		copy(sg.tmpl[p.secLoc[si].v-sg.off:], o.secs[si].data)
 	}
 	p.segs = segs
+}
 
-	// Section and symbol locations.
+// locateSymbols gives every symbol not yet placed its location, from its
+// section's (or the GOT's, or its absolute value).
+func (b *preparer) locateSymbols() {
+	p, o := b.p, b.p.o
 	for i := 1; i < len(o.syms); i++ {
 		s := &o.syms[i]
 		switch {
-		case symPlaced[i]:
+		case b.symPlaced[i]:
 		case !s.defined():
 			if s.name == gotSymbol {
 				p.symLoc[i] = loc{v: p.gotOff}
@@ -548,12 +675,13 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 			p.symLoc[i] = l
 		}
 	}
+}
 
-	if err := p.checkTLS(); err != nil {
-		return nil, err
-	}
-
-	// 6. Placement constraints.
+// placementConstraints is step 6: it collects the addresses the region must
+// reach (Reach), would rather reach (Prefer), and the limit it must lie
+// below (NeedsLow), from the relocations that have a narrow field.
+func (b *preparer) placementConstraints() {
+	p, a := b.p, b.p.arch
 	reach, prefer := map[uint64]bool{}, map[uint64]bool{}
 	for k := range p.relocs {
 		pr := &p.relocs[k]
@@ -583,8 +711,12 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 		}
 	}
 	sort.Slice(p.prefer, func(i, j int) bool { return p.prefer[i] < p.prefer[j] })
+}
 
-	// Symbols of the image: globals first so that they keep their plain names.
+// imageSymbols lists the symbols of the image under unique keys: globals
+// first so that they keep their plain names.
+func (b *preparer) imageSymbols() {
+	p, o := b.p, b.p.o
 	seen := map[string]bool{}
 	for pass := 0; pass < 2; pass++ {
 		for i := 1; i < len(o.syms); i++ {
@@ -604,7 +736,6 @@ func Prepare(o *Object, r Resolver) (_ *Prepared, err error) {
 			p.syms = append(p.syms, imageSym{key: key, sym: i})
 		}
 	}
-	return p, nil
 }
 
 // bindTLS binds every thread-local variable the object defines (in .tdata
