@@ -229,14 +229,10 @@ func ownDir(path string, forbidden uint32) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	d := os.NewFile(uintptr(fd), path)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	st, err := statOwned(d, path)
+	if err != nil {
 		d.Close()
-		return nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if euid := os.Geteuid(); int(st.Uid) != euid {
-		d.Close()
-		return nil, fmt.Errorf("%w: %s belongs to uid %d, not to uid %d who runs hotpatch", ErrInsecure, path, st.Uid, euid)
+		return nil, err
 	}
 	if st.Mode&forbidden != 0 {
 		d.Close()
@@ -259,18 +255,26 @@ func CreateAt(d *os.File, name string, perm uint32) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), path)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("stat %s: %w", path, err)
+	st, err := statOwned(f, path)
+	if err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		err = fmt.Errorf("%w: %s is a %s", ErrNotRegular, path, typeName(st.Mode))
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%w: %s is a %s", ErrNotRegular, path, typeName(st.Mode))
-	}
-	if int(st.Uid) != os.Geteuid() {
-		f.Close()
-		return nil, fmt.Errorf("%w: %s belongs to uid %d, not to uid %d who runs hotpatch", ErrInsecure, path, st.Uid, os.Geteuid())
+		return nil, err
 	}
 	return f, nil
+}
+
+// statOwned fstats f (opened from path) and checks that it belongs to the
+// user running hotpatch.
+func statOwned(f *os.File, path string) (*unix.Stat_t, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if euid := os.Geteuid(); int(st.Uid) != euid {
+		return nil, fmt.Errorf("%w: %s belongs to uid %d, not to uid %d who runs hotpatch", ErrInsecure, path, st.Uid, euid)
+	}
+	return &st, nil
 }
