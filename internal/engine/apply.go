@@ -83,8 +83,9 @@ type ApplyReport struct {
 	AlreadyApplied bool         `json:"already_applied,omitempty"`
 	Consistency    string       `json:"consistency"`
 	Attempts       int          `json:"attempts"`
-	// Pause is how long every thread was stopped (first stop to last
-	// resume); AllocPause how long the one thread that mapped the region was.
+	// Pause is the longest time every thread was stopped (first stop to
+	// last resume), the stop that freed earlier kept regions (kept.go)
+	// included; AllocPause how long the one thread that mapped the region was.
 	Pause      time.Duration `json:"pause_ns"`
 	AllocPause time.Duration `json:"alloc_pause_ns"`
 	// NotSelfRestoring, if set, says why the region's injected calls were
@@ -516,7 +517,8 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	}
 	// Regions earlier reverts kept while threads were in them: free those
 	// no thread can reach any more (kept.go).
-	if _, freed, _ := freeKept(pid, recs, opt); freed {
+	_, freed, keptPause, _ := freeKept(pid, recs, opt)
+	if freed {
 		if maps, err = procmaps.Read(pid); err != nil {
 			return nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
 		}
@@ -530,6 +532,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 			for _, rd := range r.Redirects {
 				rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind})
 			}
+			rep.Pause = max(rep.Pause, keptPause)
 			rep.Elapsed = time.Since(start)
 			return rep, nil
 		}
@@ -543,6 +546,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		if ok {
 			tl.mark("flip entries (nothing stopped)")
 			rep.Phases = tl.phases
+			rep.Pause = max(rep.Pause, keptPause)
 			rep.Elapsed = time.Since(start)
 			return rep, nil
 		}
@@ -573,6 +577,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		}
 		if ok {
 			rep.Phases = tl.phases
+			rep.Pause = max(rep.Pause, keptPause)
 			rep.Elapsed = time.Since(start)
 			return rep, nil
 		}
@@ -617,7 +622,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	}
 	tl.mark("stop, check, write jumps, detach")
 	rep.Phases = tl.phases
-	rep.Pause = pr.Pause()
+	rep.Pause = max(pr.Pause(), keptPause)
 	rep.Moved = im.moved
 	rep.Region, rep.RegionSize = im.base, pp.size
 	for i, r := range im.plans {

@@ -39,9 +39,10 @@ func keptReason(mem *proc.Mem, p PatchStatus) string {
 // into it (the return-address scan of regionInUse). It stops every thread
 // of the process once, only if there is such a region (patch-ready regions
 // kept for a re-apply are left alone and cost nothing). It returns, by
-// region base, why each region it did not free is kept, and whether it
-// freed any.
-func freeKept(pid int, recs []PatchStatus, opt Options) (why map[uint64]string, freed bool, err error) {
+// region base, why each region it did not free is kept, whether it freed
+// any, and how long its stop window was (0 if it stopped nothing): the
+// caller's report counts it, the target felt it.
+func freeKept(pid int, recs []PatchStatus, opt Options) (why map[uint64]string, freed bool, pause time.Duration, err error) {
 	why = map[uint64]string{}
 	var todo []PatchStatus
 	mem, _ := proc.OpenMem(pid)
@@ -60,7 +61,7 @@ func freeKept(pid int, recs []PatchStatus, opt Options) (why map[uint64]string, 
 		todo = append(todo, p)
 	}
 	if len(todo) == 0 {
-		return why, false, nil
+		return why, false, 0, nil
 	}
 	var regions [][2]uint64
 	for _, p := range todo {
@@ -69,15 +70,15 @@ func freeKept(pid int, recs []PatchStatus, opt Options) (why map[uint64]string, 
 	ff, ffErr := frameFuncsToFree(pid, regions...)
 	maps, err := procmaps.Read(pid)
 	if err != nil {
-		return why, false, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
+		return why, false, 0, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
 	}
 	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
 	if err != nil {
-		return why, false, err
+		return why, false, 0, err
 	}
 	defer pr.Detach()
 	if err := pr.Stop(); err != nil {
-		return why, false, fmt.Errorf("stop process %d to free kept regions: %w", pid, err)
+		return why, false, pr.Pause(), fmt.Errorf("stop process %d to free kept regions: %w", pid, err)
 	}
 	threads := pr.Threads()
 	for _, p := range todo {
@@ -88,9 +89,9 @@ func freeKept(pid int, recs []PatchStatus, opt Options) (why map[uint64]string, 
 		}
 	}
 	if err := pr.Detach(); err != nil {
-		return why, freed, fmt.Errorf("detach: %w", err)
+		return why, freed, pr.Pause(), fmt.Errorf("detach: %w", err)
 	}
-	return why, freed, nil
+	return why, freed, pr.Pause(), nil
 }
 
 // freeOneKept unmaps one kept region with every thread stopped, or returns
@@ -141,7 +142,7 @@ func StatusFree(pid int, opt Options) (_ *StatusReport, err error) {
 	if st, err = Status(pid); err != nil {
 		return nil, err
 	}
-	why, freed, ferr := freeKept(pid, st.Patches, opt)
+	why, freed, _, ferr := freeKept(pid, st.Patches, opt)
 	if freed {
 		if st, err = Status(pid); err != nil {
 			return nil, err

@@ -47,7 +47,8 @@ func Revert(pid int, id string, opt Options) (_ *RevertReport, err error) {
 	exists = true
 	// Free the regions earlier reverts kept, where no thread can reach
 	// them any more (kept.go).
-	if _, freed, _ := freeKept(pid, st.Patches, opt); freed {
+	_, freed, keptPause, _ := freeKept(pid, st.Patches, opt)
+	if freed {
 		if st, err = Status(pid); err != nil {
 			return nil, err
 		}
@@ -72,6 +73,7 @@ func Revert(pid int, id string, opt Options) (_ *RevertReport, err error) {
 		}
 		tl.mark("restore entries (nothing stopped)")
 		rep.Phases = tl.phases
+		rep.Pause = max(rep.Pause, keptPause)
 		rep.Elapsed = time.Since(start)
 		return rep, nil
 	}
@@ -107,7 +109,7 @@ func Revert(pid int, id string, opt Options) (_ *RevertReport, err error) {
 		return nil, fmt.Errorf("detach: %w", err)
 	}
 	tl.mark("stop, check, restore, detach")
-	rep.Pause = pr.Pause()
+	rep.Pause = max(pr.Pause(), keptPause)
 	if rep.free != nil {
 		if rep.Retained = freeRegion(pid, rep.free); rep.Retained == "" {
 			rep.Freed = true
