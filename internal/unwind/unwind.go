@@ -68,17 +68,13 @@ func Parse(f *elf.File) (t *Table, err error) {
 				}
 			}
 		}
-	}
-	if s := f.Section(".eh_frame"); s != nil && s.Type != elf.SHT_NOBITS && t.hdr == nil {
-		data, err := s.Data()
-		if err != nil {
-			return nil, fmt.Errorf("read .eh_frame: %w", err)
+		if t.hdr == nil {
+			fdes, err := frame.Parse(data, f.ByteOrder, 0, ptr, s.Addr)
+			if err != nil {
+				return nil, fmt.Errorf("parse .eh_frame: %w", err)
+			}
+			t.fdes = t.fdes.Append(fdes)
 		}
-		fdes, err := frame.Parse(data, f.ByteOrder, 0, ptr, s.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("parse .eh_frame: %w", err)
-		}
-		t.fdes = t.fdes.Append(fdes)
 	}
 	if s := f.Section(".debug_frame"); s != nil && s.Type != elf.SHT_NOBITS {
 		if data, err := s.Data(); err == nil {
