@@ -57,16 +57,21 @@ func TestThreadChurn(t *testing.T) {
 					t.Fatalf("target died at cycle %d: %v; stderr: %s", i, err, tg.Stderr())
 				}
 			}
-			// Leave it applied: the new code must run, and have run alongside
-			// the old without a wrong result.
+			// Leave it applied: every new call must go to the new code (the
+			// counts are cumulative, so "new > 0" alone would be met by the
+			// earlier cycles), and after a last revert every call goes to the
+			// old code again, with no wrong result at any time.
 			if _, err := Apply(tg.Pid, p, tc.opt); err != nil {
 				t.Fatal(err)
 			}
-			tg.Drain()
-			tg.WaitLine(t, 10*time.Second, func(l string) bool {
-				var o, n, s int64
-				k, _ := fmt.Sscanf(l, "old %d new %d spawned %d", &o, &n, &s)
-				return k == 3 && o > 0 && n > 0
+			waitChurn(t, tg, "applied: only the new code runs", func(prev, cur [3]int64) bool {
+				return cur[0] == prev[0] && cur[1] > prev[1]
+			})
+			if _, err := Revert(tg.Pid, p.ID, tc.opt); err != nil {
+				t.Fatalf("last revert: %v", err)
+			}
+			waitChurn(t, tg, "reverted: only the old code runs", func(prev, cur [3]int64) bool {
+				return cur[0] > prev[0] && cur[1] == prev[1]
 			})
 			if s := tg.Stderr(); s != "" {
 				t.Fatalf("target reported: %s", s)
@@ -98,4 +103,27 @@ func freeRetained(t *testing.T, pid, cycle int) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// waitChurn waits (10 s at most) for two consecutive count lines of churn.c
+// ("old N new M spawned S", cumulative, every 20 ms) whose change satisfies
+// cond: the main thread calls compute() without pause, so a count that does
+// not move between two lines means no call reached that version.
+func waitChurn(t *testing.T, tg *testutil.Target, what string, cond func(prev, cur [3]int64) bool) {
+	t.Helper()
+	tg.Drain()
+	var prev [3]int64
+	have := false
+	tg.WaitLine(t, 10*time.Second, func(l string) bool {
+		var cur [3]int64
+		if k, _ := fmt.Sscanf(l, "old %d new %d spawned %d", &cur[0], &cur[1], &cur[2]); k != 3 {
+			return false
+		}
+		ok := have && cond(prev, cur)
+		if ok {
+			t.Logf("%s: %v -> %v", what, prev, cur)
+		}
+		prev, have = cur, true
+		return ok
+	})
 }
