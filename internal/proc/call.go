@@ -146,9 +146,8 @@ func (p *Process) callVoid1(fn uint64, safe func(Thread) error, args []uint64) e
 		if first == nil {
 			return fmt.Errorf("call %#x: %w: %s", fn, ErrNoSafeThread, strings.Join(why, "; "))
 		}
-		if err := p.seccompCheckCall(first, fn); err != nil {
-			return fmt.Errorf("call %#x: %w", fn, err)
-		}
+		// callRestoring and call check the thread's seccomp filters
+		// themselves, before setting any register.
 		if _, self := p.lend(first); self {
 			p.fallback = ""
 			return p.callRestoring(first, fn, args)
