@@ -124,7 +124,10 @@ func (g *callGuard) safe(th proc.Thread) error {
 	if res.Complete || st.Data == nil {
 		return nil
 	}
-	lo := max(res.SP, sp) &^ 7
+	// Words at sp's alignment, never below st.Lo (sp): a thread may be
+	// stopped with sp not a multiple of 8, and rounding down would index
+	// before st.Data (a panic, and a refused patch).
+	lo := st.Lo + (max(res.SP, sp)-st.Lo)&^7
 	for a := lo; a+8 <= st.Lo+uint64(len(st.Data)); a += 8 {
 		w := uint64(0)
 		for k := 7; k >= 0; k-- {

@@ -118,7 +118,10 @@ func (t *target) activeOnStacks(pr *proc.Process, u *unwind.Unwinder, threads []
 			continue
 		}
 		// Conservative scan of what the walk could not account for.
-		lo := max(res.SP, sp) &^ 7
+		// Words at sp's alignment, never below st.Lo (sp): a thread may be
+		// stopped with sp not a multiple of 8, and rounding down would index
+		// before st.Data (a panic, and a refused patch).
+		lo := st.Lo + (max(res.SP, sp)-st.Lo)&^7
 		hi := st.Lo + uint64(len(st.Data))
 		for a := lo; a+8 <= hi; a += 8 {
 			w := binary.LittleEndian.Uint64(st.Data[a-st.Lo:])
