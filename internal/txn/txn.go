@@ -319,6 +319,13 @@ func undoHotRevert(p *patchfile.Patch, opt Options, res *Result) {
 		res.Hot.Reason = "the cold half failed; the processes stay reverted (give the patch file instead of its id to have them patched again)"
 		return
 	}
+	// Never inject code whose signature this command did not verify: revert
+	// reads the patch file only to find what to undo, so patching again here
+	// would load an unverified bundle into live processes.
+	if !opt.Trusted {
+		res.Hot.Reason = "the cold half failed; the processes stay reverted (the patch file's signature was not verified by this revert, so it is not applied again: run hotpatch apply with it)"
+		return
+	}
 	if opt.single() {
 		if _, err := engine.Apply(opt.PIDs[0], p, opt.Engine); err != nil {
 			res.Hot.Reason = fmt.Sprintf("the cold half failed, and patching the process again failed too (it stays reverted): %v", err)
