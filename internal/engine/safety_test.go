@@ -303,6 +303,12 @@ func TestPanicRollsBack(t *testing.T) {
 	}
 	tg.Drain()
 	tg.WaitLine(t, time.Second, func(l string) bool { return l == "101 102 103" })
+	if _, err := Revert(tg.Pid, p.ID, Options{}); err != nil {
+		t.Fatalf("revert after the panics: %v", err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, time.Second, func(l string) bool { return l == "1 2 3" })
+	assertRunning(t, tg.Pid)
 }
 
 // TestTargetDiesDuringApply: a target killed in the middle of an apply (here
