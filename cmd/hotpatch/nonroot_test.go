@@ -128,7 +128,7 @@ func TestNonRootState(t *testing.T) {
 	os.Remove(lock)
 	// A state directory others may write to: refused.
 	os.Chmod(filepath.Join(xdg, "hotpatch"), 0o770)
-	if out := run(exitPermission, env, "apply", hp, "--pid", pid, "--allow-unsigned", "--no-cold"); !strings.Contains(out, "must be 0700") {
+	if out := run(exitPermission, env, "apply", hp, "--pid", pid, "--allow-unsigned", "--no-cold"); !strings.Contains(out, "must be 0700 or stricter") {
 		t.Errorf("group-writable state directory:\n%s", out)
 	}
 	waitFor("v1") // none of the refusals touched the process

@@ -236,7 +236,9 @@ func ownDir(path string, forbidden uint32) (*os.File, error) {
 	}
 	if st.Mode&forbidden != 0 {
 		d.Close()
-		return nil, fmt.Errorf("%w: %s has mode %#o, must be 0700 (chmod 700 %s)", ErrInsecure, path, st.Mode&0o7777, path)
+		want := 0o777 &^ forbidden // 0700 for PrivateDir, 0755 for UserDir
+		return nil, fmt.Errorf("%w: %s has mode %#o, must be %#o or stricter (chmod %o %s)",
+			ErrInsecure, path, st.Mode&0o7777, want, want, path)
 	}
 	return d, nil
 }
