@@ -90,9 +90,6 @@ func printTxn(cmd *cobra.Command, res *txn.Result, err error, extra map[string]a
 	if res == nil {
 		return err
 	}
-	if err == nil && res.Fleet != nil {
-		err = res.Fleet.Err()
-	}
 	if jsonOut {
 		doc := map[string]any{}
 		var hot any
