@@ -1,10 +1,11 @@
 // Command hotpatch-bench measures hotpatch on this machine and tortures it.
 //
-//	hotpatch-bench [--json] [--only pause,latency,scale,overhead,memory] [flags]
+//	hotpatch-bench [--json] [--only gap,pause,latency,scale,overhead,memory] [flags]
 //	hotpatch-bench torture [--cycles 10000] [--threads 64] [--json]
 //
-// The first form measures how long a target's threads are stopped per apply
-// and revert (pause), the wall time of one `hotpatch apply` (latency), the
+// The first form measures the largest gap a target's own threads see in
+// their loops during one apply and one revert (gap), how long a target's
+// threads are stopped per apply and revert (pause), the wall time of one `hotpatch apply` (latency), the
 // time to patch many processes (scale), the cost of calling a patched
 // function (overhead), and the memory a patch costs (memory), and prints a
 // table. The second applies and reverts a patch thousands of times to a
@@ -39,6 +40,7 @@ func main() {
 // Results is everything one benchmark run measured (the --json document).
 type Results struct {
 	Machine  Machine    `json:"machine"`
+	Gap      []GapRow   `json:"gap,omitempty"`
 	Pause    []PauseRow `json:"pause,omitempty"`
 	Latency  *Latency   `json:"latency,omitempty"`
 	Scale    []ScaleRow `json:"scale,omitempty"`
@@ -80,19 +82,22 @@ func machine() Machine {
 }
 
 type runFlags struct {
-	json      bool
-	only      []string
-	runs      int
-	threads   []int
-	loads     []string
-	realtime  bool
-	latRuns   int
-	procs     []int
-	workers   int
-	rounds    int
-	hotpatch  string
-	keep      bool
-	tmpParent string
+	json       bool
+	only       []string
+	runs       int
+	threads    []int
+	loads      []string
+	realtime   bool
+	latRuns    int
+	procs      []int
+	workers    int
+	rounds     int
+	hotpatch   string
+	keep       bool
+	tmpParent  string
+	gapRuns    int
+	gapThreads []int
+	gapSleepUs int
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -102,6 +107,10 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Measure hotpatch's pause, latency, scale, overhead and memory on this machine",
 		Long: `Measure hotpatch on this machine and print a table (--json: one JSON document).
 
+  gap       the largest loop gap the target's own threads see (they read
+            CLOCK_MONOTONIC every loop) during one apply and one revert, for
+            targets of 1, 10 and 100 threads, busy and idle, next to the
+            engine's pause_ns and wall time and an idle baseline window
   pause     how long the target's threads are stopped per apply and per revert
             (first stop to last resume), for targets of 1, 8, 64 and 256 threads
             that spin (busy) or sleep in the kernel (idle); median and p99
@@ -121,7 +130,10 @@ ptrace (root or CAP_SYS_PTRACE).`,
 	}
 	fl := root.Flags()
 	fl.BoolVar(&f.json, "json", false, "print one JSON document instead of the table")
-	fl.StringSliceVar(&f.only, "only", []string{"pause", "latency", "scale", "overhead", "memory"}, "measurements to run")
+	fl.StringSliceVar(&f.only, "only", []string{"gap", "pause", "latency", "scale", "overhead", "memory"}, "measurements to run")
+	fl.IntVar(&f.gapRuns, "gap-runs", 11, "gap: apply/revert cycles per target")
+	fl.IntSliceVar(&f.gapThreads, "gap-threads", []int{1, 10, 100}, "gap: thread counts of the targets")
+	fl.IntVar(&f.gapSleepUs, "gap-sleep-us", 1000, "gap: idle threads' nanosleep per loop, µs")
 	fl.IntVar(&f.runs, "runs", 50, "apply/revert cycles per pause configuration")
 	fl.IntSliceVar(&f.threads, "threads", []int{1, 8, 64, 256}, "thread counts of the pause targets")
 	fl.StringSliceVar(&f.loads, "load", []string{"busy", "idle"}, "pause targets' threads: busy (spin) and/or idle (sleep)")
@@ -156,6 +168,20 @@ func runAll(f runFlags, stdout, stderr io.Writer) error {
 	want := map[string]bool{}
 	for _, o := range f.only {
 		want[strings.TrimSpace(o)] = true
+	}
+	if want["gap"] {
+		for _, load := range f.loads {
+			for _, n := range f.gapThreads {
+				row, err := b.gap(n, load, f.gapSleepUs, f.gapRuns)
+				if err != nil {
+					row.Error = err.Error()
+					b.logf("gap %3d threads %-4s: %v", n, load, err)
+				}
+				b.logf("gap %3d threads %-4s: apply gap median %v max %v (pause %v), revert gap median %v max %v, baseline median %v",
+					n, load, row.ApplyGap.Median, row.ApplyGap.Max, row.ApplyPause.Median, row.RevertGap.Median, row.RevertGap.Max, row.BaselineGap.Median)
+				res.Gap = append(res.Gap, row)
+			}
+		}
 	}
 	if want["pause"] {
 		rts := []bool{false}
@@ -296,6 +322,9 @@ func us(d time.Duration) string {
 func printTable(w io.Writer, r *Results) {
 	m := r.Machine
 	fmt.Fprintf(w, "machine: %s, %d CPUs, Linux %s, %s, gcc %s, load %s\n\n", m.CPU, m.CPUs, m.Kernel, m.Go, m.GCC, m.Load)
+	if len(r.Gap) > 0 {
+		printGap(w, r.Gap)
+	}
 	if len(r.Pause) > 0 {
 		fmt.Fprintf(w, "PAUSE (threads stopped, first stop to last resume; %d runs each)\n", r.Pause[0].Apply.N)
 		fmt.Fprintf(w, "%-8s %-5s %-9s %11s %11s %11s %11s %11s %8s %8s\n", "threads", "load", "realtime",
@@ -353,6 +382,28 @@ func printTable(w io.Writer, r *Results) {
 		fmt.Fprintf(w, "  hotpatch-bench peak    %d KiB (engine in-process, all measurements)\n\n", m.BenchPeakRSSKiB)
 	}
 	fmt.Fprintf(w, "total time %s\n", r.Duration)
+}
+
+func printGap(w io.Writer, rows []GapRow) {
+	fmt.Fprintf(w, "GAP (largest loop gap any thread of the target saw, measured by the target; %d runs each)\n", rows[0].ApplyGap.N)
+	fmt.Fprintf(w, "%-8s %-5s %-7s %9s %9s %9s  %9s %9s %9s  %9s %9s  %9s\n", "threads", "load", "op",
+		"gap p50", "gap p90", "gap max", "base p50", "base p90", "base max", "pause p50", "alloc p50", "wall p50")
+	for _, g := range rows {
+		for _, op := range []struct {
+			name        string
+			gap         Summary
+			pause, wall Summary
+			alloc       Summary
+		}{{"apply", g.ApplyGap, g.ApplyPause, g.ApplyWall, g.ApplyAllocPause}, {"revert", g.RevertGap, g.RevertPause, g.RevertWall, Summary{}}} {
+			fmt.Fprintf(w, "%-8d %-5s %-7s %9s %9s %9s  %9s %9s %9s  %9s %9s  %9s\n", g.Threads, g.Load, op.name,
+				us(op.gap.Median), us(op.gap.P90), us(op.gap.Max), us(g.BaselineGap.Median), us(g.BaselineGap.P90), us(g.BaselineGap.Max),
+				us(op.pause.Median), us(op.alloc.Median), us(op.wall.Median))
+		}
+		if g.Error != "" {
+			fmt.Fprintf(w, "         ^ not measured: %s\n", g.Error)
+		}
+	}
+	fmt.Fprintln(w)
 }
 
 func printTorture(w io.Writer, r *TortureResult) {

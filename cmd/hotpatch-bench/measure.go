@@ -28,6 +28,8 @@ type bench struct {
 	patch    *patchfile.Patch
 	patchHP  string // its file
 	hotpatch string // the hotpatch binary, for latency
+	gapBin   string // gap.c, built on first use
+	gapPatch *patchfile.Patch
 }
 
 func (b *bench) logf(format string, args ...any) {
