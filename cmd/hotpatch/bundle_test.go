@@ -180,6 +180,7 @@ func TestSignedBundleCLI(t *testing.T) {
 	// apply: the coldpatch replaces the file, the hotpatch the running code.
 	var ar struct {
 		PatchID   string `json:"patch_id"`
+		Stall     int64  `json:"stall_ns"`
 		Functions []any
 		Signature struct {
 			Trusted bool
@@ -191,7 +192,7 @@ func TestSignedBundleCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &ar); err != nil {
 		t.Fatalf("apply JSON: %v\n%s", err, out)
 	}
-	if ar.PatchID != "cli-fix" || len(ar.Functions) != 1 || !ar.Signature.Trusted || ar.Signature.KeyID != kg.KeyID || ar.Cold.Action != "replaced" {
+	if ar.PatchID != "cli-fix" || ar.Stall <= 0 || len(ar.Functions) != 1 || !ar.Signature.Trusted || ar.Signature.KeyID != kg.KeyID || ar.Cold.Action != "replaced" {
 		t.Fatalf("apply JSON: %s", out)
 	}
 	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "v2" }) // hotpatch

@@ -146,9 +146,9 @@ func printApplied(w io.Writer, rep *engine.ApplyReport) {
 		fmt.Fprintf(w, "patch %s is already applied to process %d: nothing to do\n", rep.PatchID, rep.PID)
 		return
 	}
-	fmt.Fprintf(w, "applied %s to process %d (%s): %d function(s) redirected, pause %v (one thread %v while mapping), total %v, consistency %s\n",
-		rep.PatchID, rep.PID, rep.Target, len(rep.Functions), rep.Pause.Round(time.Microsecond), rep.AllocPause.Round(time.Microsecond),
-		rep.Elapsed.Round(time.Millisecond), rep.Consistency)
+	fmt.Fprintf(w, "applied %s to process %d (%s): stall %v (longest stop of one thread; all threads stopped %v, one thread %v while mapping), %d function(s) redirected, total %v, consistency %s\n",
+		rep.PatchID, rep.PID, rep.Target, rep.Stall.Round(time.Microsecond), rep.Pause.Round(time.Microsecond), rep.AllocPause.Round(time.Microsecond),
+		len(rep.Functions), rep.Elapsed.Round(time.Millisecond), rep.Consistency)
 	for _, f := range rep.Functions {
 		fmt.Fprintf(w, "  %-24s %#x -> %#x (%s, %s path)%s\n", f.Name, f.Entry, f.New, f.Kind, f.Path, aliasNote(f.Aliases))
 	}
@@ -173,8 +173,8 @@ func newRevertCmd() *cobra.Command {
 
 // printReverted prints the report of a revert in one process.
 func printReverted(w io.Writer, rep *engine.RevertReport) {
-	fmt.Fprintf(w, "reverted %s in process %d: %s restored, pause %v\n", rep.PatchID, rep.PID,
-		strings.Join(rep.Functions, ", "), rep.Pause.Round(time.Microsecond))
+	fmt.Fprintf(w, "reverted %s in process %d: stall %v (longest stop of one thread; all threads stopped %v), %s restored\n", rep.PatchID, rep.PID,
+		rep.Stall.Round(time.Microsecond), rep.Pause.Round(time.Microsecond), strings.Join(rep.Functions, ", "))
 	if !rep.Freed {
 		fmt.Fprintf(w, "  patch region kept: %s\n", rep.Retained)
 	}

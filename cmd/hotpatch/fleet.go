@@ -57,9 +57,12 @@ func (ff *fleetFlags) options(cmd *cobra.Command, pids []int, opt engine.Options
 // printFleetText prints the per-process table and the summary line.
 func printFleetText(w io.Writer, rep *fleet.Report) {
 	if len(rep.Results) > 0 {
-		fmt.Fprintf(w, "%-8s %-16s %-16s %10s  %s\n", "PID", "COMMAND", "RESULT", "PAUSE", "REASON")
+		fmt.Fprintf(w, "%-8s %-16s %-16s %10s %10s  %s\n", "PID", "COMMAND", "RESULT", "STALL", "PAUSE", "REASON")
 		for _, r := range rep.Results {
-			pause := "-"
+			stall, pause := "-", "-"
+			if r.Stall > 0 {
+				stall = r.Stall.Round(time.Microsecond).String()
+			}
 			if r.Pause > 0 {
 				pause = r.Pause.Round(time.Microsecond).String()
 			}
@@ -67,7 +70,7 @@ func printFleetText(w io.Writer, rep *fleet.Report) {
 			if reason == "" && r.Deleted {
 				reason = r.Target + " (deleted)"
 			}
-			line := fmt.Sprintf("%-8d %-16s %-16s %10s  %s", r.PID, r.Command, r.Result, pause, reason)
+			line := fmt.Sprintf("%-8d %-16s %-16s %10s %10s  %s", r.PID, r.Command, r.Result, stall, pause, reason)
 			fmt.Fprintln(w, strings.TrimRight(line, " "))
 		}
 	}

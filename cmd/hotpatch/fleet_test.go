@@ -69,6 +69,11 @@ func TestFleetCLI(t *testing.T) {
 	if rep.Summary.Applied != 6 || len(rep.Results) != 6 || rep.Operation != "apply" {
 		t.Fatalf("apply: %+v", rep)
 	}
+	for _, r := range rep.Results {
+		if r.Stall <= 0 || !strings.Contains(out, `"stall_ns"`) {
+			t.Errorf("apply JSON: process %d: no stall_ns\n%s", r.PID, out)
+		}
+	}
 
 	// status with no --pid lists them; with two --pid, only those two.
 	out, _, code = runCLI(t, "status", "--json")
@@ -96,7 +101,7 @@ func TestFleetCLI(t *testing.T) {
 
 	// revert with no --pid, text: a table and a summary line.
 	out, errs, code = runCLI(t, "revert", id)
-	if code != 0 || !strings.Contains(out, "PID") || !strings.Contains(out, "6 reverted") {
+	if code != 0 || !strings.Contains(out, "STALL") || !strings.Contains(out, "6 reverted") {
 		t.Fatalf("revert: %d\n%s\n%s", code, out, errs)
 	}
 	out, _, code = runCLI(t, "revert", id)

@@ -45,7 +45,7 @@ revert, and frees patch regions no thread can still be executing in.`,
 			}
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "pause %v\n", rep.Pause.Round(time.Microsecond))
+		fmt.Fprintf(w, "stall %v (longest stop of one thread), pause %v\n", rep.Stall.Round(time.Microsecond), rep.Pause.Round(time.Microsecond))
 		return nil
 	}
 	return c

@@ -37,6 +37,21 @@ type Options struct {
 	// NoReady disables the patch-ready path: patch-ready functions are then
 	// redirected with every thread stopped, like the others.
 	NoReady bool
+
+	// meter collects the stall over every ptrace session of one operation
+	// (set by Apply, Revert, Recover and StatusFree; see withMeter).
+	meter *proc.Meter
+}
+
+// withMeter gives the operation its own stall meter.
+func (o Options) withMeter() Options {
+	o.meter = new(proc.Meter)
+	return o
+}
+
+// attachOptions are the proc options of a session of this operation.
+func (o Options) attachOptions(oneThread bool) proc.Options {
+	return proc.Options{Timeout: 2 * time.Second, Realtime: o.Realtime && !oneThread, OneThread: oneThread, Meter: o.meter}
 }
 
 func (o Options) consistency() (string, error) {
@@ -88,6 +103,10 @@ type ApplyReport struct {
 	// included; AllocPause how long the one thread that mapped the region was.
 	Pause      time.Duration `json:"pause_ns"`
 	AllocPause time.Duration `json:"alloc_pause_ns"`
+	// Stall is what the target felt: the longest time any one thread was
+	// stopped, over every stop of the operation (the one thread that mapped
+	// the region, the stop of every thread, freeing kept regions).
+	Stall time.Duration `json:"stall_ns"`
 	// NotSelfRestoring, if set, says why the region's injected calls were
 	// not self-restoring (docs/safety.md "If hotpatch is killed").
 	NotSelfRestoring string        `json:"not_self_restoring,omitempty"`
@@ -114,6 +133,7 @@ type prepared struct {
 	prefer  []uint64         // addresses it should be within ±2 GiB of (see linker.Prepared.Prefer)
 	low     uint64           // region must end below this (0: no limit)
 	unw     *unwind.Unwinder // set for the stack consistency model
+	opt     Options          // of the operation (its stall meter)
 }
 
 type plannedFunc struct {
@@ -496,6 +516,8 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		return nil, err
 	}
 	rep := &ApplyReport{PatchID: p.ID, PID: pid, BuildID: p.Target.BuildID, Consistency: cons}
+	opt = opt.withMeter()
+	defer func() { rep.Stall = opt.meter.Stall() }()
 	tl := newTimeline(start)
 	unlock, err := lockProcess(pid, opt.timeout())
 	if err != nil {
@@ -556,6 +578,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	if err != nil {
 		return nil, err
 	}
+	pp.opt = opt
 	if pp.frames.reg != 0 && patchHasEHFrame(p) {
 		// Before any stop: which threads may run __register_frame.
 		pp.frames.guard = newCallGuard(pp.t, pp.unw)
@@ -599,7 +622,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		}
 	}()
 	// Phase 2: stop every thread for the checks and the jumps only.
-	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
+	pr, err := proc.Attach(pid, opt.attachOptions(false))
 	if err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func freeKept(pid int, recs []PatchStatus, opt Options) (why map[uint64]string, 
 	if err != nil {
 		return why, false, 0, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
 	}
-	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
+	pr, err := proc.Attach(pid, opt.attachOptions(false))
 	if err != nil {
 		return why, false, 0, err
 	}

@@ -229,7 +229,7 @@ func readyRecordIntact(mem *proc.Mem, r record.Record) bool {
 // address from the maps read now and maps it with MAP_FIXED_NOREPLACE, which
 // fails rather than replace anything mapped there meanwhile.
 func (pp *prepared) allocate(p *patchfile.Patch) (im *image, pause time.Duration, err error) {
-	pr, err := proc.Attach(pp.t.pid, proc.Options{Timeout: 2 * time.Second, OneThread: true})
+	pr, err := proc.Attach(pp.t.pid, pp.opt.attachOptions(true))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -269,7 +269,7 @@ func (pp *prepared) allocate(p *patchfile.Patch) (im *image, pause time.Duration
 // release unmaps a region allocate mapped that never got a jump (an apply
 // that failed or was refused after phase 1), with one thread stopped.
 func (pp *prepared) release(im *image) {
-	pr, err := proc.Attach(pp.t.pid, proc.Options{Timeout: 2 * time.Second, OneThread: true})
+	pr, err := proc.Attach(pp.t.pid, pp.opt.attachOptions(true))
 	if err != nil {
 		return // the record says "applying": status shows it, recover frees it
 	}

@@ -25,6 +25,7 @@ type RecoverReport struct {
 	PID     int             `json:"pid"`
 	Actions []RecoverAction `json:"actions"`
 	Pause   time.Duration   `json:"pause_ns"`
+	Stall   time.Duration   `json:"stall_ns"` // the longest stop of any one thread
 }
 
 // Recover settles every patch that an interrupted hotpatch command left in
@@ -65,7 +66,7 @@ func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
 		regions = append(regions, [2]uint64{p.Base, p.Size})
 	}
 	ff, ffErr := frameFuncsToFree(pid, regions...)
-	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
+	pr, err := proc.Attach(pid, opt.attachOptions(false))
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +148,7 @@ func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
 	if err := pr.Detach(); err != nil {
 		return nil, err
 	}
-	rep.Pause = pr.Pause()
+	rep.Pause, rep.Stall = pr.Pause(), pr.Stall()
 	return rep, nil
 }
 

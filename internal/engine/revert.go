@@ -21,20 +21,29 @@ type RevertReport struct {
 	Consistency string        `json:"consistency"`
 	Attempts    int           `json:"attempts"`
 	Pause       time.Duration `json:"pause_ns"`
-	Elapsed     time.Duration `json:"elapsed_ns"`
-	Phases      []Phase       `json:"phases,omitempty"` // Elapsed split into its steps
-	free        *regionRef    // to unmap after the resume
+	// Stall is the longest time any one thread was stopped, over every stop
+	// of the revert (freeing kept regions, the restore, freeing the region).
+	Stall   time.Duration `json:"stall_ns"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+	Phases  []Phase       `json:"phases,omitempty"` // Elapsed split into its steps
+	free    *regionRef    // to unmap after the resume
 }
 
 // Revert puts back the original bytes of every function patch id redirected
 // in process pid, and frees the patch's region once no thread can be
 // executing in it.
-func Revert(pid int, id string, opt Options) (_ *RevertReport, err error) {
+func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	defer recoverPanic(&err, "revert")
 	exists := false
 	defer diedDuring(&err, &exists, pid)
 	start := time.Now()
 	tl := newTimeline(start)
+	opt = opt.withMeter()
+	defer func() {
+		if res != nil {
+			res.Stall = opt.meter.Stall()
+		}
+	}()
 	unlock, err := lockProcess(pid, opt.timeout())
 	if err != nil {
 		return nil, err
@@ -96,7 +105,7 @@ func Revert(pid int, id string, opt Options) (_ *RevertReport, err error) {
 		}
 	}
 	tl.mark("unwind tables")
-	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, Realtime: opt.Realtime})
+	pr, err := proc.Attach(pid, opt.attachOptions(false))
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +120,7 @@ func Revert(pid int, id string, opt Options) (_ *RevertReport, err error) {
 	tl.mark("stop, check, restore, detach")
 	rep.Pause = max(pr.Pause(), keptPause)
 	if rep.free != nil {
-		if rep.Retained = freeRegion(pid, rep.free); rep.Retained == "" {
+		if rep.Retained = freeRegion(pid, rep.free, opt); rep.Retained == "" {
 			rep.Freed = true
 		}
 		tl.mark("free region (one thread stopped)")
@@ -300,18 +309,21 @@ func redoRedirect(pr *proc.Process, rd record.Redirect) {
 // freeRegion unmaps a reverted region (deregistering its unwind tables
 // first) with one thread of the process stopped. It returns why the region
 // was kept, or "".
-func freeRegion(pid int, r *regionRef) string {
+func freeRegion(pid int, r *regionRef, opt Options) string {
 	ff, err := frameFuncsToFree(pid, [2]uint64{r.base, r.size})
 	if err != nil {
 		return fmt.Sprintf("cannot read the process to find __deregister_frame: %v (hotpatch recover frees it)", err)
 	}
-	pr, err := proc.Attach(pid, proc.Options{Timeout: 2 * time.Second, OneThread: true})
+	pr, err := proc.Attach(pid, opt.attachOptions(true))
 	if err != nil {
 		return fmt.Sprintf("cannot attach to unmap it: %v (hotpatch recover frees it)", err)
 	}
 	defer pr.Detach()
 	if err := pr.Stop(); err != nil {
 		return fmt.Sprintf("cannot stop a thread to unmap it: %v (hotpatch recover frees it)", err)
+	}
+	if err := faultHook("free"); err != nil {
+		return fmt.Sprintf("%v (hotpatch recover frees it)", err)
 	}
 	if why := munmapAllowed(pr, r.base, r.size); why != "" { // mapseq.go
 		return why

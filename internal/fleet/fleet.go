@@ -89,6 +89,9 @@ type Result struct {
 	Result  string `json:"result"`
 	// Pause is how long the process was stopped (0 when it was not).
 	Pause time.Duration `json:"pause_ns"`
+	// Stall is the longest time any one of its threads was stopped, over
+	// every stop of the operation (engine.ApplyReport.Stall).
+	Stall time.Duration `json:"stall_ns"`
 	// Reason says why a process failed, was skipped or gone.
 	Reason string `json:"reason,omitempty"`
 	// Target is the path of the mapped file the patch applies to, and
@@ -460,7 +463,7 @@ func Apply(p *patchfile.Patch, opt Options) (*Report, error) {
 			r.Result = AlreadyApplied
 			return
 		}
-		r.Result, r.Pause = Applied, ar.Pause
+		r.Result, r.Pause, r.Stall = Applied, ar.Pause, ar.Stall
 	})
 	if opt.AllOrNone && failed.Load() {
 		rollback(results, p.ID, opt)
@@ -569,7 +572,7 @@ func Revert(id string, opt Options) (*Report, error) {
 		rr, err := engine.Revert(pid, id, opt.Engine)
 		switch {
 		case err == nil:
-			r.Result, r.Pause = Reverted, rr.Pause
+			r.Result, r.Pause, r.Stall = Reverted, rr.Pause, rr.Stall
 			if !rr.Freed {
 				r.Reason = "patch region kept: " + rr.Retained
 			}

@@ -60,6 +60,11 @@ type Options struct {
 	// stopped for as short a time as possible on a busy machine. Without the
 	// privilege (EPERM) it is silently ignored.
 	Realtime bool
+	// Meter, when set, also receives this Process's stop figures (Stall,
+	// Pause), so that an operation made of several sessions (map the region
+	// with one thread, then stop all; free a region after a revert) reports
+	// the worst of them all. A Meter may be shared by several Processes.
+	Meter *Meter
 	// OneThread seizes a single thread of the process (the first live one
 	// that is not traced already) instead of all of them: Stop then stops
 	// only that thread, whose registers injected system calls borrow, and
@@ -114,6 +119,11 @@ type thread struct {
 	frameErr     error
 	frameChecked bool // the seccomp check of its rt_sigreturn done
 	xstate       []byte
+	// stopSince is when we first asked the thread to stop (its
+	// PTRACE_INTERRUPT, or when we first saw it stopped if it came stopped,
+	// as a new clone does); zero while it runs free. release turns it into a
+	// stall figure (stall.go).
+	stopSince time.Time
 }
 
 // Process is a process we are attached to. Its methods are safe for use by
@@ -128,7 +138,8 @@ type Process struct {
 	reqs     chan func()
 	mem      *os.File // /proc/PID/mem, O_RDWR
 
-	pauseNs atomic.Int64
+	pauseNs atomic.Int64 // the longest window so far (see Pause)
+	stallNs atomic.Int64 // the longest stop of one thread so far (see Stall)
 
 	// Owned by the ptrace goroutine.
 	tracerTID  int
@@ -417,9 +428,14 @@ func (p *Process) alive() bool { return anyLiveTask(p.pid) }
 // Pid returns the process id.
 func (p *Process) Pid() int { return p.pid }
 
-// Pause returns the duration of the last stop window: from the first
-// PTRACE_INTERRUPT of Stop to the last thread resumed or detached.
+// Pause returns the duration of the longest stop window of this Process
+// so far: from the first PTRACE_INTERRUPT of Stop to the last thread resumed
+// or detached.
 func (p *Process) Pause() time.Duration { return time.Duration(p.pauseNs.Load()) }
+
+// Stall returns the longest time any one thread was stopped, over every
+// stop window of this Process so far (stall.go): what the target felt.
+func (p *Process) Stall() time.Duration { return time.Duration(p.stallNs.Load()) }
 
 // loop is the ptrace goroutine. It seizes the process, reports on ready,
 // then runs requests until Detach.
@@ -989,8 +1005,10 @@ func (p *Process) replaceLost(deadline time.Time) error {
 }
 
 func (p *Process) interruptRunning() {
+	now := time.Now()
 	for _, t := range p.threads {
 		if t.state == running {
+			t.markStopping(now)
 			ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0) // ESRCH: exited; wait4 tells
 		}
 	}
@@ -1009,6 +1027,9 @@ func (p *Process) pollStops() (waiting int, progress bool, err error) {
 		}
 		if ev != evNone {
 			progress = true
+		}
+		if ev != evNone && ev != evGone {
+			t.markStopping(time.Now()) // a thread that came stopped (a new clone)
 		}
 		switch ev {
 		case evNone:
@@ -1115,7 +1136,7 @@ func (p *Process) Resume() error {
 func (p *Process) endWindow() {
 	p.stopped = false
 	if !p.pauseStart.IsZero() {
-		p.pauseNs.Store(int64(time.Since(p.pauseStart)))
+		p.notePause(time.Since(p.pauseStart))
 		p.pauseStart = time.Time{}
 	}
 	p.setRealtime(false)
@@ -1154,6 +1175,7 @@ func (p *Process) release(t *thread, detach bool) error {
 	}
 	err := ptrace(req, t.tid, 0, uintptr(sig))
 	t.state = running
+	p.noteResumed(t)
 	for _, s := range extra {
 		unix.Tgkill(p.pid, t.tid, unix.Signal(s))
 	}
