@@ -23,7 +23,10 @@ func newBuildCmd() *cobra.Command {
 		Short: "Build a patch from object files holding the fixed functions",
 		Long: `Build a patch. Every function defined in NEW.o replaces the function of the
 same name in FILE (an executable or shared library); functions FILE does not
-have are added. Symbols NEW.o uses but does not define bind to the target's own
+have are added. FILE's symbols come from FILE itself or, for a stripped file,
+from its separate debug file, found the way gdb finds it (by build-id under
+/usr/lib/debug/.build-id, by .gnu_debuglink, in the debuginfod cache) or
+given with --debug-file. Symbols NEW.o uses but does not define bind to the target's own
 (globals, and statics where the name is unique or the source file says which).
 The patch records FILE's build-id and applies only to processes mapping it.
 
@@ -88,6 +91,7 @@ and builds the patch from the objects of every translation unit that changed.
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "built %s -> %s (target %s, build-id %s)\n", rep.ID, out, rep.Target, rep.BuildID)
+			fmt.Fprintf(w, "  symbols from %s (%s)\n", rep.Symbols, rep.SymbolsSource)
 			for _, f := range rep.Replaced {
 				fmt.Fprintf(w, "  replace %-24s %#x %d bytes%s\n", f.Name, f.Addr, f.Size, aliasNote(f.Aliases))
 			}
@@ -109,6 +113,7 @@ and builds the patch from the objects of every translation unit that changed.
 	c.Flags().StringVarP(&out, "output", "o", "", "patch file to write")
 	c.Flags().StringVar(&opt.ID, "id", "", "patch id (default: derived from the contents)")
 	c.Flags().StringVar(&opt.Description, "description", "", "free text stored in the patch")
+	c.Flags().StringVar(&opt.Debug.File, "debug-file", "", "the target's separate debug file (default: looked for by build-id, .gnu_debuglink and the debuginfod cache); its build-id must be the target's")
 	bundle.addFlags(c)
 	src.addFlags(c)
 	return c

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/build"
+	"github.com/hotpatch/hotpatch/internal/debuginfo"
 	"github.com/hotpatch/hotpatch/internal/engine"
 	"github.com/hotpatch/hotpatch/internal/linker"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
@@ -63,7 +64,7 @@ func exitCode(err error) int {
 		return exitBadInput
 	case bundleExit(err) != 0: // signatures, trust, coldpatch (cold.go)
 		return bundleExit(err)
-	case errors.Is(err, engine.ErrMismatch), errors.Is(err, engine.ErrBadAddress), errors.Is(err, engine.ErrUnsafe), errors.Is(err, engine.ErrSeccompBlocked), errors.Is(err, engine.ErrStacked), errors.Is(err, engine.ErrResolve),
+	case errors.Is(err, engine.ErrMismatch), errors.Is(err, engine.ErrBadAddress), errors.Is(err, engine.ErrUnsafe), errors.Is(err, engine.ErrSeccompBlocked), errors.Is(err, engine.ErrStacked), errors.Is(err, engine.ErrResolve), errors.Is(err, debuginfo.ErrMismatch),
 		errors.Is(err, build.ErrUnsafeTarget), errors.Is(err, build.ErrNotFound), errors.Is(err, srcbuild.ErrNotReproduced), errors.Is(err, linker.ErrUnresolved),
 		errors.Is(err, arch.ErrUnsupportedReloc), errors.Is(err, arch.ErrRelocOverflow), errors.Is(err, arch.ErrNotPatchable):
 		return exitRefused

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/arch"
 	_ "github.com/hotpatch/hotpatch/internal/arch/amd64" // register x86-64
+	"github.com/hotpatch/hotpatch/internal/debuginfo"
 	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/linker"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
@@ -43,6 +44,10 @@ type Options struct {
 	Old         []string
 	ID          string // patch id; derived from the contents when empty
 	Description string
+	// Debug says where the target's separate debug file may be (File is
+	// build --debug-file); the zero value searches the host the way gdb
+	// does (internal/debuginfo).
+	Debug debuginfo.Options
 }
 
 // Func is one function in the report.
@@ -59,11 +64,17 @@ type Func struct {
 
 // Report says what a patch will do.
 type Report struct {
-	ID       string `json:"id"`
-	Target   string `json:"target"`
-	BuildID  string `json:"build_id"`
-	Replaced []Func `json:"replaced"`
-	Added    []Func `json:"added"`
+	ID      string `json:"id"`
+	Target  string `json:"target"`
+	BuildID string `json:"build_id"`
+	// Symbols is the file the target's symbols were read from and
+	// SymbolsSource how it was found (internal/debuginfo: "file",
+	// "build-id", "debuglink", "debuginfod", "explicit", or "none" for
+	// .dynsym only).
+	Symbols       string `json:"symbols_from"`
+	SymbolsSource string `json:"symbols_source"`
+	Replaced      []Func `json:"replaced"`
+	Added         []Func `json:"added"`
 	// Diff mode only: functions left to the target, and the data objects and
 	// string literals of the objects with their status.
 	Unchanged []Func     `json:"unchanged,omitempty"`
@@ -122,7 +133,7 @@ func ByName(opt Options) (*patchfile.Patch, *Report, error) {
 	if err := mergeAliases(&man, rep, members); err != nil {
 		return nil, nil, err
 	}
-	if err := checkIPARA(ef, syms, a, rep.Replaced); err != nil {
+	if err := checkIPARA(ef, tg.dwarf(), syms, a, rep.Replaced); err != nil {
 		return nil, nil, err
 	}
 	man.ID = opt.ID
@@ -198,6 +209,8 @@ type target struct {
 	bid  []byte
 	syms *elfsym.Table
 	arch arch.Arch
+	// dbg is where the symbols came from (internal/debuginfo).
+	dbg *debuginfo.Found
 }
 
 // openTarget opens and checks the target file of a build: it must be an ELF
@@ -215,7 +228,7 @@ func openTarget(opt Options) (*target, error) {
 	if t.bid, err = t.ef.BuildID(); err != nil {
 		return fail(fmt.Errorf("target %s: %w (link it with -Wl,--build-id so patches can be matched to processes)", opt.Target, err))
 	}
-	if t.syms, err = t.ef.Symbols(); err != nil {
+	if t.syms, t.dbg, err = debuginfo.Symbols(opt.Target, t.ef, opt.Debug); err != nil {
 		return fail(fmt.Errorf("target %s: %w", opt.Target, err))
 	}
 	if t.arch, err = arch.ForMachine(t.ef.Machine()); err != nil {
@@ -224,10 +237,22 @@ func openTarget(opt Options) (*target, error) {
 	return t, nil
 }
 
-func (t *target) close() { t.fh.Close() }
+func (t *target) close() {
+	t.dbg.Close()
+	t.fh.Close()
+}
+
+// dwarf is the file holding the target's DWARF: its debug file when the
+// symbols came from one.
+func (t *target) dwarf() *elfsym.File {
+	if t.dbg != nil && t.dbg.Debug != nil {
+		return t.dbg.Debug
+	}
+	return t.ef
+}
 
 func (t *target) report() *Report {
-	return &Report{Target: t.path, BuildID: hex.EncodeToString(t.bid)}
+	return &Report{Target: t.path, BuildID: hex.EncodeToString(t.bid), Symbols: t.dbg.Path, SymbolsSource: string(t.dbg.Source)}
 }
 
 func (t *target) manifest(opt Options) patchfile.Manifest {

@@ -32,8 +32,8 @@ import (
 //     local symbols; a global caller of unknown origin counts as same-unit).
 //
 // Otherwise the patch is refused with the callers named and the fix given.
-func checkIPARA(ef *elfsym.File, syms *elfsym.Table, a arch.Arch, replaced []Func) error {
-	cus, _ := ef.CompileUnits()
+func checkIPARA(ef, dwarf *elfsym.File, syms *elfsym.Table, a arch.Arch, replaced []Func) error {
+	cus, _ := dwarf.CompileUnits()
 	cuOf := func(addr uint64) int {
 		for i, cu := range cus {
 			for _, r := range cu.Ranges {

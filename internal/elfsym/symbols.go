@@ -88,11 +88,32 @@ type mergeKey struct {
 // empty table.
 func (f *File) Symbols() (_ *Table, err error) {
 	defer guard(&err, "read symbols")
+	return f.symbols(f)
+}
+
+// SymbolsWithDebug is Symbols with .symtab read from d, the file's separate
+// debug file (objcopy --only-keep-debug keeps .symtab at the same link-time
+// addresses; its .dynsym is SHT_NOBITS, so .dynsym and its versions come
+// from f). Whether d belongs to f is the caller's to check
+// (internal/debuginfo).
+func (f *File) SymbolsWithDebug(d *File) (_ *Table, err error) {
+	defer guard(&err, "read symbols")
+	return f.symbols(d)
+}
+
+// HasSymtab reports whether the file has a .symtab with contents (a file
+// run through strip --strip-all or --strip-unneeded has none).
+func (f *File) HasSymtab() bool {
+	s := f.f.SectionByType(elf.SHT_SYMTAB)
+	return s != nil && s.Size > 0
+}
+
+func (f *File) symbols(stFile *File) (_ *Table, err error) {
 	dyn, err := f.f.DynamicSymbols()
 	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
 		return nil, fmt.Errorf("read .dynsym: %w", err)
 	}
-	st, err := f.f.Symbols()
+	st, err := stFile.f.Symbols()
 	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
 		return nil, fmt.Errorf("read .symtab: %w", err)
 	}

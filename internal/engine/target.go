@@ -13,11 +13,18 @@ import (
 	"sync/atomic"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/debuginfo"
 	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/linker"
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/procmaps"
 )
+
+// debugSearch is where loadSyms looks for separate debug files; the zero
+// value searches the host (internal/debuginfo). Symbol addresses of a debug
+// file are link-time addresses of the running file: applied to its load bias
+// like the file's own.
+var debugSearch debuginfo.Options
 
 // fileCache keeps parsed ELF files by device and inode, so that patching many
 // processes of one executable parses it once. A mapped file is immutable while
@@ -37,6 +44,7 @@ type loadedFile struct {
 	syms     *elfsym.Table
 	symsErr  error
 	symsRead atomic.Bool // symsOnce has run
+	symsFrom string      // the file that gave syms (internal/debuginfo)
 
 	relocs  []elfsym.DynReloc
 	relErr  error
@@ -139,9 +147,15 @@ func (t *target) loadSyms(m *module) error {
 	}
 	lf := m.loadedFile
 	lf.symsOnce.Do(func() {
-		lf.syms, lf.symsErr = lf.f.Symbols()
+		var fd *debuginfo.Found
+		lf.syms, fd, lf.symsErr = debuginfo.Symbols(m.Path, lf.f, debugSearch)
 		if lf.symsErr != nil {
 			lf.symsErr = fmt.Errorf("symbols of %s: %w", m.Path, lf.symsErr)
+		} else {
+			// The table holds what it needs; the running file's bytes are
+			// read from lf.f, the debug file's sections are SHT_NOBITS.
+			lf.symsFrom = fd.Path
+			fd.Close()
 		}
 		lf.symsRead.Store(true)
 	})

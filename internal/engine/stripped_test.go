@@ -1,0 +1,209 @@
+package engine
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/build"
+	"github.com/hotpatch/hotpatch/internal/debuginfo"
+	"github.com/hotpatch/hotpatch/internal/elfsym"
+	"github.com/hotpatch/hotpatch/internal/testutil"
+)
+
+// Stripped targets (distribution binaries): the target's symbols are in a
+// separate debug file, or nowhere.
+
+// strippedCase is a target built with -g and then split the way a
+// distribution packages it (testutil.SplitDebug).
+type strippedCase struct {
+	bin    string // the program to run
+	file   string // the file patched: bin, or the library
+	debug  string // its debug file, next to it
+	oldObj string
+	newObj string
+}
+
+var strippedFlags = []string{"-O2", "-g", "-flive-patching=inline-clone"}
+
+// buildStripped builds testdata/stripped as an executable ("exe") or as a
+// library with a program using it ("lib"), and splits the patched file.
+func buildStripped(t *testing.T, dir, kind string, extra ...string) strippedCase {
+	t.Helper()
+	src := func(v, f string) string { return filepath.Join("testdata", "stripped", v, f) }
+	flags := append(append([]string{}, strippedFlags...), extra...)
+	var c strippedCase
+	switch kind {
+	case "exe":
+		c.bin = ccompile(t, filepath.Join(dir, "prog"), append([]string{src("old", "prog.c")}, flags...)...)
+		c.file = c.bin
+		c.oldObj = ccompile(t, filepath.Join(dir, "old.o"), append(append([]string{src("old", "prog.c")}, flags...), sectionFlags...)...)
+		c.newObj = ccompile(t, filepath.Join(dir, "new.o"), append(append([]string{src("new", "prog.c")}, flags...), sectionFlags...)...)
+	case "lib":
+		pic := append(flags, "-fPIC")
+		c.file = ccompile(t, filepath.Join(dir, "libstat.so"), append([]string{src("old", "lib.c"), "-shared"}, pic...)...)
+		c.bin = ccompile(t, filepath.Join(dir, "prog"), filepath.Join("testdata", "stripped", "main.c"), "-O2", "-L"+dir, "-lstat", "-Wl,-rpath,"+dir)
+		c.oldObj = ccompile(t, filepath.Join(dir, "old.o"), append(append([]string{src("old", "lib.c")}, pic...), sectionFlags...)...)
+		c.newObj = ccompile(t, filepath.Join(dir, "new.o"), append(append([]string{src("new", "lib.c")}, pic...), sectionFlags...)...)
+	}
+	c.debug = testutil.SplitDebug(t, c.file)
+	return c
+}
+
+func moveFile(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(from, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func buildIDOf(t *testing.T, path string) string {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ef, err := elfsym.Open(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	id, err := ef.BuildID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(id)
+}
+
+// scalesBy checks that the target's next lines print step(i) = k*i.
+func scalesBy(t *testing.T, tg *testutil.Target, k int64) {
+	t.Helper()
+	for _, l := range nextLines(t, tg, 4) {
+		var i, v int64
+		var w string
+		if _, err := fmt.Sscanf(l, "%d %d %s", &i, &v, &w); err != nil || v != k*i || w != "-" {
+			t.Fatalf("line %q: want step(%d) = %d (and the static counter counting)", l, i, k*i)
+		}
+	}
+}
+
+// applyScale builds the patch for c, applies it live, checks that the
+// static function computes the new result, and reverts.
+func applyScale(t *testing.T, c strippedCase, opt build.Options) *build.Report {
+	t.Helper()
+	opt.Target, opt.Old, opt.New = c.file, []string{c.oldObj}, []string{c.newObj}
+	p, rep, err := build.Build(opt)
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	tg := testutil.Start(t, c.bin)
+	tg.WaitLine(t, 5*time.Second, func(string) bool { return true })
+	scalesBy(t, tg, 2)
+	if _, err := Apply(tg.Pid, p, Options{}); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	scalesBy(t, tg, 3)
+	if _, err := Revert(tg.Pid, p.ID, Options{}); err != nil {
+		t.Fatalf("revert: %v", err)
+	}
+	scalesBy(t, tg, 2)
+	assertRunning(t, tg.Pid)
+	return rep
+}
+
+// TestStrippedDebugFile: for an executable and a library, stripped with
+// their debug file placed in each location the search knows (under a
+// temporary root), a fix to a static function builds with the symbols of
+// the debug file (the report says which file) and applies live (the engine
+// finds the same debug file for the running file).
+func TestStrippedDebugFile(t *testing.T) {
+	setup(t)
+	type place func(c strippedCase, root, cache string) (where string, dbg debuginfo.Options)
+	cases := []struct {
+		name  string
+		place place
+		want  debuginfo.Source
+	}{
+		{"build-id", func(c strippedCase, root, _ string) (string, debuginfo.Options) {
+			h := buildIDOf(t, c.file)
+			return filepath.Join(root, "usr/lib/debug/.build-id", h[:2], h[2:]+".debug"), debuginfo.Options{}
+		}, debuginfo.SourceBuildID},
+		{"debuglink same directory", func(c strippedCase, _, _ string) (string, debuginfo.Options) {
+			return c.debug, debuginfo.Options{}
+		}, debuginfo.SourceDebuglink},
+		{"debuglink .debug", func(c strippedCase, _, _ string) (string, debuginfo.Options) {
+			return filepath.Join(filepath.Dir(c.file), ".debug", filepath.Base(c.debug)), debuginfo.Options{}
+		}, debuginfo.SourceDebuglink},
+		{"debuglink global", func(c strippedCase, root, _ string) (string, debuginfo.Options) {
+			return filepath.Join(root, "usr/lib/debug", filepath.Dir(c.file), filepath.Base(c.debug)), debuginfo.Options{}
+		}, debuginfo.SourceDebuglink},
+		{"debuginfod cache", func(c strippedCase, _, cache string) (string, debuginfo.Options) {
+			return filepath.Join(cache, buildIDOf(t, c.file), "debuginfo"), debuginfo.Options{}
+		}, debuginfo.SourceDebuginfod},
+	}
+	defer func() { debugSearch = debuginfo.Options{} }()
+	for _, kind := range []string{"exe", "lib"} {
+		for _, pc := range cases {
+			t.Run(kind+"/"+pc.name, func(t *testing.T) {
+				root, cache := t.TempDir(), t.TempDir()
+				c := buildStripped(t, t.TempDir(), kind)
+				where, dbg := pc.place(c, root, cache)
+				if where != c.debug {
+					moveFile(t, c.debug, where)
+				}
+				dbg.Root, dbg.DebuginfodCache = root, cache
+				debugSearch = dbg
+				rep := applyScale(t, c, build.Options{Debug: dbg})
+				if rep.Symbols != where || rep.SymbolsSource != string(pc.want) {
+					t.Errorf("report: symbols from %s (%s), want %s (%s)", rep.Symbols, rep.SymbolsSource, where, pc.want)
+				}
+			})
+		}
+	}
+}
+
+// TestStrippedMismatchedDebugFile: a debug file of another build, where the
+// target's would be, is refused naming both build-ids, by build and apply.
+func TestStrippedMismatchedDebugFile(t *testing.T) {
+	setup(t)
+	defer func() { debugSearch = debuginfo.Options{} }()
+	c := buildStripped(t, t.TempDir(), "exe")
+	other := buildStripped(t, t.TempDir(), "exe", "-g3") // macro info: another build-id
+	good := filepath.Join(t.TempDir(), "good.debug")
+	moveFile(t, c.debug, good)
+	moveFile(t, other.debug, c.debug) // same name, other build
+	// With the right debug file given, the build works; the running
+	// file's .gnu_debuglink then finds the wrong one, and apply refuses.
+	p, _, err := build.Build(build.Options{Target: c.file, Old: []string{c.oldObj}, New: []string{c.newObj}, Debug: debuginfo.Options{File: good}})
+	if err != nil {
+		t.Fatalf("build with --debug-file: %v", err)
+	}
+	tg := testutil.Start(t, c.bin)
+	tg.WaitLine(t, 5*time.Second, func(string) bool { return true })
+	if _, err := Apply(tg.Pid, p, Options{}); !errors.Is(err, debuginfo.ErrMismatch) {
+		t.Fatalf("apply: got %v, want ErrMismatch", err)
+	} else {
+		t.Logf("apply refused: %v", err)
+	}
+	scalesBy(t, tg, 2)
+	assertRunning(t, tg.Pid)
+	debugSearch = debuginfo.Options{Root: t.TempDir(), DebuginfodCache: t.TempDir()}
+	_, _, err = build.Build(build.Options{Target: c.file, Old: []string{c.oldObj}, New: []string{c.newObj}, Debug: debugSearch})
+	if !errors.Is(err, debuginfo.ErrMismatch) {
+		t.Fatalf("build: got %v, want ErrMismatch", err)
+	}
+	t.Logf("refused: %v", err)
+	for _, id := range []string{buildIDOf(t, c.file), buildIDOf(t, other.file)} {
+		if !strings.Contains(err.Error(), id) {
+			t.Errorf("error does not name build-id %s", id)
+		}
+	}
+}
