@@ -56,6 +56,28 @@ type Arch interface {
 	AuditArch() uint32
 
 	EntryMover
+	LinkedCode
+}
+
+// LinkedCode reads code in a linked file (an executable or shared library),
+// where the static linker has resolved every relocated field and may have
+// rewritten the instruction around one (relaxation).
+type LinkedCode interface {
+	// PCRelBias returns, for each PC-relative relocated field at offset
+	// fields[i] of code (one function's bytes), the distance from the field
+	// to the address the instruction's operand is relative to: the value
+	// written is S+A-P, the instruction computes its address from that
+	// anchor, so the address referred to is S+A+bias. With --emit-relocs this
+	// is how the datum a reference against a section symbol means is found
+	// (x86-64: the end of the instruction; the psABI's -4 addend is the
+	// common case, an immediate after the field makes it -5 or -8).
+	PCRelBias(code []byte, fields []int) ([]int64, error)
+	// Relaxed reports whether the difference at byte i between an object's
+	// code (orig; mask is 0 under its relocated fields) and the linked
+	// program's bytes (linked) is the static linker's relaxation of the
+	// instruction that holds a relocated field, e.g. x86-64's GOTPCRELX
+	// "mov foo@GOTPCREL(%rip)" turned into "lea foo(%rip)".
+	Relaxed(orig, mask, linked []byte, i int) bool
 }
 
 // Relocated is a copy of the instructions a redirect overwrites, placed

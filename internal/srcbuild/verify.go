@@ -1,13 +1,14 @@
 package srcbuild
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/hotpatch/hotpatch/internal/arch"
+	_ "github.com/hotpatch/hotpatch/internal/arch/amd64" // register x86-64
 	"github.com/hotpatch/hotpatch/internal/diff"
 	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
@@ -19,6 +20,7 @@ type check struct {
 	fh   *os.File
 	ef   *elfsym.File
 	syms *elfsym.Table
+	arch arch.Arch
 }
 
 func openCheck(path string) (*check, error) {
@@ -32,6 +34,10 @@ func openCheck(path string) (*check, error) {
 		return nil, fmt.Errorf("target %s: %w", path, err)
 	}
 	if c.syms, err = c.ef.Symbols(); err != nil {
+		fh.Close()
+		return nil, fmt.Errorf("target %s: %w", path, err)
+	}
+	if c.arch, err = arch.ForMachine(c.ef.Machine()); err != nil {
 		fh.Close()
 		return nil, fmt.Errorf("target %s: %w", path, err)
 	}
@@ -68,7 +74,7 @@ func (c *check) lookup(name string, local bool, file string) (elfsym.Symbol, boo
 // verify is the run-pre check at build time, over every function of every
 // object the original build linked into the target's counterpart: the
 // target's bytes must equal the object's, except where a relocation will
-// write (masked) and where the linker relaxed a GOT load (relaxed). It
+// write (masked) and where the linker relaxed a GOT load (arch.LinkedCode.Relaxed). It
 // returns how many functions were proven; a difference is ErrNotReproduced,
 // naming the functions and the compiler flags that differ.
 func (c *check) verify(objs []object, inv []invocation) (int, error) {
@@ -122,36 +128,12 @@ func (c *check) differs(s elfsym.Symbol, f diff.Func) string {
 		return fmt.Sprintf("cannot read it in the target: %v", err)
 	}
 	for i := range cur {
-		if f.OrigMask[i] == 0 || cur[i] == f.Orig[i] || relaxed(f, cur, i) {
+		if f.OrigMask[i] == 0 || cur[i] == f.Orig[i] || c.arch.Relaxed(f.Orig, f.OrigMask, cur, i) {
 			continue
 		}
 		return fmt.Sprintf("byte %d at %#x is %#02x in the target, %#02x rebuilt", i, s.Value+uint64(i), cur[i], f.Orig[i])
 	}
 	return ""
-}
-
-// relaxed reports whether the difference at byte i is the linker's
-// relaxation of a GOT-relative instruction whose 4-byte field (masked)
-// follows (x86-64 psABI, "Optimize GOTPCRELX Relocations"): mov
-// foo@GOTPCREL(%rip) (8b) becoming lea foo(%rip) (8d), and call
-// *foo@GOTPCREL(%rip) (ff 15) becoming addr32 call foo (67 e8).
-func relaxed(f diff.Func, cur []byte, i int) bool {
-	fieldAt := func(k int) bool { // a masked 4-byte field starts at k
-		if k <= 0 || k+4 > len(f.OrigMask) || f.OrigMask[k-1] == 0 {
-			return false
-		}
-		return bytes.Equal(f.OrigMask[k:k+4], []byte{0, 0, 0, 0})
-	}
-	o := f.Orig
-	switch {
-	case fieldAt(i+2) && o[i] == 0x8b && cur[i] == 0x8d:
-		return true
-	case fieldAt(i+2) && o[i] == 0xff && o[i+1] == 0x15 && cur[i] == 0x67 && cur[i+1] == 0xe8:
-		return true
-	case fieldAt(i+1) && i > 0 && o[i-1] == 0xff && o[i] == 0x15 && cur[i-1] == 0x67 && cur[i] == 0xe8:
-		return true
-	}
-	return false
 }
 
 // useTargetRunPre makes the run-pre bytes of every replaced function the

@@ -111,3 +111,15 @@ func (Arch) RelocateEntry(fn arch.Func, r arch.Redirect, addr uint64) (arch.Relo
 
 // RewindEntry (arch.EntryMover) never rewinds on arm64 yet.
 func (Arch) RewindEntry(fn arch.Func, r arch.Redirect, pc uint64) (uint64, bool) { return 0, false }
+
+// PCRelBias implements arch.LinkedCode: AArch64's PC-relative instructions
+// (ADR, ADRP, B, BL, LDR literal) are relative to their own address, which
+// is where the relocated field starts (a fixed 4-byte instruction).
+func (Arch) PCRelBias(code []byte, fields []int) ([]int64, error) {
+	return make([]int64, len(fields)), nil
+}
+
+// Relaxed implements arch.LinkedCode. The AArch64 GOT relaxations (ADRP+LDR
+// into ADRP+ADD) are not recognised: the difference is reported, which
+// refuses rather than guesses.
+func (Arch) Relaxed(orig, mask, linked []byte, i int) bool { return false }
