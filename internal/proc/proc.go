@@ -124,6 +124,9 @@ type thread struct {
 	// as a new clone does); zero while it runs free. release turns it into a
 	// stall figure (stall.go).
 	stopSince time.Time
+	// stillSince, when set, is when the thread last ran: the start of an
+	// earlier stop it has not run since (stoptime.go).
+	stillSince time.Time
 }
 
 // Process is a process we are attached to. Its methods are safe for use by
@@ -140,6 +143,7 @@ type Process struct {
 
 	pauseNs atomic.Int64 // the longest window so far (see Pause)
 	stallNs atomic.Int64 // the longest stop of one thread so far (see Stall)
+	meter   *Meter       // opt.Meter, or this Process's own
 
 	// Owned by the ptrace goroutine.
 	tracerTID  int
@@ -185,6 +189,10 @@ func Attach(pid int, opt Options) (*Process, error) {
 		reqs:    make(chan func()),
 		mem:     mem,
 		threads: map[int]*thread{},
+		meter:   opt.Meter,
+	}
+	if p.meter == nil {
+		p.meter = new(Meter)
 	}
 	ready := make(chan error, 1)
 	go p.loop(ready)
@@ -1091,6 +1099,7 @@ func (p *Process) readAllRegs() (lost bool, err error) {
 			return false, err
 		}
 		t.regs = r
+		p.noteStopped(t)
 	}
 	return lost, nil
 }

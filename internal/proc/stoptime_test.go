@@ -101,3 +101,36 @@ func checkCovers(tb testing.TB, what string, stall, seen time.Duration) {
 		tb.Errorf("%s: stall %v, but the target stood still %v", what, stall, seen)
 	}
 }
+
+// TestMeterChainsStopsNotRunBetween: a thread found stopped with the very
+// registers it was let go with (in user mode) has not run since: its stall
+// runs from the earlier stop. In a system call, or with other registers,
+// each stop counts alone.
+func TestMeterChainsStopsNotRunBetween(t *testing.T) {
+	var m Meter
+	t0 := time.Now()
+	user := Regs{}
+	user.Rip, user.Orig_rax = 0x401000, ^uint64(0)
+	m.released(7, user, t0, t0.Add(time.Millisecond))
+	if got := m.stillSince(7, user, t0.Add(2*time.Millisecond)); !got.Equal(t0) {
+		t.Errorf("same registers: still since %v, want the first stop %v", got.Sub(t0), time.Duration(0))
+	}
+	moved := user
+	moved.Rip++
+	if b := t0.Add(2 * time.Millisecond); !m.stillSince(7, moved, b).Equal(b) {
+		t.Error("the thread ran (other registers), but its stops were chained")
+	}
+	sys := user
+	sys.Orig_rax = 35 // nanosleep
+	m.released(8, sys, t0, t0.Add(time.Millisecond))
+	if b := t0.Add(2 * time.Millisecond); !m.stillSince(8, sys, b).Equal(b) {
+		t.Error("a thread blocked in a system call was chained")
+	}
+	if b := t0.Add(2 * time.Millisecond); !m.stillSince(9, user, b).Equal(b) {
+		t.Error("another thread was chained")
+	}
+	m.released(7, user, t0, t0.Add(5*time.Millisecond))
+	if m.Stall() != 5*time.Millisecond {
+		t.Errorf("stall %v, want 5ms", m.Stall())
+	}
+}

@@ -4,8 +4,9 @@
  * (run_delay, the second field of /proc/self/task/TID/schedstat, see
  * Documentation/scheduler/sched-stats.rst): time it stood still, stopped by
  * a tracer. It keeps the largest such gap. Each line on stdin makes a second
- * thread print "maxoff NS" (the largest gap since the last line, then reset)
- * and "v N" with N = compute(1). */
+ * thread wait until the main thread has finished one more loop (so that a
+ * stop just ended is counted), then print "maxoff NS" (the largest gap since
+ * the last line, then reset) and "v N" with N = compute(1). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -17,7 +18,7 @@
 
 __attribute__((noinline)) long compute(long x) { return x * 2; }
 
-static atomic_long maxoff;
+static atomic_long maxoff, asked, seen;
 static volatile long sink;
 
 static long ns(clockid_t c) {
@@ -56,6 +57,9 @@ static void *reporter(void *arg) {
 	char line[64];
 	(void)arg;
 	while (fgets(line, sizeof line, stdin)) {
+		long a = atomic_fetch_add(&asked, 1) + 1;
+		while (atomic_load(&seen) != a)
+			usleep(100);
 		printf("maxoff %ld\n", atomic_exchange(&maxoff, 0));
 		printf("v %ld\n", compute(1));
 	}
@@ -77,12 +81,13 @@ int main(void) {
 	snap(fd, &w0, &c0, &d0);
 	printf("ready\n");
 	for (long i = 1;; i++) {
-		long w, c, d, off;
+		long w, c, d, off, a = atomic_load(&asked);
 		sink += compute(i);
 		snap(fd, &w, &c, &d);
 		off = (w - w0) - (c - c0) - (d - d0);
 		if (off > atomic_load(&maxoff))
 			atomic_store(&maxoff, off);
 		w0 = w, c0 = c, d0 = d;
+		atomic_store(&seen, a); /* every gap before a snapshot taken after ask a is counted */
 	}
 }
