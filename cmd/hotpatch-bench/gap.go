@@ -30,12 +30,14 @@ type GapRow struct {
 	ApplyGap    Summary `json:"apply_gap"`
 	RevertGap   Summary `json:"revert_gap"`
 	BaselineGap Summary `json:"baseline_gap"`
-	// Tool-side, from the engine's reports: Pause (pause_ns), AllocPause
-	// (alloc_pause_ns, apply only), Stall (stall_ns, when the engine reports
-	// it), and the wall time of the engine call.
+	// Tool-side, from the engine's reports: Stall (stall_ns, the longest
+	// stop of one thread), Pause (pause_ns), AllocPause (alloc_pause_ns,
+	// apply only), and the wall time of the engine call.
+	ApplyStall      Summary `json:"apply_stall"`
 	ApplyPause      Summary `json:"apply_pause"`
 	ApplyAllocPause Summary `json:"apply_alloc_pause"`
 	ApplyWall       Summary `json:"apply_wall"`
+	RevertStall     Summary `json:"revert_stall"`
 	RevertPause     Summary `json:"revert_pause"`
 	RevertWall      Summary `json:"revert_wall"`
 	// Failures: operations refused transiently (not in the sample).
@@ -177,7 +179,7 @@ func (b *bench) gap(threads int, load string, sleepUs, runs int) (GapRow, error)
 	}
 	defer g.stop()
 	opt := engine.Options{}
-	var ag, rg, bg, ap, aa, aw, rp, rw []time.Duration
+	var ag, rg, bg, as, ap, aa, aw, rs, rp, rw []time.Duration
 	for warm := true; len(ag) < runs; warm = false {
 		var ar *engine.ApplyReport
 		var rr *engine.RevertReport
@@ -217,11 +219,11 @@ func (b *bench) gap(threads int, load string, sleepUs, runs int) (GapRow, error)
 			continue // the first cycle warms the page cache and the code paths
 		}
 		ag, rg, bg = append(ag, gapA), append(rg, gapR), append(bg, base)
-		ap, aa, aw = append(ap, ar.Pause), append(aa, ar.AllocPause), append(aw, wall)
-		rp, rw = append(rp, rr.Pause), append(rw, rwall)
+		as, ap, aa, aw = append(as, ar.Stall), append(ap, ar.Pause), append(aa, ar.AllocPause), append(aw, wall)
+		rs, rp, rw = append(rs, rr.Stall), append(rp, rr.Pause), append(rw, rwall)
 	}
 	row.ApplyGap, row.RevertGap, row.BaselineGap = summarize(ag), summarize(rg), summarize(bg)
-	row.ApplyPause, row.ApplyAllocPause, row.ApplyWall = summarize(ap), summarize(aa), summarize(aw)
-	row.RevertPause, row.RevertWall = summarize(rp), summarize(rw)
+	row.ApplyStall, row.ApplyPause, row.ApplyAllocPause, row.ApplyWall = summarize(as), summarize(ap), summarize(aa), summarize(aw)
+	row.RevertStall, row.RevertPause, row.RevertWall = summarize(rs), summarize(rp), summarize(rw)
 	return row, nil
 }

@@ -110,7 +110,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
   gap       the largest loop gap the target's own threads see (they read
             CLOCK_MONOTONIC every loop) during one apply and one revert, for
             targets of 1, 10 and 100 threads, busy and idle, next to the
-            engine's pause_ns and wall time and an idle baseline window
+            engine's stall_ns, pause_ns and wall time and an idle baseline window
   pause     how long the target's threads are stopped per apply and per revert
             (first stop to last resume), for targets of 1, 8, 64 and 256 threads
             that spin (busy) or sleep in the kernel (idle); median and p99
@@ -386,18 +386,19 @@ func printTable(w io.Writer, r *Results) {
 
 func printGap(w io.Writer, rows []GapRow) {
 	fmt.Fprintf(w, "GAP (largest loop gap any thread of the target saw, measured by the target; %d runs each)\n", rows[0].ApplyGap.N)
-	fmt.Fprintf(w, "%-8s %-5s %-7s %9s %9s %9s  %9s %9s %9s  %9s %9s  %9s\n", "threads", "load", "op",
-		"gap p50", "gap p90", "gap max", "base p50", "base p90", "base max", "pause p50", "alloc p50", "wall p50")
+	fmt.Fprintf(w, "%-8s %-5s %-7s %9s %9s %9s  %9s %9s %9s  %9s %9s %9s  %9s\n", "threads", "load", "op",
+		"gap p50", "gap p90", "gap max", "base p50", "base p90", "base max", "stall p50", "pause p50", "alloc p50", "wall p50")
 	for _, g := range rows {
 		for _, op := range []struct {
 			name        string
 			gap         Summary
+			stall       Summary
 			pause, wall Summary
 			alloc       Summary
-		}{{"apply", g.ApplyGap, g.ApplyPause, g.ApplyWall, g.ApplyAllocPause}, {"revert", g.RevertGap, g.RevertPause, g.RevertWall, Summary{}}} {
-			fmt.Fprintf(w, "%-8d %-5s %-7s %9s %9s %9s  %9s %9s %9s  %9s %9s  %9s\n", g.Threads, g.Load, op.name,
+		}{{"apply", g.ApplyGap, g.ApplyStall, g.ApplyPause, g.ApplyWall, g.ApplyAllocPause}, {"revert", g.RevertGap, g.RevertStall, g.RevertPause, g.RevertWall, Summary{}}} {
+			fmt.Fprintf(w, "%-8d %-5s %-7s %9s %9s %9s  %9s %9s %9s  %9s %9s %9s  %9s\n", g.Threads, g.Load, op.name,
 				us(op.gap.Median), us(op.gap.P90), us(op.gap.Max), us(g.BaselineGap.Median), us(g.BaselineGap.P90), us(g.BaselineGap.Max),
-				us(op.pause.Median), us(op.alloc.Median), us(op.wall.Median))
+				us(op.stall.Median), us(op.pause.Median), us(op.alloc.Median), us(op.wall.Median))
 		}
 		if g.Error != "" {
 			fmt.Fprintf(w, "         ^ not measured: %s\n", g.Error)
