@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -605,23 +606,34 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 			return rep, nil
 		}
 	}
-	// Phase 1: map the region and write the code with one thread stopped
-	// (its registers run the system calls); the others keep running. Nothing
-	// can reach the region until the jumps are written.
-	im, allocPause, err := pp.allocate(p)
+	// The region's address and the linked code, before any stop.
+	im, err := pp.place(p)
 	if err != nil {
 		return nil, err
 	}
-	rep.AllocPause = allocPause
-	rep.NotSelfRestoring = im.notSelfRestoring
-	tl.mark("map region (one thread stopped)")
-	installed := false
+	tl.mark("place and link")
+	installed, mapped := false, false
 	defer func() {
-		if !installed && !errors.Is(err, errSimulatedCrash) {
+		if mapped && !installed && !errors.Is(err, errSimulatedCrash) {
 			pp.release(im)
 		}
 	}()
-	// Phase 2: stop every thread for the checks and the jumps only.
+	oneStop := pp.oneStop(im)
+	if !oneStop {
+		// Phase 1: map the region and write the code with one thread
+		// stopped (its registers run the system calls); the others keep
+		// running. Nothing can reach the region until the jumps are written.
+		allocPause, err := pp.allocateAt(p, im)
+		if err != nil {
+			return nil, err
+		}
+		mapped = true
+		rep.AllocPause = allocPause
+		rep.NotSelfRestoring = im.notSelfRestoring
+		tl.mark("map region (one thread stopped)")
+	}
+	// Phase 2: stop every thread for the checks and the jumps only; with
+	// oneStop, the region is mapped in that same stop (applyOnce).
 	pr, err := proc.Attach(pid, opt.attachOptions(false))
 	if err != nil {
 		return nil, err
@@ -629,7 +641,20 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	defer pr.Detach()
 	tl.mark("attach")
 
-	if err = retry(opt.timeout(), &rep.Attempts, func() (*busyError, error) { return applyOnce(pr, pp, im) }); err != nil {
+	mapFirst := func() error {
+		if mapped || !oneStop {
+			return nil
+		}
+		err := pp.mapPlaced(pr, p, im)
+		if err != nil {
+			mapped = !errors.Is(err, errSimulatedCrash) && regionMapped(pid, im.base) // released after the detach
+			return seccompBlocked(err)
+		}
+		mapped = true
+		rep.NotSelfRestoring = pr.NotSelfRestoring()
+		return nil
+	}
+	if err = retry(opt.timeout(), &rep.Attempts, func() (*busyError, error) { return applyOnce(pr, pp, im, mapFirst) }); err != nil {
 		return nil, err
 	}
 	// The jumps are written and the record says applied: the patch is
@@ -643,7 +668,11 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	if err := pr.Detach(); err != nil {
 		return nil, fmt.Errorf("patch %s applied to process %d, but detach: %w", p.ID, pid, err)
 	}
-	tl.mark("stop, check, write jumps, detach")
+	if oneStop {
+		tl.mark(phaseOneStop)
+	} else {
+		tl.mark("stop, check, write jumps, detach")
+	}
 	rep.Phases = tl.phases
 	rep.Pause = max(pr.Pause(), keptPause)
 	rep.Moved = im.moved
@@ -654,6 +683,43 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	}
 	rep.Elapsed = time.Since(start)
 	return rep, nil
+}
+
+// phaseOneStop names the one stop of an apply that maps the region in the
+// same window as the checks (oneStop).
+const phaseOneStop = "stop, check, write jumps, detach (the region mapped in the same stop)"
+
+// oneStop reports whether the apply maps the region in the same stop as the
+// checks and the jumps, instead of in a one-thread stop of its own before.
+//
+// Why two stops at all: mapping the region takes a few injected system
+// calls (mapseq.go), tens to hundreds of microseconds, and in a
+// multi-threaded process only the one thread lending its registers needs to
+// stand still for them: the others keep running, and every thread is
+// stopped only for the checks and the jumps. In a process of one thread
+// that thread is stopped in both, and between the two it pays a second
+// interrupt, a second wake-up and a second detach: one stop is shorter for
+// it than two, and nothing else runs to be spared. So a process with one
+// thread (counted now) takes one stop. A thread created meanwhile is
+// stopped too (the all-threads stop adopts it) and waits for the mapping:
+// longer for it, never less safe, since nothing depends on the count but
+// the choice.
+//
+// Not when the region's unwind tables must be registered with an injected
+// function call (__register_frame): that call may need the thread to run
+// until it holds no lock (the callguard lets the one-thread session's
+// thread run and checks again, callguard.go), which an all-threads stop
+// cannot do without resuming everything.
+func (pp *prepared) oneStop(im *image) bool {
+	if pp.frames.reg != 0 {
+		for _, o := range im.objs {
+			if o.EHFrame != 0 {
+				return false
+			}
+		}
+	}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pp.t.pid))
+	return err == nil && len(ents) == 1
 }
 
 // busyError says why it is not safe to write right now; Apply retries.
@@ -689,8 +755,10 @@ func retry(timeout time.Duration, attempts *int, attempt func() (*busyError, err
 // applyOnce stops the process and either installs the patch completely, or
 // returns with the process resumed and nothing changed (busy: retry later;
 // err: give up). On return without error and without busy, the process is
-// still stopped with the patch installed.
-func applyOnce(pr *proc.Process, pp *prepared, im *image) (*busyError, error) {
+// still stopped with the patch installed. mapFirst runs right after the
+// stop, before the checks (it maps the region in this window when the
+// apply takes one stop; see oneStop).
+func applyOnce(pr *proc.Process, pp *prepared, im *image, mapFirst func() error) (*busyError, error) {
 	// Read before the stop, to keep it short: the records change only under
 	// the lock we hold, and the maps serve to find thread stacks (a stack
 	// missing from this view makes activeOnStacks read them again).
@@ -704,6 +772,10 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image) (*busyError, error) {
 	}
 	if err := pr.Stop(); err != nil {
 		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)
+	}
+	if err := mapFirst(); err != nil {
+		pr.Resume()
+		return nil, err
 	}
 	// The bytes about to be replaced must be the ones the patch was planned
 	// against, or the jump of an applied patch of ours: then this patch

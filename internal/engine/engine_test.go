@@ -109,6 +109,11 @@ func TestApplyRevertSingleThread(t *testing.T) {
 			}
 			t.Logf("apply pause %v, elapsed %v", rep.Pause, rep.Elapsed)
 			checkPhases(t, "apply", rep.Phases, rep.Elapsed, "stop, check")
+			// One thread: the region is mapped in the same stop as the
+			// checks and the jumps, not in a one-thread stop of its own.
+			if rep.AllocPause != 0 || !hasPhase(rep.Phases, phaseOneStop) {
+				t.Errorf("one-thread target: alloc pause %v, phases %+v; want the region mapped in the one stop", rep.AllocPause, rep.Phases)
+			}
 			tg.Drain()
 			tg.WaitLine(t, time.Second, ratio(3))
 
@@ -465,6 +470,15 @@ func TestIPARAHazardRefused(t *testing.T) {
 // checkPhases checks a report's phases: one named must... is among them
 // (the stop window, or the patch-ready path's writes), none is negative, and
 // together they do not exceed the elapsed time.
+func hasPhase(ps []Phase, name string) bool {
+	for _, p := range ps {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 func checkPhases(t *testing.T, what string, ps []Phase, elapsed time.Duration, must string) {
 	t.Helper()
 	var sum time.Duration

@@ -223,32 +223,49 @@ func readyRecordIntact(mem *proc.Mem, r record.Record) bool {
 	return true
 }
 
-// allocate maps the patch region and fills it, with one thread of the
-// target stopped to run the system calls while the others keep running:
-// nothing can reach the region before a jump is written. It chooses the
-// address from the maps read now and maps it with MAP_FIXED_NOREPLACE, which
-// fails rather than replace anything mapped there meanwhile.
-func (pp *prepared) allocate(p *patchfile.Patch) (im *image, pause time.Duration, err error) {
-	pr, err := proc.Attach(pp.t.pid, pp.opt.attachOptions(true))
-	if err != nil {
-		return nil, 0, err
-	}
-	defer pr.Detach()
-	if err := pr.Stop(); err != nil {
-		return nil, 0, fmt.Errorf("stop one thread of %d: %w", pp.t.pid, err)
-	}
+// place chooses the region's address from a fresh view of the maps and
+// links the patch there, before any thread is stopped: nothing of it needs
+// a stop, and the stop it would lengthen is felt by the target. The address
+// may be taken by the time the region is mapped; mapPlaced then chooses
+// again.
+func (pp *prepared) place(p *patchfile.Patch) (*image, error) {
 	maps, err := procmaps.Read(pp.t.pid)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read maps: %w", err)
+		return nil, fmt.Errorf("%w: process %d: read maps: %v", proc.ErrNoProcess, pp.t.pid, err)
 	}
 	base, err := pp.chooseBase(maps)
 	if err != nil {
+		return nil, err
+	}
+	return pp.link(base, p)
+}
+
+// allocate maps the patch region and fills it, with one thread of the
+// target stopped to run the system calls while the others keep running:
+// nothing can reach the region before a jump is written. The address is
+// chosen and the patch linked before the stop (place).
+func (pp *prepared) allocate(p *patchfile.Patch) (im *image, pause time.Duration, err error) {
+	if im, err = pp.place(p); err != nil {
 		return nil, 0, err
 	}
-	if im, err = pp.link(base, p); err != nil {
+	pause, err = pp.allocateAt(p, im)
+	if err != nil {
 		return nil, 0, err
 	}
-	if err := mapAndFill(pr, pp, im, pp.hdrSize); err != nil {
+	return im, pause, nil
+}
+
+// allocateAt is allocate for a placed image.
+func (pp *prepared) allocateAt(p *patchfile.Patch, im *image) (time.Duration, error) {
+	pr, err := proc.Attach(pp.t.pid, pp.opt.attachOptions(true))
+	if err != nil {
+		return 0, err
+	}
+	defer pr.Detach()
+	if err := pr.Stop(); err != nil {
+		return 0, fmt.Errorf("stop one thread of %d: %w", pp.t.pid, err)
+	}
+	if err := pp.mapPlaced(pr, p, im); err != nil {
 		err = seccompBlocked(err)
 		// mapAndFill unmaps on failure; if it could not (the tracer lost the
 		// thread it borrowed, e.g. on a timeout under heavy load), try again
@@ -257,13 +274,32 @@ func (pp *prepared) allocate(p *patchfile.Patch) (im *image, pause time.Duration
 			pr.Detach()
 			pp.release(im)
 		}
-		return nil, 0, err
+		return 0, err
 	}
 	im.notSelfRestoring = pr.NotSelfRestoring()
 	if err := pr.Detach(); err != nil {
-		return nil, 0, fmt.Errorf("detach: %w", err)
+		return 0, fmt.Errorf("detach: %w", err)
 	}
-	return im, pr.Pause(), nil
+	return pr.Pause(), nil
+}
+
+// mapPlaced maps and fills the placed region im with pr stopped. If the
+// address was taken since the maps were read (MAP_FIXED_NOREPLACE fails
+// with EEXIST and nothing was mapped, mapseq.go), it chooses another from
+// the maps as they are now and links the patch there (im is updated), a
+// few times at most.
+func (pp *prepared) mapPlaced(pr *proc.Process, p *patchfile.Patch, im *image) error {
+	for try := 0; ; try++ {
+		err := mapAndFill(pr, pp, im, pp.hdrSize)
+		if err == nil || !errors.Is(err, unix.EEXIST) || try == 2 {
+			return err
+		}
+		again, perr := pp.place(p)
+		if perr != nil {
+			return fmt.Errorf("%w (and choosing another address: %v)", err, perr)
+		}
+		*im = *again
+	}
 }
 
 // release unmaps a region allocate mapped that never got a jump (an apply
