@@ -246,6 +246,7 @@ func (p *Process) NotSelfRestoring() string {
 type gadgets struct {
 	syscall, syscallRet, restorer uint64
 	scanned                       bool
+	fromCache                     bool // found through gadgetCache, not yet validated
 }
 
 // gadgets returns the process's gadgets, scanning its executable memory the
@@ -305,7 +306,36 @@ func (p *Process) scanGadgets() (gadgets, error) {
 	if err := p.readMaps(); err != nil {
 		return p.gad, err
 	}
-	// [vdso] first, then the other executable mappings in order.
+	g := p.findGadgets(true)
+	if g.fromCache && (!p.gadgetsHold(g) || g.missing()) {
+		// The process's memory differs from what the cache learnt from
+		// another process mapping the same file (its code was written to),
+		// or the cache says a gadget is nowhere (which the process that
+		// taught it may have arranged by writing to its own code): look at
+		// this process's own bytes.
+		g = p.findGadgets(false)
+	}
+	g.fromCache = false
+	p.gad = g
+	return g, nil
+}
+
+// missing reports whether a gadget of the architecture was not found.
+func (g gadgets) missing() bool {
+	for i, a := range [numGadgets]uint64{g.syscall, g.syscallRet, g.restorer} {
+		if a == 0 && len(gadgetPatterns()[i]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// findGadgets searches the executable mappings, [vdso] first, then the
+// others in order, for each gadget, stopping at the first of each. With
+// cached, what gadgetCache knows of a mapping's file is used instead of
+// reading it (the caller validates the result: gadgetsHold), and what is
+// read is remembered there.
+func (p *Process) findGadgets(cached bool) gadgets {
 	var cands []mapping
 	for _, m := range p.maps {
 		if strings.Contains(m.Perms, "r") && strings.Contains(m.Perms, "x") {
@@ -317,38 +347,86 @@ func (p *Process) scanGadgets() (gadgets, error) {
 		}
 	}
 	g := gadgets{scanned: true}
-	want := []struct {
-		pat []byte
-		dst *uint64
-	}{{syscallInsn, &g.syscall}, {syscallRetInsn, &g.syscallRet}, {restorerInsn, &g.restorer}}
-	missing := func() bool {
-		for _, w := range want {
-			if len(w.pat) > 0 && *w.dst == 0 {
-				return true
-			}
-		}
-		return false
-	}
-	const chunk, overlap = 1 << 20, 16
-	buf := make([]byte, chunk+overlap)
+	dsts := [numGadgets]*uint64{&g.syscall, &g.syscallRet, &g.restorer}
+	var buf []byte
 	for _, m := range cands {
-		for a := m.Start; a < m.End && missing(); a += chunk {
-			b := buf[:min(uint64(len(buf)), m.End-a)]
-			if err := readMem(p.memTID, p.mem, a, b); err != nil {
-				break
+		var want [numGadgets]bool
+		missing := false
+		for i, pat := range gadgetPatterns() {
+			want[i] = len(pat) > 0 && *dsts[i] == 0
+			missing = missing || want[i]
+		}
+		if !missing {
+			break
+		}
+		key := gadgetKey(m)
+		var offs [numGadgets]int64
+		if e, ok := gadgetCache.get(key); cached && ok && e.covers(want) {
+			offs, g.fromCache = e.offs, true
+		} else {
+			if buf == nil {
+				buf = make([]byte, gadgetChunk+gadgetOverlap)
 			}
-			for _, w := range want {
-				if len(w.pat) == 0 || *w.dst != 0 {
-					continue
-				}
-				if i := bytes.Index(b, w.pat); i >= 0 {
-					*w.dst = a + uint64(i)
-				}
+			var ok bool
+			// A process found to differ from the cache (cached false)
+			// teaches it nothing: its bytes are its own.
+			if offs, ok = p.scanMapping(m, want, buf); ok && cached {
+				gadgetCache.put(key, want, offs)
+			}
+		}
+		for i := range dsts {
+			if want[i] && offs[i] >= 0 {
+				*dsts[i] = m.Start + uint64(offs[i])
 			}
 		}
 	}
-	p.gad = g
-	return g, nil
+	return g
+}
+
+// scanMapping reads mapping m of the process and returns, for each wanted
+// gadget, its first offset in m (-1: not there). ok is false when m could
+// not be read to its end.
+func (p *Process) scanMapping(m mapping, want [numGadgets]bool, buf []byte) (offs [numGadgets]int64, ok bool) {
+	pats := gadgetPatterns()
+	left := 0
+	for i := range offs {
+		offs[i] = -1
+		if want[i] {
+			left++
+		}
+	}
+	for a := m.Start; a < m.End && left > 0; a += gadgetChunk {
+		b := buf[:min(uint64(len(buf)), m.End-a)]
+		if err := readMem(p.memTID, p.mem, a, b); err != nil {
+			return offs, false
+		}
+		for i, pat := range pats {
+			if !want[i] || offs[i] >= 0 {
+				continue
+			}
+			if k := bytes.Index(b, pat); k >= 0 {
+				offs[i] = int64(a - m.Start + uint64(k))
+				left--
+			}
+		}
+	}
+	return offs, true
+}
+
+// gadgetsHold reports whether each gadget of g holds its bytes in the
+// process.
+func (p *Process) gadgetsHold(g gadgets) bool {
+	for i, a := range [numGadgets]uint64{g.syscall, g.syscallRet, g.restorer} {
+		if a == 0 {
+			continue
+		}
+		pat := gadgetPatterns()[i]
+		b := make([]byte, len(pat))
+		if err := readMem(p.memTID, p.mem, a, b); err != nil || !bytes.Equal(b, pat) {
+			return false
+		}
+	}
+	return true
 }
 
 // syscallAddr returns the address of a `syscall` instruction in the

@@ -115,6 +115,9 @@ type mapping struct {
 	Start, End uint64
 	Perms      string
 	Path       string
+	// File is "offset dev inode" of a file-backed mapping ("" for an
+	// anonymous one): what the mapping shows of the file (gadgetcache.go).
+	File string
 }
 
 // parseMaps parses /proc/PID/maps (proc_pid_maps(5)):
@@ -149,6 +152,9 @@ func parseMaps(data []byte) (ms []mapping, err error) {
 			return nil, fmt.Errorf("parse maps line %d: end before start", n+1)
 		}
 		m.Perms = f[1]
+		if f[4] != "0" {
+			m.File = f[2] + " " + f[3] + " " + f[4]
+		}
 		if len(f) >= 6 {
 			m.Path = strings.Join(f[5:], " ")
 		}

@@ -74,9 +74,9 @@ func TestParseMaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []mapping{
-		{0x55d0c0a00000, 0x55d0c0a01000, "r-xp", "/usr/bin/my prog"},
-		{0x7ffd1e1f3000, 0x7ffd1e1f5000, "r-xp", "[vdso]"},
-		{0x7f0000000000, 0x7f0000001000, "rw-p", ""},
+		{0x55d0c0a00000, 0x55d0c0a01000, "r-xp", "/usr/bin/my prog", "00001000 08:01 123"},
+		{0x7ffd1e1f3000, 0x7ffd1e1f5000, "r-xp", "[vdso]", ""},
+		{0x7f0000000000, 0x7f0000001000, "rw-p", "", ""},
 	}
 	if len(ms) != len(want) {
 		t.Fatalf("got %d mappings", len(ms))
