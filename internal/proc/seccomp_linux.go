@@ -85,6 +85,9 @@ func seccompStatus(pid, tid int) (mode, count int, err error) {
 // seccompOf returns thread t's seccomp state (on the ptrace goroutine, t
 // stopped), from the cache while the filter count is unchanged.
 func (p *Process) seccompOf(t *thread) (*threadSeccomp, error) {
+	if c := p.seccomp[t.tid]; c != nil && c.err == nil && seccompUnchanged(t.tid, c) {
+		return c, nil
+	}
 	mode, count, err := seccompStatus(p.pid, t.tid)
 	if err != nil {
 		return nil, fmt.Errorf("read the seccomp state of thread %d: %w", t.tid, err)
@@ -101,6 +104,32 @@ func (p *Process) seccompOf(t *thread) (*threadSeccomp, error) {
 	}
 	p.seccomp[t.tid] = st
 	return st, st.err
+}
+
+// seccompUnchanged reports whether stopped thread tid still has the seccomp
+// state c, with one PTRACE_SECCOMP_GET_FILTER instead of reading and
+// parsing /proc/PID/task/TID/status (which every injected call checks: a
+// fleet apply read it a dozen times per process). The thread is stopped, so
+// only another thread of its process can change its state, and only by
+// adding filters (seccomp(2) SECCOMP_FILTER_FLAG_TSYNC; strict mode and
+// the first filter of a thread's own come from the thread itself, and
+// filters are never removed). The kernel's get_nth_filter (kernel/seccomp.c)
+// answers EINVAL for a thread not in filter mode and ENOENT for an index
+// past its chain: for a thread we saw without filters EINVAL means it still
+// has none, and for one with count filters ENOENT at index count means no
+// filter was added. Anything else (a filter there, EACCES without
+// CAP_SYS_ADMIN, EIO on a kernel without the request) is answered by
+// reading the status file as before.
+func seccompUnchanged(tid int, c *threadSeccomp) bool {
+	switch {
+	case c.mode == 0:
+		_, err := getFilter(tid, 0, nil)
+		return errors.Is(err, unix.EINVAL)
+	case c.mode == 2 && c.count >= 0:
+		_, err := getFilter(tid, c.count, nil)
+		return errors.Is(err, unix.ENOENT)
+	}
+	return false
 }
 
 // maxFilters bounds the chain read: the kernel limits a chain to 32768

@@ -4,6 +4,7 @@ package proc
 
 import (
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -192,4 +193,36 @@ func unreadableChild(t *testing.T, pidStr string) {
 		t.Fatalf("getpid in a filtered target from a filtered tracer: %v", err)
 	}
 	t.Logf("child ok: %v", err)
+}
+
+// TestSeccompFilterAddedWhileStopped: a thread of the target adds a filter
+// to every thread (SECCOMP_FILTER_FLAG_TSYNC) while the one thread of a
+// OneThread session is stopped and its seccomp state known: the next check
+// sees the new filter (the state is not trusted from before).
+func TestSeccompFilterAddedWhileStopped(t *testing.T) {
+	requirePtrace(t)
+	tg := start(t, "seccomped", "errno-memfd", "late")
+	tg.readUntil(t, "ready")
+	pid := tg.pid()
+	p, err := Attach(pid, Options{Timeout: 2 * time.Second, OneThread: true, preferTID: pid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Detach()
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SeccompCheck(unix.SYS_MEMFD_CREATE, 0, unix.MFD_CLOEXEC); err != nil {
+		t.Fatalf("before the filter: %v", err)
+	}
+	if _, err := io.WriteString(tg.stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	tg.readUntil(t, "installed")
+	if err := p.SeccompCheck(unix.SYS_MEMFD_CREATE, 0, unix.MFD_CLOEXEC); !errors.Is(err, ErrSeccomp) {
+		t.Fatalf("after another thread added a filter to the stopped one: %v, want ErrSeccomp", err)
+	}
+	if _, err := p.MemfdCreate("hotpatch:test", unix.MFD_CLOEXEC); !errors.Is(err, ErrSeccomp) {
+		t.Fatalf("memfd_create: %v, want ErrSeccomp (not injected)", err)
+	}
 }

@@ -3,6 +3,7 @@
 // usage: seccomped POLICY SCOPE
 //   POLICY: kill-memfd | errno-memfd | trap-memfd | notif-memfd | mdwe | trap-mdwe | errno-sigreturn | allow
 //   SCOPE:  tsync (every thread, seccomp(2) with SECCOMP_FILTER_FLAG_TSYNC) | main (the main thread only)
+//           | late (tsync, by another thread, once a line is read from stdin; then prints "installed")
 // prints "counters 0xADDR", "sigsys 0xADDR" (SIGSYS deliveries), "ready".
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,6 +40,22 @@ static void *worker(void *arg) {
 #define RET(v) BPF_STMT(BPF_RET | BPF_K, (v))
 #define ARG_LO(i) (offsetof(struct seccomp_data, args) + 8 * (i))
 
+static int install(const char *policy, const char *scope);
+
+static const char *late_policy;
+
+static void *late_installer(void *arg) {
+	(void)arg;
+	char line[16];
+	if (!fgets(line, sizeof line, stdin))
+		return NULL;
+	if (install(late_policy, "tsync") != 0)
+		exit(1);
+	printf("installed\n");
+	fflush(stdout);
+	return NULL;
+}
+
 int main(int argc, char **argv) {
 	const char *policy = argc > 1 ? argv[1] : "allow";
 	const char *scope = argc > 2 ? argv[2] : "tsync";
@@ -47,6 +64,22 @@ int main(int argc, char **argv) {
 		pthread_t t;
 		pthread_create(&t, NULL, worker, (void *)i);
 	}
+	if (strcmp(scope, "late") == 0) {
+		late_policy = policy;
+		pthread_t t;
+		pthread_create(&t, NULL, late_installer, NULL);
+	} else if (install(policy, scope) != 0) {
+		return 1;
+	}
+	printf("counters %p\n", (void *)counters);
+	printf("sigsys %p\n", (void *)&sigsys);
+	printf("ready\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+static int install(const char *policy, const char *scope) {
 	unsigned deny = SECCOMP_RET_KILL_PROCESS;
 	if (strncmp(policy, "errno", 5) == 0)
 		deny = SECCOMP_RET_ERRNO | EPERM;
@@ -89,10 +122,5 @@ int main(int argc, char **argv) {
 		perror("seccomp");
 		return 1;
 	}
-	printf("counters %p\n", (void *)counters);
-	printf("sigsys %p\n", (void *)&sigsys);
-	printf("ready\n");
-	fflush(stdout);
-	for (;;)
-		pause();
+	return 0;
 }
