@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -207,7 +208,77 @@ type elfInfo struct {
 	progs []elf.ProgHeader
 }
 
-func (m *Module) readELF(pid int) (_ *elfInfo, err error) {
+func (m *Module) readELF(pid int) (*elfInfo, error) {
+	key, ok := m.fileIdentity(pid)
+	if !ok {
+		return m.readELFFile(pid)
+	}
+	if ei, ok := elfInfos.get(key); ok {
+		if ei == nil {
+			return nil, errNotELF
+		}
+		return ei, nil
+	}
+	ei, err := m.readELFFile(pid)
+	if err == nil || errors.Is(err, errNotELF) {
+		elfInfos.put(key, ei) // nil: not ELF
+	}
+	return ei, err
+}
+
+// fileIdentity returns what identifies the contents of the module's file
+// (stat(2) of its map_files link, which follows it to the mapped file:
+// device, inode, size, modification and change times), ok false when the
+// link cannot be statted or is not a regular file.
+func (m *Module) fileIdentity(pid int) (identity, bool) {
+	if len(m.Mappings) == 0 {
+		return identity{}, false
+	}
+	first := m.Mappings[0]
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, first.Start, first.End), &st); err != nil ||
+		st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return identity{}, false
+	}
+	return identity{st.Dev, st.Ino, st.Size, st.Mtim, st.Ctim}, true
+}
+
+// identity is a file's contents as far as stat(2) tells: a file written in
+// place changes its modification time, one replaced on disk its inode.
+type identity struct {
+	dev, ino   uint64
+	size       int64
+	mtim, ctim unix.Timespec
+}
+
+// elfInfoCache keeps the program headers of mapped files by identity:
+// patching a thousand processes of one executable read (and parsed the
+// section headers of) every library of each one.
+type elfInfoCache struct {
+	mu sync.Mutex
+	m  map[identity]*elfInfo
+}
+
+var elfInfos elfInfoCache
+
+func (c *elfInfoCache) get(k identity) (*elfInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ei, ok := c.m[k]
+	return ei, ok
+}
+
+func (c *elfInfoCache) put(k identity, ei *elfInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= 4096 { // bound a long-lived caller's cache
+		c.m = map[identity]*elfInfo{}
+	}
+	c.m[k] = ei
+}
+
+// readELFFile opens the module's file and reads its ELF program headers.
+func (m *Module) readELFFile(pid int) (_ *elfInfo, err error) {
 	f, err := m.Open(pid)
 	if err != nil {
 		return nil, err

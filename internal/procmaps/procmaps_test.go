@@ -493,3 +493,62 @@ func TestOpenDeletedAndReplaced(t *testing.T) {
 		})
 	}
 }
+
+// TestModulesFileWrittenInPlace: the program headers Modules reads are
+// cached by what stat(2) says of the mapped file, so a library written in
+// place (same inode) is read again, not taken from the cache.
+func TestModulesFileWrittenInPlace(t *testing.T) {
+	p := buildProgs(t)
+	orig, err := os.ReadFile(p.plugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib := filepath.Join(t.TempDir(), "libplugin.so")
+	if err := os.WriteFile(lib, orig, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, p.pie, lib)
+	plugin := func() *Module {
+		maps, err := Read(r.pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mods, err := Modules(r.pid, maps, procMem(t, r.pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mods {
+			if m.Path == lib {
+				return m
+			}
+		}
+		t.Fatalf("no module %s", lib)
+		return nil
+	}
+	m := plugin()
+	k1, ok := m.fileIdentity(r.pid)
+	if !ok {
+		t.Skip("map_files not statable")
+	}
+	if _, ok := elfInfos.get(k1); !ok {
+		t.Fatal("Modules did not cache the library's headers")
+	}
+	f, err := os.OpenFile(lib, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	k2, ok := plugin().fileIdentity(r.pid)
+	if !ok || k2 == k1 {
+		t.Fatalf("identity after an in-place write: %+v (%v), before %+v", k2, ok, k1)
+	}
+	if _, ok := elfInfos.get(k2); !ok {
+		t.Fatal("the rewritten library was not read again")
+	}
+	if m2 := plugin(); m2.Bias != m.Bias {
+		t.Errorf("bias %#x, then %#x", m.Bias, m2.Bias)
+	}
+}
