@@ -38,6 +38,10 @@ type Options struct {
 	// NoReady disables the patch-ready path: patch-ready functions are then
 	// redirected with every thread stopped, like the others.
 	NoReady bool
+	// DryRun does everything but change the process: read, link, run-pre,
+	// the seccomp check of the mapping calls and the consistency check in a
+	// real stop window, then resumes it as it was (dryrun.go).
+	DryRun bool
 
 	// meter collects the stall over every ptrace session of one operation
 	// (set by Apply, Revert, Recover and StatusFree; see withMeter).
@@ -117,6 +121,9 @@ type ApplyReport struct {
 	// Moved counts the threads found inside the bytes being overwritten and
 	// moved out of them in the stop window (entrymove.go).
 	Moved int `json:"threads_moved,omitempty"`
+	// DryRun: nothing was changed; the report says what the apply would do
+	// (Region is then 0: no region was mapped).
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // prepared is everything about one apply that can be computed before any
@@ -393,6 +400,9 @@ type image struct {
 	// notSelfRestoring: why the last injected call that filled the region
 	// was not self-restoring ("" if it was).
 	notSelfRestoring string
+	// dry: linked for a base that was never mapped (a dry run); applyOnce
+	// checks and writes nothing.
+	dry bool
 }
 
 type segment struct {
@@ -516,7 +526,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	if err != nil {
 		return nil, err
 	}
-	rep := &ApplyReport{PatchID: p.ID, PID: pid, BuildID: p.Target.BuildID, Consistency: cons}
+	rep := &ApplyReport{PatchID: p.ID, PID: pid, BuildID: p.Target.BuildID, Consistency: cons, DryRun: opt.DryRun}
 	opt = opt.withMeter()
 	defer func() { rep.Stall = opt.meter.Stall() }()
 	tl := newTimeline(start)
@@ -539,8 +549,12 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		}
 	}
 	// Regions earlier reverts kept while threads were in them: free those
-	// no thread can reach any more (kept.go).
-	_, freed, keptPause, _ := freeKept(pid, recs, opt)
+	// no thread can reach any more (kept.go). A dry run leaves them.
+	var keptPause time.Duration
+	freed := false
+	if !opt.DryRun {
+		_, freed, keptPause, _ = freeKept(pid, recs, opt)
+	}
 	if freed {
 		if maps, err = procmaps.Read(pid); err != nil {
 			return nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
@@ -560,7 +574,11 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 			return rep, nil
 		}
 	}
-	if !opt.NoReady {
+	if !opt.NoReady && opt.DryRun && wouldReapplyReady(pid, p, rep, recs) {
+		rep.Elapsed = time.Since(start)
+		return rep, nil
+	}
+	if !opt.NoReady && !opt.DryRun {
 		// A patch-ready patch reverted earlier: flip it back on in place.
 		ok, err := reapplyReady(pid, p, rep, recs)
 		if err != nil {
@@ -588,6 +606,9 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	rep.Target = pp.mod.Path
 	if err := runPre(pp, recs); err != nil {
 		return nil, err
+	}
+	if opt.DryRun {
+		return dryApply(pp, p, rep, opt, tl, start)
 	}
 	// Patch-ready functions only: redirect without stopping the threads.
 	readyPossible := len(pp.funcs) > 0
@@ -816,7 +837,7 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image, mapFirst func() error)
 		pr.Resume()
 		return nil, err
 	}
-	if hdr, err := record.Encode(im.rec, record.StateApplying); err == nil && uint64(len(hdr)) <= pp.hdrSize && string(hdr) != string(im.hdr) {
+	if hdr, err := record.Encode(im.rec, record.StateApplying); err == nil && !im.dry && uint64(len(hdr)) <= pp.hdrSize && string(hdr) != string(im.hdr) {
 		// Stacked: the record must say which jump each redirect replaced.
 		im.hdr = hdr
 		if err := pr.WriteMem(im.base, hdr); err != nil {
@@ -847,6 +868,12 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image, mapFirst func() error)
 	if busy := pp.wordsInUse(pr, im, threads, maps, pp.unw == nil); busy != nil {
 		pr.Resume()
 		return busy, nil
+	}
+	if im.dry {
+		// Every check passed in this stop window: a dry run stops here
+		// and resumes the process as it was (nothing was written).
+		im.moved = len(moves)
+		return nil, pr.Resume()
 	}
 	if err := setMoves(pr, moves); err != nil {
 		pr.Resume()

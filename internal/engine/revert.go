@@ -26,7 +26,10 @@ type RevertReport struct {
 	Stall   time.Duration `json:"stall_ns"`
 	Elapsed time.Duration `json:"elapsed_ns"`
 	Phases  []Phase       `json:"phases,omitempty"` // Elapsed split into its steps
-	free    *regionRef    // to unmap after the resume
+	// DryRun: nothing was changed; Functions, Freed and Retained say what
+	// the revert would do.
+	DryRun bool       `json:"dry_run,omitempty"`
+	free   *regionRef // to unmap after the resume
 }
 
 // Revert puts back the original bytes of every function patch id redirected
@@ -55,8 +58,12 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	}
 	exists = true
 	// Free the regions earlier reverts kept, where no thread can reach
-	// them any more (kept.go).
-	_, freed, keptPause, _ := freeKept(pid, st.Patches, opt)
+	// them any more (kept.go). A dry run leaves them.
+	var keptPause time.Duration
+	freed := false
+	if !opt.DryRun {
+		_, freed, keptPause, _ = freeKept(pid, st.Patches, opt)
+	}
 	if freed {
 		if st, err = Status(pid); err != nil {
 			return nil, err
@@ -75,8 +82,13 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	if allPadded(found) && !opt.NoReady {
 		// Patch-ready: revert without stopping any thread. (Patch-ready
 		// functions never stack, see applyOnce, so no patch sits on top.)
-		rep := &RevertReport{PatchID: id, PID: pid}
+		rep := &RevertReport{PatchID: id, PID: pid, DryRun: opt.DryRun}
 		tl.mark("lock, read records")
+		if opt.DryRun {
+			dryRevertReady(found, rep)
+			rep.Elapsed = time.Since(start)
+			return rep, nil
+		}
 		if err := revertReady(pid, found, rep); err != nil {
 			return nil, err
 		}
@@ -90,7 +102,7 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &RevertReport{PatchID: id, PID: pid, Consistency: cons}
+	rep := &RevertReport{PatchID: id, PID: pid, Consistency: cons, DryRun: opt.DryRun}
 	tl.mark("lock, read records")
 	var t *target
 	var unw *unwind.Unwinder
@@ -207,6 +219,10 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 			pr.Resume()
 			return busy, nil
 		}
+	}
+	if rep.DryRun {
+		dryReverted(pr, rep, rec, threads, maps)
+		return nil, pr.Resume()
 	}
 	if err := setMoves(pr, moves); err != nil {
 		return resumeErr(err)
