@@ -136,6 +136,7 @@ func newApplyCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 	}
 	opt := engineOptions(c)
+	c.Flags().BoolVar(&opt.DryRun, "dry-run", false, "do every check (scan, build-id, link, run-pre, seccomp, the consistency check in a real stop window) and change nothing; same report and exit code")
 	c.Flags().IntSliceVar(&pids, "pid", nil, "process to patch (repeatable; default: every process that maps the patch's target)")
 	ff := addFleetFlags(c, true)
 	bf := addApplyBundleFlags(c) // --trust, --allow-unsigned, --no-cold, --cold-only, --force-cold (cold.go)
@@ -149,6 +150,14 @@ func newApplyCmd() *cobra.Command {
 func printApplied(w io.Writer, rep *engine.ApplyReport) {
 	if rep.AlreadyApplied {
 		fmt.Fprintf(w, "patch %s is already applied to process %d: nothing to do\n", rep.PatchID, rep.PID)
+		return
+	}
+	if rep.DryRun {
+		fmt.Fprintf(w, "dry run: would apply %s to process %d (%s): %d function(s), stall %v (the checks ran in a real stop window, %d attempt(s)), consistency %s; nothing was changed\n",
+			rep.PatchID, rep.PID, rep.Target, len(rep.Functions), rep.Stall.Round(time.Microsecond), rep.Attempts, rep.Consistency)
+		for _, f := range rep.Functions {
+			fmt.Fprintf(w, "  %-24s %#x (%s, %s path)%s\n", f.Name, f.Entry, f.Kind, f.Path, aliasNote(f.Aliases))
+		}
 		return
 	}
 	fmt.Fprintf(w, "applied %s to process %d (%s): stall %v (longest stop of one thread; all threads stopped %v, one thread %v while mapping), %d function(s) redirected, total %v, consistency %s\n",
@@ -167,6 +176,7 @@ func newRevertCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 	}
 	opt := engineOptions(c)
+	c.Flags().BoolVar(&opt.DryRun, "dry-run", false, "do every check (the consistency check in a real stop window included) and change nothing; same report and exit code")
 	c.Flags().IntSliceVar(&pids, "pid", nil, "process to revert the patch in (repeatable; default: every process that has it)")
 	ff := addFleetFlags(c, false)
 	rc := addRevertColdFlags(c) // --no-cold, --cold-only, --force-cold (cold.go)
@@ -178,6 +188,14 @@ func newRevertCmd() *cobra.Command {
 
 // printReverted prints the report of a revert in one process.
 func printReverted(w io.Writer, rep *engine.RevertReport) {
+	if rep.DryRun {
+		fmt.Fprintf(w, "dry run: would revert %s in process %d: %s restored, stall %v (checks in a real stop window); nothing was changed\n", rep.PatchID, rep.PID,
+			strings.Join(rep.Functions, ", "), rep.Stall.Round(time.Microsecond))
+		if !rep.Freed {
+			fmt.Fprintf(w, "  patch region would be kept: %s\n", rep.Retained)
+		}
+		return
+	}
 	fmt.Fprintf(w, "reverted %s in process %d: stall %v (longest stop of one thread; all threads stopped %v), %s restored\n", rep.PatchID, rep.PID,
 		rep.Stall.Round(time.Microsecond), rep.Pause.Round(time.Microsecond), strings.Join(rep.Functions, ", "))
 	if !rep.Freed {
@@ -187,13 +205,18 @@ func printReverted(w io.Writer, rep *engine.RevertReport) {
 
 func newStatusCmd() *cobra.Command {
 	var pids []int
+	var sf filterFlags
 	c := &cobra.Command{
-		Use:   "status [--pid PID ...]",
+		Use:   "status [--pid PID ...] [--exe PATH] [--uid UID] [--cgroup PATH]",
 		Short: "Show the patches applied to a running process, or every patched process",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(pids) != 1 {
-				return runFleetStatus(cmd, pids)
+			f, err := sf.filter(cmd)
+			if err != nil {
+				return err
+			}
+			if len(pids) != 1 || !f.Empty() {
+				return runFleetStatus(cmd, pids, f)
 			}
 			pid := pids[0]
 			if pid <= 0 {
@@ -220,6 +243,7 @@ func newStatusCmd() *cobra.Command {
 		},
 	}
 	c.Flags().IntSliceVar(&pids, "pid", nil, "process to inspect (repeatable; default: every patched process)")
+	sf.add(c)
 	return c
 }
 

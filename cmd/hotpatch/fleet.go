@@ -22,15 +22,44 @@ import (
 type fleetFlags struct {
 	jobs      int
 	allOrNone bool
+	filterFlags
 }
 
-// addFleetFlags adds --jobs (and, for apply, --all-or-none) to c.
+// filterFlags are --exe, --uid and --cgroup (fleet.Filter).
+type filterFlags struct {
+	exe, cgroup string
+	uid         int
+}
+
+func (f *filterFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.exe, "exe", "", "only processes whose executable is this file")
+	c.Flags().IntVar(&f.uid, "uid", -1, "only processes of this (effective) user id")
+	c.Flags().StringVar(&f.cgroup, "cgroup", "", "only processes in this cgroup v2 or below it (e.g. system.slice/nginx.service)")
+}
+
+func (f *filterFlags) filter(c *cobra.Command) (fleet.Filter, error) {
+	out := fleet.Filter{Exe: f.exe, Cgroup: f.cgroup}
+	if c.Flags().Changed("uid") {
+		if f.uid < 0 {
+			return out, usageError{fmt.Errorf("--uid %d: must be a user id (0 or more)", f.uid)}
+		}
+		uid := f.uid
+		out.UID = &uid
+	}
+	if c.Flags().Changed("exe") && f.exe == "" || c.Flags().Changed("cgroup") && f.cgroup == "" {
+		return out, usageError{fmt.Errorf("--exe and --cgroup need a path")}
+	}
+	return out, nil
+}
+
+// addFleetFlags adds --jobs, the filters (and, for apply, --all-or-none) to c.
 func addFleetFlags(c *cobra.Command, apply bool) *fleetFlags {
 	ff := &fleetFlags{}
 	c.Flags().IntVar(&ff.jobs, "jobs", 0, "without --pid or with several: processes worked on at once (default: the number of CPUs)")
 	if apply {
 		c.Flags().BoolVar(&ff.allOrNone, "all-or-none", false, "without --pid or with several: if any process fails, revert the others")
 	}
+	ff.filterFlags.add(c)
 	return ff
 }
 
@@ -56,6 +85,12 @@ func (ff *fleetFlags) options(cmd *cobra.Command, pids []int, opt engine.Options
 
 // printFleetText prints the per-process table and the summary line.
 func printFleetText(w io.Writer, rep *fleet.Report) {
+	if rep.DryRun {
+		fmt.Fprintln(w, "dry run: every check of the real run, nothing changed (PAUSE: the stop window of the checks)")
+	}
+	if rep.Filter != "" {
+		fmt.Fprintf(w, "processes selected by %s\n", rep.Filter)
+	}
 	if len(rep.Results) > 0 {
 		fmt.Fprintf(w, "%-8s %-16s %-16s %10s %10s  %s\n", "PID", "COMMAND", "RESULT", "STALL", "PAUSE", "REASON")
 		for _, r := range rep.Results {
@@ -74,6 +109,18 @@ func printFleetText(w io.Writer, rep *fleet.Report) {
 			fmt.Fprintln(w, strings.TrimRight(line, " "))
 		}
 	}
+	if len(rep.Users) > 1 {
+		var us []string
+		for _, u := range rep.Users {
+			us = append(us, fmt.Sprintf("uid %d: %d", u.UID, u.Processes))
+		}
+		verb := "touches"
+		if rep.DryRun {
+			verb = "would touch"
+		}
+		fmt.Fprintf(w, "note: this %s %s processes of %d users (%s); narrow it with --uid, --exe or --cgroup\n",
+			rep.Operation, verb, len(rep.Users), strings.Join(us, ", "))
+	}
 	fmt.Fprintln(w, summaryLine(rep))
 }
 
@@ -86,7 +133,8 @@ func summaryLine(rep *fleet.Report) string {
 		n    int
 		name string
 	}{{s.Applied, "applied"}, {s.AlreadyApplied, "already applied"}, {s.Reverted, "reverted"}, {s.NotApplied, "not applied"},
-		{s.RolledBack, "rolled back"}, {s.Skipped, "skipped"}, {s.Gone, "gone"}, {s.Failed, "failed"}} {
+		{s.RolledBack, "rolled back"}, {s.Skipped, "skipped"}, {s.Gone, "gone"}, {s.Failed, "failed"},
+		{s.WouldApply, "would apply"}, {s.WouldRevert, "would revert"}} {
 		if c.n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.name))
 		}
@@ -103,11 +151,11 @@ func summaryLine(rep *fleet.Report) string {
 }
 
 // runFleetStatus lists every patched process of the host, or of pids.
-func runFleetStatus(cmd *cobra.Command, pids []int) error {
+func runFleetStatus(cmd *cobra.Command, pids []int, f fleet.Filter) error {
 	if err := checkPIDs(pids); err != nil {
 		return err
 	}
-	sts, err := fleet.Status(pids)
+	sts, err := fleet.Status(pids, f)
 	if err != nil {
 		return err
 	}

@@ -26,10 +26,14 @@ func txnOptions(cmd *cobra.Command, pids []int, opt engine.Options, ff *fleetFla
 	if err := checkPIDs(pids); err != nil {
 		return txn.Options{}, nil, err
 	}
+	f, err := ff.filter(cmd)
+	if err != nil {
+		return txn.Options{}, nil, err
+	}
 	o := txn.Options{PIDs: pids, NoCold: cf.noCold, ColdOnly: cf.coldOnly, Engine: opt, Jobs: ff.jobs, AllOrNone: ff.allOrNone,
-		Cold: cf.options()}
+		Cold: cf.options(), Filter: f}
 	done := func() {}
-	if len(pids) != 1 {
+	if len(pids) != 1 || !f.Empty() {
 		if bar := newProgressBar(cmd.ErrOrStderr()); bar != nil {
 			o.Progress, done = bar.update, bar.clear
 		}

@@ -48,6 +48,8 @@ const (
 	Skipped        = "skipped"         // not attempted (AllOrNone after a failure), or no longer maps the target
 	Gone           = "gone"            // the process exited during the scan or the operation
 	Failed         = "failed"          // the operation failed; the process is as it was
+	WouldApply     = "would-apply"     // dry run: every check passed, the apply would patch it
+	WouldRevert    = "would-revert"    // dry run: every check passed, the revert would revert it
 )
 
 // ErrFailed: at least one process failed (Report.Err wraps it).
@@ -69,7 +71,11 @@ type Options struct {
 	// must not undo root's rollout). Records that do not validate are
 	// foreign and ignored altogether (engine.StateForeign).
 	AllOrNone bool
-	// Engine is passed to engine.Apply and engine.Revert.
+	// Filter keeps only some processes (the zero Filter keeps all). A
+	// process of PIDs the filter rejects is reported skipped.
+	Filter Filter
+	// Engine is passed to engine.Apply and engine.Revert; Engine.DryRun
+	// makes the whole operation a dry run (Report.DryRun).
 	Engine engine.Options
 	// Progress, when set, is called (serially) after each process is done.
 	Progress func(done, total int)
@@ -86,7 +92,9 @@ func (o Options) jobs() int {
 type Result struct {
 	PID     int    `json:"pid"`
 	Command string `json:"command"`
-	Result  string `json:"result"`
+	// UID is the process's effective user id (-1: unknown).
+	UID    int    `json:"uid"`
+	Result string `json:"result"`
 	// Pause is how long the process was stopped (0 when it was not).
 	Pause time.Duration `json:"pause_ns"`
 	// Stall is the longest time any one of its threads was stopped, over
@@ -113,6 +121,8 @@ type Summary struct {
 	Skipped        int `json:"skipped"`
 	Gone           int `json:"gone"`
 	Failed         int `json:"failed"`
+	WouldApply     int `json:"would_apply,omitempty"`
+	WouldRevert    int `json:"would_revert,omitempty"`
 }
 
 // ScanStats describes the /proc scan.
@@ -130,12 +140,20 @@ type ScanStats struct {
 
 // Report is the result of Apply or Revert.
 type Report struct {
-	Operation string    `json:"operation"`
-	PatchID   string    `json:"patch_id"`
-	BuildID   string    `json:"build_id,omitempty"`
-	Results   []Result  `json:"processes"`
-	Summary   Summary   `json:"summary"`
-	Scan      ScanStats `json:"scan"`
+	Operation string `json:"operation"`
+	PatchID   string `json:"patch_id"`
+	BuildID   string `json:"build_id,omitempty"`
+	// DryRun: nothing was changed (Options.Engine.DryRun); the results
+	// say what the operation would do.
+	DryRun  bool     `json:"dry_run,omitempty"`
+	Results []Result `json:"processes"`
+	Summary Summary  `json:"summary"`
+	// Users counts the processes of each user the operation touched (or
+	// would touch), when they are not all one user's.
+	Users []UserCount `json:"users,omitempty"`
+	// Filter is the filter the processes were selected with, as flags.
+	Filter string    `json:"filter,omitempty"`
+	Scan   ScanStats `json:"scan"`
 	// Elapsed is the wall time of the whole operation, scan included.
 	Elapsed time.Duration `json:"elapsed_ns"`
 }
@@ -176,9 +194,16 @@ func (r *Report) finish(start time.Time) {
 			s.Gone++
 		case Failed:
 			s.Failed++
+		case WouldApply:
+			s.WouldApply++
+		case WouldRevert:
+			s.WouldRevert++
 		}
 	}
 	r.Summary = s
+	if u := users(r.Results); len(u) > 1 {
+		r.Users = u
+	}
 	r.Elapsed = time.Since(start)
 }
 
@@ -206,7 +231,10 @@ type Match struct {
 // with an executable mapping of a file whose build-id is buildID. gone lists
 // the processes of pids that do not exist (or exited during the scan);
 // unreadable maps those whose maps could not be read to the reason.
-func Find(buildID string, pids []int) (matches []Match, gone []int, unreadable map[int]error, st ScanStats, err error) {
+//
+// keep, when not nil, selects the processes of a host-wide scan (pids nil)
+// before their maps are read (see Filter).
+func Find(buildID string, pids []int, keep func(pid int) bool) (matches []Match, gone []int, unreadable map[int]error, st ScanStats, err error) {
 	start := time.Now()
 	s := newScanner()
 	explicit := pids != nil
@@ -221,6 +249,9 @@ func Find(buildID string, pids []int) (matches []Match, gone []int, unreadable m
 	for _, pid := range pids {
 		if pid == s.self {
 			continue // hotpatch cannot trace itself
+		}
+		if !explicit && keep != nil && !keep(pid) {
+			continue
 		}
 		maps, err := readMaps(pid)
 		if err != nil {
@@ -416,17 +447,18 @@ func pool(n, jobs int, progress func(done, total int), work func(i int)) {
 // per-process failures are in the report (see Report.Err).
 func Apply(p *patchfile.Patch, opt Options) (*Report, error) {
 	start := time.Now()
-	rep := &Report{Operation: "apply", PatchID: p.ID, BuildID: p.Target.BuildID}
-	matches, gone, bad, st, err := Find(p.Target.BuildID, opt.PIDs)
+	rep := &Report{Operation: "apply", PatchID: p.ID, BuildID: p.Target.BuildID, DryRun: opt.Engine.DryRun, Filter: opt.Filter.String()}
+	pids, keep := opt.selection(rep)
+	matches, gone, bad, st, err := Find(p.Target.BuildID, pids, keep)
 	if err != nil {
 		return nil, err
 	}
 	rep.Scan = st
 	for _, pid := range gone {
-		rep.Results = append(rep.Results, Result{PID: pid, Result: Gone, Reason: "no such process"})
+		rep.Results = append(rep.Results, Result{PID: pid, UID: -1, Result: Gone, Reason: "no such process"})
 	}
 	for pid, e := range bad {
-		rep.Results = append(rep.Results, Result{PID: pid, Command: comm(pid), Result: Failed, Reason: e.Error(), Err: e})
+		rep.Results = append(rep.Results, Result{PID: pid, Command: comm(pid), UID: pidOwner(pid), Result: Failed, Reason: e.Error(), Err: e})
 	}
 	var failed atomic.Bool
 	failed.Store(len(bad) > 0)
@@ -434,8 +466,8 @@ func Apply(p *patchfile.Patch, opt Options) (*Report, error) {
 	pool(len(matches), opt.jobs(), opt.Progress, func(i int) {
 		m := matches[i]
 		r := &results[i]
-		*r = Result{PID: m.PID, Command: m.Command, Target: m.Path, Deleted: m.Deleted}
-		if opt.AllOrNone && failed.Load() {
+		*r = Result{PID: m.PID, Command: m.Command, UID: pidOwner(m.PID), Target: m.Path, Deleted: m.Deleted}
+		if opt.AllOrNone && failed.Load() && !opt.Engine.DryRun { // a dry run checks every process
 			r.Result, r.Reason = Skipped, "not attempted: another process failed (--all-or-none)"
 			return
 		}
@@ -464,8 +496,11 @@ func Apply(p *patchfile.Patch, opt Options) (*Report, error) {
 			return
 		}
 		r.Result, r.Pause, r.Stall = Applied, ar.Pause, ar.Stall
+		if ar.DryRun {
+			r.Result = WouldApply
+		}
 	})
-	if opt.AllOrNone && failed.Load() {
+	if opt.AllOrNone && failed.Load() && !opt.Engine.DryRun {
 		rollback(results, p.ID, opt)
 	}
 	rep.Results = append(rep.Results, results...)
@@ -499,7 +534,8 @@ func rollback(results []Result, id string, opt Options) {
 
 // patchRegions returns, per process, the patch regions (memfd mappings named
 // "hotpatch:<id>") found in its maps, keeping those for which want(id).
-func patchRegions(pids []int, want func(id string) bool) (found map[int]bool, gone []int, st ScanStats, err error) {
+// keep selects the processes of a host-wide scan (see Find).
+func patchRegions(pids []int, keep func(pid int) bool, want func(id string) bool) (found map[int]bool, gone []int, st ScanStats, err error) {
 	start := time.Now()
 	explicit := pids != nil
 	if !explicit {
@@ -513,7 +549,7 @@ func patchRegions(pids []int, want func(id string) bool) (found map[int]bool, go
 	self := os.Getpid()
 	prefix := "/memfd:" + record.NamePrefix
 	for _, pid := range pids {
-		if pid == self {
+		if pid == self || (!explicit && keep != nil && !keep(pid)) {
 			continue
 		}
 		maps, err := readMaps(pid)
@@ -543,19 +579,20 @@ func patchRegions(pids []int, want func(id string) bool) (found map[int]bool, go
 // opt.PIDs). AllOrNone is not meaningful for revert and is ignored.
 func Revert(id string, opt Options) (*Report, error) {
 	start := time.Now()
-	rep := &Report{Operation: "revert", PatchID: id}
-	found, gone, st, err := patchRegions(opt.PIDs, func(x string) bool { return x == id })
+	rep := &Report{Operation: "revert", PatchID: id, DryRun: opt.Engine.DryRun, Filter: opt.Filter.String()}
+	sel, keep := opt.selection(rep)
+	found, gone, st, err := patchRegions(sel, keep, func(x string) bool { return x == id })
 	if err != nil {
 		return nil, err
 	}
 	rep.Scan = st
 	for _, pid := range gone {
-		rep.Results = append(rep.Results, Result{PID: pid, Result: Gone, Reason: "no such process"})
+		rep.Results = append(rep.Results, Result{PID: pid, UID: -1, Result: Gone, Reason: "no such process"})
 	}
-	for _, pid := range uniq(opt.PIDs) {
+	for _, pid := range uniq(sel) {
 		if !found[pid] && !contains(gone, pid) {
 			e := fmt.Errorf("%w: process %d has no region of patch %q", engine.ErrNotApplied, pid, id)
-			rep.Results = append(rep.Results, Result{PID: pid, Command: comm(pid), Result: NotApplied, Reason: e.Error()})
+			rep.Results = append(rep.Results, Result{PID: pid, Command: comm(pid), UID: pidOwner(pid), Result: NotApplied, Reason: e.Error()})
 		}
 	}
 	pids := make([]int, 0, len(found))
@@ -567,14 +604,20 @@ func Revert(id string, opt Options) (*Report, error) {
 	pool(len(pids), opt.jobs(), opt.Progress, func(i int) {
 		pid := pids[i]
 		r := &results[i]
-		*r = Result{PID: pid, Command: comm(pid)}
+		*r = Result{PID: pid, Command: comm(pid), UID: pidOwner(pid)}
 		hook("revert", pid)
 		rr, err := engine.Revert(pid, id, opt.Engine)
 		switch {
 		case err == nil:
 			r.Result, r.Pause, r.Stall = Reverted, rr.Pause, rr.Stall
+			if rr.DryRun {
+				r.Result = WouldRevert
+			}
 			if !rr.Freed {
 				r.Reason = "patch region kept: " + rr.Retained
+				if rr.DryRun {
+					r.Reason = "patch region would be kept: " + rr.Retained
+				}
 			}
 		case errors.Is(err, engine.ErrNotApplied) && alive(pid):
 			r.Result, r.Reason = NotApplied, err.Error()
@@ -585,6 +628,27 @@ func Revert(id string, opt Options) (*Report, error) {
 	rep.Results = append(rep.Results, results...)
 	rep.finish(start)
 	return rep, nil
+}
+
+// selection applies opt.Filter: the explicit pids it keeps (those it
+// rejects are reported skipped in rep), and the test of a host-wide scan.
+func (opt Options) selection(rep *Report) (pids []int, keep func(pid int) bool) {
+	sel := opt.Filter.selector()
+	if sel == nil {
+		return opt.PIDs, nil
+	}
+	if opt.PIDs == nil {
+		return nil, func(pid int) bool { ok, _ := sel.keep(pid); return ok }
+	}
+	pids = []int{}
+	for _, pid := range uniq(opt.PIDs) {
+		if ok, why := sel.keep(pid); !ok && alive(pid) {
+			rep.Results = append(rep.Results, Result{PID: pid, Command: comm(pid), UID: pidOwner(pid), Result: Skipped, Reason: "filtered out: " + why})
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
 }
 
 // uniq returns the pids of s in increasing order without duplicates.
@@ -622,8 +686,22 @@ type ProcessStatus struct {
 // Status lists every process of the host (or of pids, when not nil) that
 // holds at least one patch region, with its patches, in pid order. It stops
 // no process. Processes that exit meanwhile are left out.
-func Status(pids []int) ([]ProcessStatus, error) {
-	found, _, _, err := patchRegions(pids, func(string) bool { return true })
+//
+// A process of pids that f rejects is left out, as is one of the host that
+// f rejects.
+func Status(pids []int, f Filter) ([]ProcessStatus, error) {
+	sel := f.selector()
+	if pids != nil && sel != nil {
+		var kept []int
+		for _, pid := range pids {
+			if ok, _ := sel.keep(pid); ok {
+				kept = append(kept, pid)
+			}
+		}
+		pids = append([]int{}, kept...)
+	}
+	keep := func(pid int) bool { ok, _ := sel.keep(pid); return ok }
+	found, _, _, err := patchRegions(pids, keep, func(string) bool { return true })
 	if err != nil {
 		return nil, err
 	}

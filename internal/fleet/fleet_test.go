@@ -236,7 +236,7 @@ func TestTwentyFivePlusOthers(t *testing.T) {
 	}
 
 	// Host-wide status lists all 25 (other engineers' tests may add more).
-	sts, err := Status(nil)
+	sts, err := Status(nil, Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestTwentyFivePlusOthers(t *testing.T) {
 	}
 	expectOutput(t, a, 2)
 	expectOutput(t, b, 2)
-	if sts, _ := Status(ours); len(sts) != 0 {
+	if sts, _ := Status(ours, Filter{}); len(sts) != 0 {
 		t.Errorf("status after revert: %+v", sts)
 	}
 }
@@ -469,7 +469,7 @@ func TestAllOrNone(t *testing.T) {
 // TestFindSkipsSelf: hotpatch never reports itself (it cannot trace itself).
 func TestFindSkipsSelf(t *testing.T) {
 	f := getFixture(t)
-	m, gone, bad, _, err := Find(f.patch.Target.BuildID, []int{os.Getpid()})
+	m, gone, bad, _, err := Find(f.patch.Target.BuildID, []int{os.Getpid()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,13 @@ type Options struct {
 	// Trusted: the bundle's signature was verified by a trusted key (see
 	// coldpatch.Spec.Trusted).
 	Trusted bool
-	Engine  engine.Options
+	// Engine.DryRun makes the transaction a dry run: both halves are
+	// checked (the processes by the engine's dry run, the file by
+	// coldpatch's checks) and nothing is changed.
+	Engine engine.Options
+	// Filter selects processes of the host-wide form (fleet.Filter); with a
+	// filter, one pid also takes the host-wide form.
+	Filter fleet.Filter
 	// Jobs, AllOrNone and Progress are the fleet's (fleet.Options).
 	Jobs      int
 	AllOrNone bool
@@ -51,10 +57,10 @@ type Options struct {
 	Cold      coldpatch.Options
 }
 
-func (o Options) single() bool { return len(o.PIDs) == 1 }
+func (o Options) single() bool { return len(o.PIDs) == 1 && o.Filter.Empty() }
 
 func (o Options) fleet(pids []int) fleet.Options {
-	return fleet.Options{PIDs: pids, Jobs: o.Jobs, AllOrNone: o.AllOrNone, Engine: o.Engine, Progress: o.Progress}
+	return fleet.Options{PIDs: pids, Jobs: o.Jobs, AllOrNone: o.AllOrNone, Engine: o.Engine, Progress: o.Progress, Filter: o.Filter}
 }
 
 // Outcomes of one half.
@@ -66,7 +72,11 @@ const (
 	RolledBack = "rolled-back" // done, then undone because the other half failed
 	Failed     = "failed"      // failed; as it was before (see Reason)
 	Partial    = "partial"     // host-wide: done in some processes, failed in others
+	DryRun     = "dry-run"     // --dry-run: every check passed and it would be done; nothing was changed
 )
+
+// dryCold is the cold half of a dry run whose checks passed.
+var dryCold = Half{DryRun, "checked; the file on disk is left as it is (--dry-run)"}
 
 // Half is the outcome of one half.
 type Half struct {
@@ -123,6 +133,10 @@ func Apply(p *patchfile.Patch, opt Options) (*Result, error) {
 	if !wantCold {
 		return res, nil
 	}
+	if opt.Engine.DryRun {
+		res.Cold = dryCold
+		return res, nil
+	}
 	cr, err := coldpatch.Apply(coldSpec(p, opt.Trusted), opt.Cold)
 	if err != nil {
 		res.Cold = Half{Failed, err.Error()}
@@ -149,6 +163,8 @@ func applyHot(p *patchfile.Patch, opt Options, res *Result) error {
 		res.Hot.Outcome = Done
 		if ar.AlreadyApplied {
 			res.Hot.Outcome = Already
+		} else if ar.DryRun {
+			res.Hot.Outcome = DryRun
 		}
 		return nil
 	}
@@ -158,7 +174,7 @@ func applyHot(p *patchfile.Patch, opt Options, res *Result) error {
 		return err
 	}
 	res.Fleet = fr
-	return fleetOutcome(res, fr, fr.Summary.Applied, fr.Summary.AlreadyApplied)
+	return fleetOutcome(res, fr, fr.Summary.Applied+fr.Summary.WouldApply, fr.Summary.AlreadyApplied)
 }
 
 // fleetOutcome sets res.Hot from a host-wide report; done and already count
@@ -174,6 +190,8 @@ func fleetOutcome(res *Result, fr *fleet.Report, done, already int) error {
 	res.Hot.Outcome = Done
 	if done == 0 {
 		res.Hot.Outcome = Already
+	} else if fr.DryRun {
+		res.Hot.Outcome = DryRun
 	}
 	return nil
 }
@@ -242,6 +260,10 @@ func Revert(id string, p *patchfile.Patch, opt Options) (*Result, error) {
 	if !wantCold {
 		return res, nil
 	}
+	if opt.Engine.DryRun {
+		res.Cold = dryCold
+		return res, nil
+	}
 	cr, err := coldpatch.Revert(id, opt.Cold)
 	if err != nil {
 		res.Cold = Half{Failed, err.Error()}
@@ -298,6 +320,9 @@ func revertHot(id string, opt Options, res *Result) error {
 		}
 		res.Reverted = rr
 		res.Hot.Outcome = Done
+		if rr.DryRun {
+			res.Hot.Outcome = DryRun
+		}
 		return nil
 	}
 	fr, err := fleet.Revert(id, opt.fleet(opt.PIDs))
@@ -306,7 +331,7 @@ func revertHot(id string, opt Options, res *Result) error {
 		return err
 	}
 	res.Fleet = fr
-	return fleetOutcome(res, fr, fr.Summary.Reverted, fr.Summary.NotApplied)
+	return fleetOutcome(res, fr, fr.Summary.Reverted+fr.Summary.WouldRevert, fr.Summary.NotApplied)
 }
 
 // undoHotRevert patches again the processes this revert reverted, after the

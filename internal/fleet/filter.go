@@ -1,0 +1,184 @@
+package fleet
+
+// Filters of the host-wide form: which processes an operation may touch,
+// beyond mapping the patch's target. They are read from /proc before a
+// process's maps, so a filtered-out process costs one small read.
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/hotpatch/hotpatch/internal/shield"
+)
+
+// Filter narrows an operation to some processes. The zero Filter keeps
+// every process.
+type Filter struct {
+	// Exe keeps the processes whose executable is this file: the same inode
+	// (stat of /proc/PID/exe, which reaches it in any mount namespace), or
+	// the same path as /proc/PID/exe reads, " (deleted)" removed (the
+	// executable was replaced on disk by an upgrade).
+	Exe string
+	// UID, when not nil, keeps the processes whose effective user id is
+	// *UID (the second field of "Uid:" in /proc/PID/status, proc(5); ps's
+	// USER).
+	UID *int
+	// Cgroup keeps the processes in this cgroup v2 or below it, e.g.
+	// "system.slice/nginx.service": matched against the "0::" line of
+	// /proc/PID/cgroup (cgroups(7)). A leading "/" and a leading cgroup2
+	// mount point (/sys/fs/cgroup/...) are accepted.
+	Cgroup string
+}
+
+// Empty reports whether f keeps every process.
+func (f Filter) Empty() bool { return f.Exe == "" && f.UID == nil && f.Cgroup == "" }
+
+// String is the filter as command-line flags, for messages.
+func (f Filter) String() string {
+	var s []string
+	if f.Exe != "" {
+		s = append(s, "--exe "+f.Exe)
+	}
+	if f.UID != nil {
+		s = append(s, "--uid "+strconv.Itoa(*f.UID))
+	}
+	if f.Cgroup != "" {
+		s = append(s, "--cgroup "+f.Cgroup)
+	}
+	return strings.Join(s, " ")
+}
+
+// selector is a Filter prepared for one scan.
+type selector struct {
+	f      Filter
+	exe    os.FileInfo // nil: Exe not statable, match by path only
+	cgroup string      // "/" + the path below the cgroup2 root, no trailing "/"
+}
+
+func (f Filter) selector() *selector {
+	if f.Empty() {
+		return nil
+	}
+	s := &selector{f: f}
+	if f.Exe != "" {
+		s.f.Exe = filepath.Clean(f.Exe)
+		s.exe, _ = os.Stat(s.f.Exe)
+	}
+	if f.Cgroup != "" {
+		c := filepath.Clean("/" + f.Cgroup)
+		if mnt, err := shield.Cgroup2Mount(); err == nil && mnt != "/" && strings.HasPrefix(c, mnt+"/") {
+			c = strings.TrimPrefix(c, mnt)
+		}
+		s.cgroup = c
+	}
+	return s
+}
+
+// keep says whether pid passes the filter, and if not, why not. A process
+// whose /proc entries cannot be read does not pass.
+func (s *selector) keep(pid int) (bool, string) {
+	if s == nil {
+		return true, ""
+	}
+	dir := "/proc/" + strconv.Itoa(pid)
+	if s.f.Exe != "" && !s.sameExe(dir) {
+		return false, "its executable is not " + s.f.Exe + " (--exe)"
+	}
+	if s.f.UID != nil {
+		uid, err := procUID(pid)
+		if err != nil || uid != *s.f.UID {
+			return false, fmt.Sprintf("its effective uid is not %d (--uid)", *s.f.UID)
+		}
+	}
+	if s.cgroup != "" {
+		cg, err := procCgroup(pid)
+		if err != nil || !(s.cgroup == "/" || cg == s.cgroup || strings.HasPrefix(cg, s.cgroup+"/")) {
+			return false, "it is not in cgroup " + s.cgroup + " (--cgroup)"
+		}
+	}
+	return true, ""
+}
+
+func (s *selector) sameExe(dir string) bool {
+	if s.exe != nil {
+		if st, err := os.Stat(dir + "/exe"); err == nil && os.SameFile(st, s.exe) {
+			return true
+		}
+	}
+	l, err := os.Readlink(dir + "/exe")
+	return err == nil && strings.TrimSuffix(l, " (deleted)") == s.f.Exe
+}
+
+// procUID returns the effective user id of pid.
+func procUID(pid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return -1, err
+	}
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if f := strings.Fields(string(l)); len(f) >= 3 && f[0] == "Uid:" {
+			return strconv.Atoi(f[2])
+		}
+	}
+	return -1, fmt.Errorf("process %d: no Uid line in status", pid)
+}
+
+// procCgroup returns pid's cgroup v2 path (the "0::PATH" line of
+// /proc/PID/cgroup).
+func procCgroup(pid int) (string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			return strings.TrimSuffix(p, " (deleted)"), nil
+		}
+	}
+	return "", fmt.Errorf("process %d: not in a cgroup v2 hierarchy", pid)
+}
+
+// pidOwner returns the effective uid of pid, or -1 when it cannot be read
+// (the uid owning /proc/PID is a fallback: it is the effective uid unless the
+// process is not dumpable, proc(5)).
+func pidOwner(pid int) int {
+	if uid, err := procUID(pid); err == nil {
+		return uid
+	}
+	if st, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			return int(sys.Uid)
+		}
+	}
+	return -1
+}
+
+// UserCount is how many processes of one user an operation touched.
+type UserCount struct {
+	UID       int `json:"uid"`
+	Processes int `json:"processes"`
+}
+
+// users counts the processes of each uid among the results an operation
+// touched or would touch (not gone, not skipped).
+func users(results []Result) []UserCount {
+	n := map[int]int{}
+	for _, r := range results {
+		if r.Result == Gone || r.Result == Skipped || r.UID < 0 {
+			continue
+		}
+		n[r.UID]++
+	}
+	var out []UserCount
+	for uid, c := range n {
+		out = append(out, UserCount{uid, c})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
+	return out
+}
