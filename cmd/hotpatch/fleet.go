@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,7 +84,9 @@ func (ff *fleetFlags) options(cmd *cobra.Command, pids []int, opt engine.Options
 	return o, func() {}
 }
 
-// printFleetText prints the per-process table and the summary line.
+// printFleetText prints the per-process table and the summary line. When a
+// process is in another PID namespace (a container), an NSPID column after
+// PID shows its pid there ("-" for the host's processes).
 func printFleetText(w io.Writer, rep *fleet.Report) {
 	if rep.DryRun {
 		fmt.Fprintln(w, "dry run: every check of the real run, nothing changed (PAUSE: the stop window of the checks)")
@@ -92,7 +95,17 @@ func printFleetText(w io.Writer, rep *fleet.Report) {
 		fmt.Fprintf(w, "processes selected by %s\n", rep.Filter)
 	}
 	if len(rep.Results) > 0 {
-		fmt.Fprintf(w, "%-8s %-16s %-16s %10s %10s  %s\n", "PID", "COMMAND", "RESULT", "STALL", "PAUSE", "REASON")
+		ns := false
+		for _, r := range rep.Results {
+			ns = ns || r.NSPID != 0
+		}
+		pidCol := func(pid, nspid string) string {
+			if ns {
+				return fmt.Sprintf("%-8s %-7s", pid, nspid)
+			}
+			return fmt.Sprintf("%-8s", pid)
+		}
+		fmt.Fprintf(w, "%s %-16s %-16s %10s %10s  %s\n", pidCol("PID", "NSPID"), "COMMAND", "RESULT", "STALL", "PAUSE", "REASON")
 		for _, r := range rep.Results {
 			stall, pause := "-", "-"
 			if r.Stall > 0 {
@@ -105,7 +118,7 @@ func printFleetText(w io.Writer, rep *fleet.Report) {
 			if reason == "" && r.Deleted {
 				reason = r.Target + " (deleted)"
 			}
-			line := fmt.Sprintf("%-8d %-16s %-16s %10s %10s  %s", r.PID, r.Command, r.Result, stall, pause, reason)
+			line := fmt.Sprintf("%s %-16s %-16s %10s %10s  %s", pidCol(strconv.Itoa(r.PID), nsPIDText(r.NSPID)), r.Command, r.Result, stall, pause, reason)
 			fmt.Fprintln(w, strings.TrimRight(line, " "))
 		}
 	}
@@ -122,6 +135,15 @@ func printFleetText(w io.Writer, rep *fleet.Report) {
 			rep.Operation, verb, len(rep.Users), strings.Join(us, ", "))
 	}
 	fmt.Fprintln(w, summaryLine(rep))
+}
+
+// nsPIDText is a process's pid in its container's PID namespace, "-" when
+// it is in the host's.
+func nsPIDText(nspid int) string {
+	if nspid == 0 {
+		return "-"
+	}
+	return strconv.Itoa(nspid)
 }
 
 // summaryLine is one line: the operation, the counts that are not zero, the
@@ -173,7 +195,11 @@ func runFleetStatus(cmd *cobra.Command, pids []int, f fleet.Filter) error {
 		return nil
 	}
 	for _, s := range sts {
-		fmt.Fprintf(w, "process %d (%s)\n", s.PID, s.Command)
+		if s.NSPID != 0 {
+			fmt.Fprintf(w, "process %d (%s, pid %d in its PID namespace)\n", s.PID, s.Command, s.NSPID)
+		} else {
+			fmt.Fprintf(w, "process %d (%s)\n", s.PID, s.Command)
+		}
 		if s.Error != "" {
 			fmt.Fprintf(w, "  error: %s\n", s.Error)
 		}

@@ -133,3 +133,35 @@ func TestFleetCLI(t *testing.T) {
 		t.Errorf("a process stayed patched after --all-or-none:\n%s", out)
 	}
 }
+
+// TestFleetTextNSPID: the host-wide table gains an NSPID column (the pid in
+// the process's own PID namespace, "-" for the host's) only when some
+// process is in a container; JSON always carries ns_pid when there is one.
+func TestFleetTextNSPID(t *testing.T) {
+	rep := &fleet.Report{Operation: "apply", PatchID: "p", Results: []fleet.Result{
+		{PID: 100, Command: "app", Result: fleet.Applied},
+		{PID: 4242, NSPID: 7, Command: "app", Result: fleet.Applied},
+	}}
+	var b bytes.Buffer
+	printFleetText(&b, rep)
+	lines := strings.Split(b.String(), "\n")
+	if f := strings.Fields(lines[0]); len(f) < 3 || f[0] != "PID" || f[1] != "NSPID" || f[2] != "COMMAND" {
+		t.Fatalf("header %q", lines[0])
+	}
+	if f := strings.Fields(lines[1]); f[0] != "100" || f[1] != "-" {
+		t.Errorf("host process line %q", lines[1])
+	}
+	if f := strings.Fields(lines[2]); f[0] != "4242" || f[1] != "7" || f[2] != "app" {
+		t.Errorf("container process line %q", lines[2])
+	}
+	j, err := json.Marshal(rep.Results[1])
+	if err != nil || !strings.Contains(string(j), `"ns_pid":7`) {
+		t.Errorf("JSON %s (%v)", j, err)
+	}
+	b.Reset()
+	rep.Results = rep.Results[:1]
+	printFleetText(&b, rep)
+	if strings.Contains(b.String(), "NSPID") {
+		t.Errorf("no container process, yet:\n%s", b.String())
+	}
+}

@@ -90,7 +90,10 @@ func (o Options) jobs() int {
 
 // Result is the outcome in one process.
 type Result struct {
-	PID     int    `json:"pid"`
+	PID int `json:"pid"`
+	// NSPID is the process's pid in its own PID namespace (a container's),
+	// 0 when that is the host's namespace (see NamespacePID).
+	NSPID   int    `json:"ns_pid,omitempty"`
 	Command string `json:"command"`
 	// UID is the process's effective user id (-1: unknown).
 	UID    int    `json:"uid"`
@@ -221,6 +224,7 @@ func hook(point string, pid int) {
 // Match is a process that maps the patch's target file.
 type Match struct {
 	PID     int
+	NSPID   int // see Result.NSPID
 	Command string
 	// Path of the mapped file (as the kernel printed it, " (deleted)" removed).
 	Path    string
@@ -267,7 +271,7 @@ func Find(buildID string, pids []int, keep func(pid int) bool) (matches []Match,
 		}
 		s.stats.Processes++
 		if m, ok := s.match(pid, maps, func(id string) bool { return id == buildID }); ok {
-			m.Command = comm(pid)
+			m.Command, m.NSPID = comm(pid), NamespacePID(pid)
 			matches = append(matches, m)
 			hook("matched", pid)
 		} else if explicit {
@@ -379,6 +383,42 @@ func comm(pid int) string {
 	return strings.TrimSuffix(string(b), "\n")
 }
 
+// NamespacePID returns the pid of process pid in its innermost PID
+// namespace (the last field of the NSpid line of /proc/PID/status, proc(5)),
+// or 0 when the process is in the reader's namespace (one field), has
+// exited, or the kernel does not say (before Linux 4.1). A process in a
+// container is patched through its host pid like any other: its files are
+// opened through /proc/PID/map_files (or /proc/PID/root), never through the
+// host's path of the same name; this pid is what its owner sees.
+func NamespacePID(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	return parseNSpid(b)
+}
+
+// parseNSpid returns the innermost pid of the NSpid line of a status file,
+// 0 when the line is missing or has a single field.
+func parseNSpid(status []byte) int {
+	for _, l := range strings.Split(string(status), "\n") {
+		v, ok := strings.CutPrefix(l, "NSpid:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) < 2 {
+			return 0
+		}
+		n, err := strconv.Atoi(f[len(f)-1])
+		if err != nil || n <= 0 {
+			return 0
+		}
+		return n
+	}
+	return 0
+}
+
 // isGone reports whether err means the process no longer exists: /proc
 // entries vanish (ENOENT) or, for a process being torn down, reads fail
 // with ESRCH.
@@ -458,7 +498,7 @@ func Apply(p *patchfile.Patch, opt Options) (*Report, error) {
 		rep.Results = append(rep.Results, Result{PID: pid, UID: -1, Result: Gone, Reason: "no such process"})
 	}
 	for pid, e := range bad {
-		rep.Results = append(rep.Results, Result{PID: pid, Command: comm(pid), UID: pidOwner(pid), Result: Failed, Reason: e.Error(), Err: e})
+		rep.Results = append(rep.Results, Result{PID: pid, NSPID: NamespacePID(pid), Command: comm(pid), UID: pidOwner(pid), Result: Failed, Reason: e.Error(), Err: e})
 	}
 	var failed atomic.Bool
 	failed.Store(len(bad) > 0)
@@ -466,7 +506,7 @@ func Apply(p *patchfile.Patch, opt Options) (*Report, error) {
 	pool(len(matches), opt.jobs(), opt.Progress, func(i int) {
 		m := matches[i]
 		r := &results[i]
-		*r = Result{PID: m.PID, Command: m.Command, UID: pidOwner(m.PID), Target: m.Path, Deleted: m.Deleted}
+		*r = Result{PID: m.PID, NSPID: m.NSPID, Command: m.Command, UID: pidOwner(m.PID), Target: m.Path, Deleted: m.Deleted}
 		if opt.AllOrNone && failed.Load() && !opt.Engine.DryRun { // a dry run checks every process
 			r.Result, r.Reason = Skipped, "not attempted: another process failed (--all-or-none)"
 			return
@@ -592,7 +632,7 @@ func Revert(id string, opt Options) (*Report, error) {
 	for _, pid := range uniq(sel) {
 		if !found[pid] && !contains(gone, pid) {
 			e := fmt.Errorf("%w: process %d has no region of patch %q", engine.ErrNotApplied, pid, id)
-			rep.Results = append(rep.Results, Result{PID: pid, Command: comm(pid), UID: pidOwner(pid), Result: NotApplied, Reason: e.Error()})
+			rep.Results = append(rep.Results, Result{PID: pid, NSPID: NamespacePID(pid), Command: comm(pid), UID: pidOwner(pid), Result: NotApplied, Reason: e.Error()})
 		}
 	}
 	pids := make([]int, 0, len(found))
@@ -604,7 +644,7 @@ func Revert(id string, opt Options) (*Report, error) {
 	pool(len(pids), opt.jobs(), opt.Progress, func(i int) {
 		pid := pids[i]
 		r := &results[i]
-		*r = Result{PID: pid, Command: comm(pid), UID: pidOwner(pid)}
+		*r = Result{PID: pid, NSPID: NamespacePID(pid), Command: comm(pid), UID: pidOwner(pid)}
 		hook("revert", pid)
 		rr, err := engine.Revert(pid, id, opt.Engine)
 		switch {
@@ -677,6 +717,7 @@ func contains(s []int, x int) bool {
 // ProcessStatus is the patches of one process.
 type ProcessStatus struct {
 	PID     int                  `json:"pid"`
+	NSPID   int                  `json:"ns_pid,omitempty"` // see Result.NSPID
 	Command string               `json:"command"`
 	Patches []engine.PatchStatus `json:"patches"`
 	// Error is set when the process's patch regions could not be read.
@@ -707,7 +748,7 @@ func Status(pids []int, f Filter) ([]ProcessStatus, error) {
 	}
 	var out []ProcessStatus
 	for pid := range found {
-		ps := ProcessStatus{PID: pid, Command: comm(pid)}
+		ps := ProcessStatus{PID: pid, NSPID: NamespacePID(pid), Command: comm(pid)}
 		st, err := engine.Status(pid)
 		switch {
 		case err != nil && (isGone(err) || !alive(pid)):
