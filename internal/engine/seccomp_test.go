@@ -48,8 +48,8 @@ var seccompBuilds = []struct {
 	path  string
 }{{"stop", nil, "stop"}, {"patch-ready", readyFlags, "patch-ready"}}
 
-func startSeccomp(t *testing.T, bin, policy string) *testutil.Target {
-	tg := testutil.Start(t, bin, policy)
+func startSeccomp(t *testing.T, bin, policy string, mode ...string) *testutil.Target {
+	tg := testutil.Start(t, bin, append([]string{policy}, mode...)...)
 	waitSC(t, tg, "start", func(c scCounts) bool { return c.old > 0 })
 	return tg
 }
@@ -77,9 +77,9 @@ func TestSeccompRefusedWhenMemfdBlocked(t *testing.T) {
 	for _, b := range seccompBuilds {
 		bin := compileTarget(t, dir, "seccomp.c", b.flags...)
 		p := buildPatch(t, bin, compileObj(t, dir, "basic_new.c"))
-		for _, policy := range []string{"kill-memfd", "errno-memfd", "trap-memfd"} {
+		for _, policy := range []string{"kill-memfd", "errno-memfd", "trap-memfd", "kill-memfd single"} {
 			t.Run(b.name+"/"+policy, func(t *testing.T) {
-				tg := startSeccomp(t, bin, policy)
+				tg := startSeccomp(t, bin, strings.Fields(policy)[0], strings.Fields(policy)[1:]...)
 				_, err := Apply(tg.Pid, p, Options{})
 				if !errors.Is(err, ErrSeccompBlocked) || !strings.Contains(err.Error(), "memfd_create is blocked by the target's seccomp filter") {
 					t.Fatalf("apply: %v, want ErrSeccompBlocked naming memfd_create", err)
@@ -109,15 +109,20 @@ func TestSeccompMemoryDenyWriteExecute(t *testing.T) {
 	for _, b := range seccompBuilds {
 		bin := compileTarget(t, dir, "seccomp.c", b.flags...)
 		p := buildPatch(t, bin, compileObj(t, dir, "basic_new.c"))
-		for _, policy := range []string{"mdwe", "trap-mdwe"} {
+		// "single": a process of one thread, whose region is mapped in the
+		// stop of the checks (engine.oneStop).
+		for _, policy := range []string{"mdwe", "trap-mdwe", "mdwe single"} {
 			t.Run(b.name+"/"+policy, func(t *testing.T) {
-				tg := startSeccomp(t, bin, policy)
+				tg := startSeccomp(t, bin, strings.Fields(policy)[0], strings.Fields(policy)[1:]...)
 				rep, err := Apply(tg.Pid, p, Options{})
 				if err != nil {
 					t.Fatalf("apply: %v", err)
 				}
 				if len(rep.Functions) != 1 || rep.Functions[0].Path != b.path {
 					t.Fatalf("report: %+v, want the %s path", rep.Functions, b.path)
+				}
+				if strings.HasSuffix(policy, "single") && b.path == "stop" && !hasPhase(rep.Phases, phaseOneStop) {
+					t.Errorf("one thread: phases %+v, want the region mapped in the one stop", rep.Phases)
 				}
 				waitSC(t, tg, "new code", func(c scCounts) bool { return c.new > 0 })
 				maps, _ := procmaps.Read(tg.Pid)

@@ -149,6 +149,7 @@ type Process struct {
 	tracerTID  int
 	threads    map[int]*thread
 	stopped    bool
+	window     uint64 // counts the stop windows (Stop), for seccompOf's cache
 	exited     bool
 	finished   bool // the loop must return
 	pauseStart time.Time
@@ -905,6 +906,7 @@ func (p *Process) Stop() error {
 			return err
 		}
 		p.stopped = true
+		p.window++
 		return nil
 	})
 }

@@ -55,7 +55,8 @@ type threadSeccomp struct {
 	mode    int // 0 disabled, 1 strict, 2 filter (Seccomp: in status)
 	count   int // Seccomp_filters:, -1 when the kernel does not say
 	filters []seccomp.Program
-	err     error // why the filters could not be read
+	err     error  // why the filters could not be read
+	window  uint64 // the stop window (Process.window) the status was last read in
 }
 
 // seccompStatus reads a thread's seccomp mode and filter count. A kernel
@@ -84,8 +85,23 @@ func seccompStatus(pid, tid int) (mode, count int, err error) {
 
 // seccompOf returns thread t's seccomp state (on the ptrace goroutine, t
 // stopped), from the cache while the filter count is unchanged.
+//
+// Within one stop window of every thread (not OneThread), the state read at
+// the first check is used for the whole window without asking the kernel
+// again (seccompUnchanged or the status file; a window injects several
+// calls, each checked, on a thread whose state cannot change): a thread's
+// filters change only by its own seccomp(2)/prctl(2), or by another thread
+// of its process with SECCOMP_FILTER_FLAG_TSYNC (seccomp(2)), and in such a
+// window no thread of the process runs its own code (every task is stopped,
+// and a stopped task creates none; the lending thread runs only the calls
+// injected, which are never seccomp or prctl). With OneThread the other
+// threads run, so the status is read at every check, as it always was.
 func (p *Process) seccompOf(t *thread) (*threadSeccomp, error) {
+	if c := p.seccomp[t.tid]; c != nil && !p.opt.OneThread && p.stopped && c.window == p.window {
+		return c, c.err
+	}
 	if c := p.seccomp[t.tid]; c != nil && c.err == nil && seccompUnchanged(t.tid, c) {
+		c.window = p.window
 		return c, nil
 	}
 	mode, count, err := seccompStatus(p.pid, t.tid)
@@ -93,9 +109,10 @@ func (p *Process) seccompOf(t *thread) (*threadSeccomp, error) {
 		return nil, fmt.Errorf("read the seccomp state of thread %d: %w", t.tid, err)
 	}
 	if c := p.seccomp[t.tid]; c != nil && c.mode == mode && c.count == count && count >= 0 {
+		c.window = p.window
 		return c, c.err
 	}
-	st := &threadSeccomp{mode: mode, count: count}
+	st := &threadSeccomp{mode: mode, count: count, window: p.window}
 	if mode == 2 {
 		st.filters, st.err = readFilters(t.tid)
 	}

@@ -2,7 +2,9 @@
  * result; then a seccomp filter like systemd's hardening is installed on
  * every thread (seccomp(2), SECCOMP_FILTER_FLAG_TSYNC). The main thread prints
  * "old N new M sigsys S" every 20 ms.
- * usage: seccomp POLICY
+ * usage: seccomp POLICY [single]
+ * With "single" there are no worker threads: the main thread calls compute()
+ * between its prints (a process of one thread: one stop, engine.oneStop).
  *   kill-memfd   memfd_create kills the process (SystemCallFilter=~memfd_create)
  *   errno-memfd  memfd_create fails with EPERM
  *   trap-memfd   memfd_create raises SIGSYS
@@ -34,13 +36,17 @@ static atomic_long olds, news, sigsys;
 
 static void on_sigsys(int sig) { (void)sig; atomic_fetch_add(&sigsys, 1); }
 
+static void step(long i) {
+	long x = (i & 0xffff) + 1;
+	long r = compute(x);
+	if (r == x * 2) atomic_fetch_add(&olds, 1);
+	else if (r == x * 3) atomic_fetch_add(&news, 1);
+	else { fprintf(stderr, "WRONG compute(%ld) = %ld\n", x, r); exit(3); }
+}
+
 static void *worker(void *arg) {
 	for (long i = (long)arg;; i++) {
-		long x = (i & 0xffff) + 1;
-		long r = compute(x);
-		if (r == x * 2) atomic_fetch_add(&olds, 1);
-		else if (r == x * 3) atomic_fetch_add(&news, 1);
-		else { fprintf(stderr, "WRONG compute(%ld) = %ld\n", x, r); exit(3); }
+		step(i);
 		if ((i & 0xfff) == 0) usleep(100);
 	}
 	return NULL;
@@ -54,8 +60,9 @@ int main(int argc, char **argv) {
 	const char *policy = argc > 1 ? argv[1] : "none";
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGSYS, on_sigsys);
+	int single = argc > 2 && strcmp(argv[2], "single") == 0;
 	pthread_t t;
-	for (long i = 0; i < NTHREADS; i++) pthread_create(&t, NULL, worker, (void *)(i * 1000));
+	for (long i = 0; i < NTHREADS && !single; i++) pthread_create(&t, NULL, worker, (void *)(i * 1000));
 	unsigned deny = strncmp(policy, "errno", 5) == 0 ? SECCOMP_RET_ERRNO | EPERM
 		      : strncmp(policy, "trap", 4) == 0   ? SECCOMP_RET_TRAP
 							  : SECCOMP_RET_KILL_PROCESS;
@@ -90,7 +97,8 @@ int main(int argc, char **argv) {
 			return 1;
 		}
 	}
-	for (;;) {
+	for (long i = 0;; i++) {
+		for (long k = 0; single && k < 1000; k++) step(i * 1000 + k);
 		printf("old %ld new %ld sigsys %ld\n", atomic_load(&olds), atomic_load(&news), atomic_load(&sigsys));
 		usleep(20000);
 	}
