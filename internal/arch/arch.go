@@ -281,6 +281,12 @@ type Relocator interface {
 	// RelocInfo(t).Size long). It returns an error wrapping ErrRelocOverflow
 	// when the value does not fit.
 	ApplyReloc(t uint32, loc []byte, v RelocValues) error
+	// RelocTarget inverts relocation t as the static linker applied it:
+	// from the bytes at P (loc) and the addend it returns S, the address
+	// the field refers to (run-pre matching of stripped targets reads the
+	// target's references this way). ok is false for types whose field
+	// does not hold S (GOT and TLS forms, unknown types).
+	RelocTarget(t uint32, loc []byte, p uint64, a int64) (s uint64, ok bool)
 	// FarStub returns a position-independent stub that jumps to dest from
 	// anywhere, used for calls whose destination is out of direct reach.
 	FarStub(dest uint64) []byte

@@ -26,6 +26,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/linker"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/unwind"
 )
 
 // ErrUnsafeTarget: the target was built in a way that makes redirecting a
@@ -60,6 +61,9 @@ type Func struct {
 	Object  string   `json:"object"`
 	Addr    uint64   `json:"addr,omitempty"`
 	Size    uint64   `json:"size,omitempty"`
+	// Match is "run-pre" for a function the target has no symbol for,
+	// located by its code (see locate.go).
+	Match string `json:"match,omitempty"`
 }
 
 // Report says what a patch will do.
@@ -79,6 +83,9 @@ type Report struct {
 	// string literals of the objects with their status.
 	Unchanged []Func     `json:"unchanged,omitempty"`
 	Data      []DataItem `json:"data,omitempty"`
+	// Located: target functions and variables the patch refers to that the
+	// target has no symbol for, located by run-pre matching.
+	Located []Func `json:"located,omitempty"`
 }
 
 // ByName builds a patch in by-name mode.
@@ -211,6 +218,9 @@ type target struct {
 	arch arch.Arch
 	// dbg is where the symbols came from (internal/debuginfo).
 	dbg *debuginfo.Found
+	// ranges are the .eh_frame function boundaries, read on first need
+	// (functionRanges).
+	ranges []unwind.Range
 }
 
 // openTarget opens and checks the target file of a build: it must be an ELF

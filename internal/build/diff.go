@@ -87,21 +87,33 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 		}
 		members = append(members, patchfile.NamedData{Name: member, Kind: "object", Data: res.Object})
 		h.Write(res.Object)
+		mt := &match{t: tg, old: oldData}
 		for _, f := range red {
 			old, found, err := findFunc(syms, linker.ObjSymbol{Name: f.Name, Local: f.Local}, res.SourceFile)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", newPath, err)
 			}
-			if !found {
-				return nil, nil, fmt.Errorf("%w: %s changed in %s, but %s has no such function: was the target built from %s's source with the same flags?",
-					ErrNotFound, f.Name, newPath, opt.Target, oldPath)
-			}
 			spec := patchfile.Function{Name: f.Name, Object: member, Addr: old.Value, Size: old.Size, Orig: f.Orig, OrigMask: f.OrigMask}
 			if old.Bind == elf.STB_LOCAL {
 				spec.Local, spec.File = true, old.File
 			}
+			if !found {
+				// No symbol: locate the function by its code.
+				a, size, err := mt.function(f.Name)
+				if err != nil {
+					return nil, nil, fmt.Errorf("%w: %s changed in %s, but %s has no symbol for it and run-pre matching could not locate it: %w",
+						ErrNotFound, f.Name, newPath, opt.Target, err)
+				}
+				spec.Addr, spec.Size, spec.Match = a, size, patchfile.MatchRunPre
+				if f.Local {
+					spec.Local, spec.File = true, res.SourceFile
+				}
+			}
 			man.Functions = append(man.Functions, spec)
-			rep.Replaced = append(rep.Replaced, Func{Name: f.Name, File: spec.File, Object: member, Addr: old.Value, Size: old.Size})
+			rep.Replaced = append(rep.Replaced, Func{Name: f.Name, File: spec.File, Object: member, Addr: spec.Addr, Size: spec.Size, Match: spec.Match})
+		}
+		if err := locateRefs(tg, mt, res, &man, rep); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", newPath, err)
 		}
 		for _, f := range add {
 			man.Functions = append(man.Functions, patchfile.Function{Name: f.Name, Object: member, New: true})

@@ -91,6 +91,26 @@ type Func struct {
 	// bytes under relocations masked (mask 0) — the run-pre check.
 	Orig     []byte `json:"-"`
 	OrigMask []byte `json:"-"`
+	// Refs are the function's relocations with what they refer to (set by
+	// Functions): what run-pre matching checks a candidate's relocated
+	// fields against.
+	Refs []Ref `json:"-"`
+}
+
+// Ref is one relocation of a function: at Off bytes into it, of type Type,
+// referring to Target+Addend (Addend relative to the target's start).
+type Ref struct {
+	Off    uint64
+	Type   uint32
+	Addend int64
+	// Target is the referenced function or data object of the object
+	// (TargetFunc, TargetLocal say which kind), or the name of an undefined
+	// symbol (Undefined); "" for anything else (string literals, anonymous
+	// constants).
+	Target      string
+	TargetFunc  bool
+	TargetLocal bool
+	Undefined   bool
 }
 
 // Data is one data object (or string literal) of the comparison.

@@ -38,8 +38,30 @@ func Functions(obj []byte) (_ []Func, file string, err error) {
 			f.Part = strings.TrimSuffix(it.name, ".cold")
 		}
 		f.Orig, f.OrigMask = s.runPre(it)
+		f.Refs = s.refs(it)
 		out = append(out, f)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, o.file, nil
+}
+
+// refs lists the relocations of function it with what they refer to.
+func (s *side) refs(it *item) []Ref {
+	var out []Ref
+	for _, r := range s.relsIn(it) {
+		ref := Ref{Off: r.off - it.val, Type: r.typ, Addend: r.addend}
+		sy := s.o.syms[r.sym]
+		switch d := s.referenced(r); {
+		case d != nil:
+			ref.Target, ref.TargetFunc = d.name, d.fn
+			ref.TargetLocal = elf.ST_BIND(s.o.syms[d.sym].Info) == elf.STB_LOCAL
+			if s.bySym[int(r.sym)] != d {
+				ref.Addend -= int64(d.val) // through a section symbol
+			}
+		case r.sym != 0 && sy.Section == elf.SHN_UNDEF:
+			ref.Target, ref.Undefined = sy.Name, true
+		}
+		out = append(out, ref)
+	}
+	return out
 }

@@ -185,7 +185,7 @@ func prepare(pid int, p *patchfile.Patch, stacks bool) (*prepared, error) {
 		defer func() { pp.unw = <-unw }()
 	}
 	objIndex := map[string]int{}
-	res := &resolver{t: t, patched: mod}
+	res := &resolver{t: t, patched: mod, located: p.Symbols}
 	for i, name := range p.Objects() {
 		o, err := linker.ParseObject(p.Member(name))
 		if err != nil {

@@ -61,6 +61,12 @@ func checkFunctionStart(mod *module, a arch.Arch, syms []elfsym.Symbol, f patchf
 			starts = true
 		}
 	}
+	if !starts && f.Match == patchfile.MatchRunPre && len(f.Orig) > 0 && mod.fdeStarts(f.Addr, f.Size) {
+		// Located by the build's run-pre matching (no symbol): an
+		// .eh_frame function boundary, whose code the run-pre check
+		// compares with f.Orig before anything is written.
+		starts = true
+	}
 	if !starts {
 		what := "no function symbol starts there"
 		if s, ok := mod.syms.Containing(f.Addr); ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/build"
 	"github.com/hotpatch/hotpatch/internal/debuginfo"
 	"github.com/hotpatch/hotpatch/internal/elfsym"
+	"github.com/hotpatch/hotpatch/internal/runpre"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
@@ -206,4 +208,49 @@ func TestStrippedMismatchedDebugFile(t *testing.T) {
 			t.Errorf("error does not name build-id %s", id)
 		}
 	}
+}
+
+// TestStrippedRunPre: the same targets with the debug file deleted: the
+// build locates the changed static function, the functions it calls and
+// the static variable it uses by run-pre matching (the report and the
+// manifest say so), and the fix applies live.
+func TestStrippedRunPre(t *testing.T) {
+	setup(t)
+	defer func() { debugSearch = debuginfo.Options{} }()
+	for _, kind := range []string{"exe", "lib"} {
+		t.Run(kind, func(t *testing.T) {
+			c := buildStripped(t, t.TempDir(), kind)
+			if err := os.Remove(c.debug); err != nil {
+				t.Fatal(err)
+			}
+			debugSearch = debuginfo.Options{Root: t.TempDir(), DebuginfodCache: t.TempDir()}
+			rep := applyScale(t, c, build.Options{Debug: debugSearch})
+			if rep.SymbolsSource != string(debuginfo.SourceNone) {
+				t.Errorf("symbols from %s (%s), want none", rep.Symbols, rep.SymbolsSource)
+			}
+			if len(rep.Replaced) != 1 || rep.Replaced[0].Name != "scale" || rep.Replaced[0].Match != "run-pre" {
+				t.Errorf("replaced %+v, want scale located by run-pre", rep.Replaced)
+			}
+			located := names(rep.Located)
+			if !slices.Contains(located, "calls") {
+				t.Errorf("located %v, want the static variable calls", located)
+			}
+		})
+	}
+}
+
+// TestStrippedRunPreAmbiguous: two identical static functions, nothing
+// telling them apart: the build refuses, naming the function.
+func TestStrippedRunPreAmbiguous(t *testing.T) {
+	setup(t)
+	dir := t.TempDir()
+	b := buildDiffCase(t, dir, "../stripped/twin", false, strippedFlags, strippedFlags)
+	testutil.SplitDebug(t, b.bin)
+	os.Remove(b.bin + ".debug")
+	_, _, err := build.Build(build.Options{Target: b.bin, Old: []string{b.oldObj}, New: []string{b.newObj},
+		Debug: debuginfo.Options{Root: t.TempDir(), DebuginfodCache: t.TempDir()}})
+	if !errors.Is(err, runpre.ErrAmbiguous) || !errors.Is(err, build.ErrNotFound) || !strings.Contains(err.Error(), "twice_a") {
+		t.Fatalf("build: got %v, want an ambiguous match of twice_a", err)
+	}
+	t.Logf("refused: %v", err)
 }

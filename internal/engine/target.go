@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,8 +17,10 @@ import (
 	"github.com/hotpatch/hotpatch/internal/debuginfo"
 	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/linker"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/procmaps"
+	"github.com/hotpatch/hotpatch/internal/unwind"
 )
 
 // debugSearch is where loadSyms looks for separate debug files; the zero
@@ -49,6 +52,9 @@ type loadedFile struct {
 	relocs  []elfsym.DynReloc
 	relErr  error
 	relOnce sync.Once
+
+	rangesOnce sync.Once
+	ranges     []unwind.Range // .eh_frame function boundaries (fdeStarts)
 
 	readyOnce sync.Once
 	ready     map[uint64]bool // __patchable_function_entries, see ready.go
@@ -212,6 +218,10 @@ func (t *target) findBuildID(id string) (*module, error) {
 type resolver struct {
 	t       *target
 	patched *module
+	// located are the target symbols the build located by run-pre
+	// matching (patchfile.Manifest.Symbols), for a patched file without
+	// symbols of its own; checked before use (checkLocated).
+	located []patchfile.Symbol
 }
 
 var _ linker.Resolver = (*resolver)(nil)
@@ -223,8 +233,11 @@ func (r *resolver) Resolve(ref linker.SymbolRef) (linker.Resolution, error) {
 		// copy when the patched file has one, so the new code sees the live
 		// value (a fresh copy would silently fork the program's state).
 		s, ok, err := r.findLocalOrGlobal(name, ref.File, ref.Local, true)
-		if err != nil || !ok {
+		if err != nil {
 			return linker.Resolution{}, err
+		}
+		if !ok {
+			return r.locatedRes(ref, patchfile.SymbolVariable)
 		}
 		if s.Size != ref.Size {
 			return linker.Resolution{}, fmt.Errorf("%w: variable %s is %d bytes in the patch but %d bytes in the running program: a live variable cannot change size",
@@ -240,6 +253,10 @@ func (r *resolver) Resolve(ref linker.SymbolRef) (linker.Resolution, error) {
 		if ss := r.patched.syms.LookupLocal(name, ref.File); len(ss) == 1 {
 			return r.resolution(r.patched, ss[0])
 		}
+	}
+	// A function the build located in the patched file (no symbol there).
+	if res, err := r.locatedRes(ref, patchfile.SymbolFunction); err != nil || res.Found {
+		return res, err
 	}
 	// 2. Globals: the executable first, then libraries in load order.
 	for _, m := range r.t.mods {
@@ -263,6 +280,59 @@ func (r *resolver) Resolve(ref linker.SymbolRef) (linker.Resolution, error) {
 		return r.resolution(r.patched, s)
 	}
 	return linker.Resolution{}, nil
+}
+
+// locatedRes resolves ref to a located symbol of the given kind, if the
+// manifest has one for its name and source file (Found false otherwise).
+func (r *resolver) locatedRes(ref linker.SymbolRef, kind string) (linker.Resolution, error) {
+	for _, s := range r.located {
+		if s.Name != ref.Name || s.Kind != kind || (s.File != "" && s.File != ref.File) {
+			continue
+		}
+		if err := checkLocated(r.patched, s); err != nil {
+			return linker.Resolution{}, err
+		}
+		if kind == patchfile.SymbolVariable && s.Size != ref.Size {
+			return linker.Resolution{}, fmt.Errorf("%w: variable %s is %d bytes in the patch but %d bytes as located in the running program", ErrResolve, s.Name, ref.Size, s.Size)
+		}
+		return linker.Resolution{Found: true, Addr: s.Addr + r.patched.Bias}, nil
+	}
+	return linker.Resolution{}, nil
+}
+
+// checkLocated verifies a located symbol against the patched file, as
+// checkFunctions does for replaced functions (the manifest is the patch
+// author's claim): a function must start at an .eh_frame function boundary
+// of the file and lie within it, a variable within one allocated section.
+// That it is the right function or variable is what the build's run-pre
+// matching proved; apply's run-pre check proves the replaced functions'
+// code again in the process.
+func checkLocated(mod *module, s patchfile.Symbol) error {
+	switch s.Kind {
+	case patchfile.SymbolFunction:
+		if !mod.fdeStarts(s.Addr, s.Size) {
+			return fmt.Errorf("%w: located function %s: %#x (size %d) is not an .eh_frame function boundary of %s", ErrBadAddress, s.Name, s.Addr, s.Size, mod.Path)
+		}
+	default:
+		end, ok := mod.f.SectionEnd(s.Addr)
+		if !ok || s.Size > end-s.Addr {
+			return fmt.Errorf("%w: located variable %s: [%#x, +%d) is not within one section of %s", ErrBadAddress, s.Name, s.Addr, s.Size, mod.Path)
+		}
+	}
+	return nil
+}
+
+// fdeStarts reports whether an .eh_frame FDE of the file starts at addr and
+// covers at least size bytes.
+func (l *loadedFile) fdeStarts(addr, size uint64) bool {
+	l.rangesOnce.Do(func() { l.ranges, _ = unwind.FunctionRanges(l.f.ELF()) })
+	i := sort.Search(len(l.ranges), func(i int) bool { return l.ranges[i].Begin >= addr })
+	for ; i < len(l.ranges) && l.ranges[i].Begin == addr; i++ {
+		if l.ranges[i].End-addr >= size {
+			return true
+		}
+	}
+	return false
 }
 
 // findLocalOrGlobal looks a name up in the patched module only.

@@ -121,7 +121,39 @@ type Function struct {
 	// OrigMask marking (0xff) the bytes that are compared; may be empty.
 	Orig     []byte `json:"orig,omitempty"`
 	OrigMask []byte `json:"orig_mask,omitempty"`
+	// Match says how Addr was found when the target has no symbol for the
+	// function: MatchRunPre (its code matched Orig at an .eh_frame
+	// function boundary, see docs/patch-generation.md). Such a function
+	// must carry Orig, which apply checks. Empty: the target's symbols.
+	Match string `json:"match,omitempty"`
 }
+
+// MatchRunPre: an address found by run-pre matching (the target has no
+// symbol for it).
+const MatchRunPre = "run-pre"
+
+// Symbol is a function or data object of the target that the patch's code
+// refers to and the target has no symbol for, located by the build
+// (Match): the engine binds the patch's references to it.
+type Symbol struct {
+	Name string `json:"name"`
+	// File is the source file of a static, as the patch's STT_FILE says.
+	File string `json:"file,omitempty"`
+	Addr uint64 `json:"addr"`
+	Size uint64 `json:"size,omitempty"`
+	// Kind is SymbolFunction or SymbolVariable.
+	Kind  string `json:"kind"`
+	Match string `json:"match"`
+}
+
+// Symbol kinds.
+const (
+	SymbolFunction = "function"
+	SymbolVariable = "variable"
+)
+
+// maxSymbols bounds Manifest.Symbols.
+const maxSymbols = 1 << 16
 
 // Member is a file carried in the patch.
 type Member struct {
@@ -140,8 +172,12 @@ type Manifest struct {
 	Description string     `json:"description,omitempty"`
 	Target      Target     `json:"target"`
 	Functions   []Function `json:"functions"`
-	Cold        *Cold      `json:"cold,omitempty"`
-	Members     []Member   `json:"members"`
+	// Symbols are target symbols located by the build (stripped targets
+	// without debug info); absent otherwise, which keeps such patches
+	// readable by hotpatch versions before it.
+	Symbols []Symbol `json:"symbols,omitempty"`
+	Cold    *Cold    `json:"cold,omitempty"`
+	Members []Member `json:"members"`
 }
 
 // Signature is the signature block of a signed bundle.
@@ -567,6 +603,18 @@ func validate(m *Manifest) error {
 		if len(f.OrigMask) != 0 && len(f.OrigMask) != len(f.Orig) {
 			return fmt.Errorf("%w: function %s: mask and bytes differ in length", ErrBadPatch, f.Name)
 		}
+		switch f.Match {
+		case "":
+		case MatchRunPre:
+			if f.New || f.Size == 0 || uint64(len(f.Orig)) != f.Size {
+				return fmt.Errorf("%w: function %s located by run-pre matching must carry its %d original bytes", ErrBadPatch, f.Name, f.Size)
+			}
+		default:
+			return fmt.Errorf("%w: function %s: unknown match %q", ErrBadPatch, f.Name, f.Match)
+		}
+	}
+	if err := validateSymbols(m.Symbols); err != nil {
+		return err
 	}
 	switch {
 	case m.Cold == nil && cold > 0:
@@ -587,6 +635,29 @@ func validate(m *Manifest) error {
 		if _, err := hex.DecodeString(m.Cold.BuildID); err != nil {
 			return fmt.Errorf("%w: bad coldpatch build-id %q", ErrBadPatch, m.Cold.BuildID)
 		}
+	}
+	return nil
+}
+
+func validateSymbols(syms []Symbol) error {
+	if len(syms) > maxSymbols {
+		return fmt.Errorf("%w: %d located symbols (at most %d)", ErrBadPatch, len(syms), maxSymbols)
+	}
+	seen := map[[2]string]bool{}
+	for _, s := range syms {
+		switch {
+		case s.Name == "" || strings.ContainsRune(s.Name, 0):
+			return fmt.Errorf("%w: located symbol without a name", ErrBadPatch)
+		case s.Kind != SymbolFunction && s.Kind != SymbolVariable:
+			return fmt.Errorf("%w: located symbol %s of unknown kind %q", ErrBadPatch, s.Name, s.Kind)
+		case s.Match != MatchRunPre:
+			return fmt.Errorf("%w: located symbol %s: unknown match %q", ErrBadPatch, s.Name, s.Match)
+		case s.Addr == 0 || s.Size > MaxTotalSize || s.Addr+s.Size < s.Addr:
+			return fmt.Errorf("%w: located symbol %s: bad address %#x size %d", ErrBadPatch, s.Name, s.Addr, s.Size)
+		case seen[[2]string{s.Name, s.File}]:
+			return fmt.Errorf("%w: located symbol %s (%s) listed twice", ErrBadPatch, s.Name, s.File)
+		}
+		seen[[2]string{s.Name, s.File}] = true
 	}
 	return nil
 }

@@ -353,3 +353,54 @@ func isZeroJSON(v any) bool {
 	}
 	return false
 }
+
+// TestLocatedValidation: run-pre located functions must carry their
+// original bytes; located symbols must be well formed; a patch with them
+// round-trips.
+func TestLocatedValidation(t *testing.T) {
+	orig := make([]byte, 16)
+	good := Function{Name: "f", Object: "new.o", Addr: 0x1000, Size: 16, Orig: orig, Match: MatchRunPre}
+	sym := Symbol{Name: "calls", File: "prog.c", Addr: 0x4010, Size: 8, Kind: SymbolVariable, Match: MatchRunPre}
+	cases := []struct {
+		name string
+		fn   Function
+		syms []Symbol
+		ok   bool
+	}{
+		{"run-pre with bytes", good, []Symbol{sym}, true},
+		{"run-pre without bytes", Function{Name: "f", Object: "new.o", Addr: 0x1000, Size: 16, Match: MatchRunPre}, nil, false},
+		{"run-pre with short bytes", Function{Name: "f", Object: "new.o", Addr: 0x1000, Size: 16, Orig: orig[:8], Match: MatchRunPre}, nil, false},
+		{"unknown match", Function{Name: "f", Object: "new.o", Addr: 0x1000, Size: 16, Match: "guess"}, nil, false},
+		{"symbol of unknown kind", good, []Symbol{{Name: "x", Addr: 1, Kind: "thing", Match: MatchRunPre}}, false},
+		{"symbol without match", good, []Symbol{{Name: "x", Addr: 1, Kind: SymbolFunction}}, false},
+		{"symbol at 0", good, []Symbol{{Name: "x", Kind: SymbolFunction, Match: MatchRunPre}}, false},
+		{"symbol twice", good, []Symbol{sym, sym}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := New(Manifest{ID: "hp-test", Target: Target{Path: "/bin/x", BuildID: "0a1b2c", Machine: "amd64"},
+				Functions: []Function{c.fn}, Symbols: c.syms},
+				[]NamedData{{Name: "new.o", Kind: KindObject, Data: []byte("\x7fELF object bytes")}})
+			if !c.ok {
+				if !errors.Is(err, ErrBadPatch) {
+					t.Fatalf("got %v, want ErrBadPatch", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, err := p.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := Decode(enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q.Functions[0].Match != MatchRunPre || len(q.Symbols) != 1 || q.Symbols[0] != sym {
+				t.Fatalf("round trip: %+v %+v", q.Functions, q.Symbols)
+			}
+		})
+	}
+}

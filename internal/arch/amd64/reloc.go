@@ -231,3 +231,31 @@ func (Arch) FarStub(dest uint64) []byte {
 	binary.LittleEndian.PutUint64(b[6:], dest)
 	return b
 }
+
+// RelocTarget implements arch.Relocator: S = field - A for S + A forms and
+// S = field + P - A for S + A - P forms, the field read as ApplyReloc
+// stores it (word32 sign- or zero-extended, word64).
+func (Arch) RelocTarget(t uint32, loc []byte, p uint64, a int64) (uint64, bool) {
+	d, err := lookup(t)
+	if err != nil || len(loc) < d.info.Size {
+		return 0, false
+	}
+	var val uint64
+	switch d.field {
+	case fieldS32:
+		val = uint64(int64(int32(binary.LittleEndian.Uint32(loc))))
+	case fieldU32:
+		val = uint64(binary.LittleEndian.Uint32(loc))
+	case fieldW64:
+		val = binary.LittleEndian.Uint64(loc)
+	default:
+		return 0, false
+	}
+	switch d.f {
+	case fSA:
+		return val - uint64(a), true
+	case fSAP:
+		return val + p - uint64(a), true
+	}
+	return 0, false
+}
