@@ -325,4 +325,3 @@ func (l *locator) fixedData() (map[string]uint64, error) {
 	}
 	return out, nil
 }
-

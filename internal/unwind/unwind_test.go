@@ -126,4 +126,3 @@ func FuzzParse(f *testing.F) {
 		u.Unwind(0x1010, 0x8000, 0, &unwind.Stack{Lo: 0x8000, Data: make([]byte, 256)})
 	})
 }
-
