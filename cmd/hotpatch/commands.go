@@ -93,7 +93,13 @@ and builds the patch from the objects of every translation unit that changed.
 			fmt.Fprintf(w, "built %s -> %s (target %s, build-id %s)\n", rep.ID, out, rep.Target, rep.BuildID)
 			fmt.Fprintf(w, "  symbols from %s (%s)\n", rep.Symbols, rep.SymbolsSource)
 			for _, f := range rep.Replaced {
-				fmt.Fprintf(w, "  replace %-24s %#x %d bytes%s\n", f.Name, f.Addr, f.Size, aliasNote(f.Aliases))
+				fmt.Fprintf(w, "  replace %-24s %#x %d bytes%s%s\n", f.Name, f.Addr, f.Size, aliasNote(f.Aliases), matchNote(f.Match))
+			}
+			for _, f := range rep.Located {
+				fmt.Fprintf(w, "  uses    %-24s %#x (located by run-pre matching)\n", f.Name, f.Addr)
+			}
+			if rep.Forced != "" {
+				fmt.Fprintf(w, "  -fipa-ra check not done (forced: %s)\n", rep.Forced)
 			}
 			for _, f := range rep.Added {
 				fmt.Fprintf(w, "  add     %s\n", f.Name)
@@ -113,6 +119,7 @@ and builds the patch from the objects of every translation unit that changed.
 	c.Flags().StringVarP(&out, "output", "o", "", "patch file to write")
 	c.Flags().StringVar(&opt.ID, "id", "", "patch id (default: derived from the contents)")
 	c.Flags().StringVar(&opt.Description, "description", "", "free text stored in the patch")
+	c.Flags().StringVar(&opt.Force, "force", "", "REASON: build although the -fipa-ra hazard cannot be checked (a stripped target without .eh_frame); the reason is recorded in the report")
 	c.Flags().StringVar(&opt.Debug.File, "debug-file", "", "the target's separate debug file (default: looked for by build-id, .gnu_debuglink and the debuginfod cache); its build-id must be the target's")
 	bundle.addFlags(c)
 	src.addFlags(c)
@@ -271,4 +278,12 @@ func printPatchStatus(w io.Writer, indent string, p engine.PatchStatus) {
 	if p.Kept != "" {
 		fmt.Fprintf(w, "%s  region %s\n", indent, p.Kept)
 	}
+}
+
+// matchNote marks a function located by run-pre matching.
+func matchNote(m string) string {
+	if m == "" {
+		return ""
+	}
+	return " (located by " + m + " matching)"
 }

@@ -49,6 +49,10 @@ type Options struct {
 	// build --debug-file); the zero value searches the host the way gdb
 	// does (internal/debuginfo).
 	Debug debuginfo.Options
+	// Force is the reason to build a by-name patch whose -fipa-ra hazard
+	// could not be checked (a stripped target without .eh_frame); it is
+	// recorded in the report (Report.Forced).
+	Force string
 }
 
 // Func is one function in the report.
@@ -86,6 +90,9 @@ type Report struct {
 	// Located: target functions and variables the patch refers to that the
 	// target has no symbol for, located by run-pre matching.
 	Located []Func `json:"located,omitempty"`
+	// Forced is the reason given (build --force) for building although
+	// the -fipa-ra hazard could not be checked.
+	Forced string `json:"forced,omitempty"`
 }
 
 // ByName builds a patch in by-name mode.
@@ -95,7 +102,7 @@ func ByName(opt Options) (*patchfile.Patch, *Report, error) {
 		return nil, nil, err
 	}
 	defer tg.close()
-	ef, bid, syms, a, rep, man := tg.ef, tg.bid, tg.syms, tg.arch, tg.report(), tg.manifest(opt)
+	ef, bid, syms, rep, man := tg.ef, tg.bid, tg.syms, tg.report(), tg.manifest(opt)
 	var members []patchfile.NamedData
 	h := sha256.New()
 	h.Write(bid)
@@ -140,7 +147,7 @@ func ByName(opt Options) (*patchfile.Patch, *Report, error) {
 	if err := mergeAliases(&man, rep, members); err != nil {
 		return nil, nil, err
 	}
-	if err := checkIPARA(ef, tg.dwarf(), syms, a, rep.Replaced); err != nil {
+	if rep.Forced, err = checkIPARA(tg, rep.Replaced, opt.Force); err != nil {
 		return nil, nil, err
 	}
 	man.ID = opt.ID

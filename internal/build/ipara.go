@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/debuginfo"
 	"github.com/hotpatch/hotpatch/internal/elfsym"
 )
 
@@ -32,8 +33,16 @@ import (
 //     local symbols; a global caller of unknown origin counts as same-unit).
 //
 // Otherwise the patch is refused with the callers named and the fix given.
-func checkIPARA(ef, dwarf *elfsym.File, syms *elfsym.Table, a arch.Arch, replaced []Func) error {
-	cus, _ := dwarf.CompileUnits()
+//
+// Callers are looked for among all functions of the target: its function
+// symbols and, for a target whose symbols are only the exported ones
+// (stripped, no debug file), its .eh_frame function boundaries too, so
+// that static callers are seen. A target with neither cannot be checked:
+// the patch is refused unless force gives the reason to go ahead (see
+// callerFuncs).
+func checkIPARA(t *target, replaced []Func, force string) (forced string, err error) {
+	ef, syms, a := t.ef, t.syms, t.arch
+	cus, _ := t.dwarf().CompileUnits()
 	cuOf := func(addr uint64) int {
 		for i, cu := range cus {
 			for _, r := range cu.Ranges {
@@ -65,7 +74,24 @@ func checkIPARA(ef, dwarf *elfsym.File, syms *elfsym.Table, a arch.Arch, replace
 	}
 	var all []decoded
 	seen := map[uint64]bool{}
-	for _, s := range syms.Functions() {
+	funcs, checkable := callerFuncs(t, syms)
+	if !checkable {
+		var unsafe []string
+		for _, r := range replaced {
+			if cu := cuOf(r.Addr); cu < 0 || !safeProducer(cus[cu].Producer) {
+				unsafe = append(unsafe, r.Name)
+			}
+		}
+		if len(unsafe) == 0 {
+			return "", nil
+		}
+		if force == "" {
+			return "", fmt.Errorf("%w: could not check the -fipa-ra hazard for %s: %s has only its exported symbols (stripped, no debug file found) and no .eh_frame function boundaries, so callers of %s in its own translation unit cannot be seen. Give hotpatch the debug file (--debug-file), or pass --force REASON if you know the target was built with -fno-ipa-ra or -flive-patching",
+				ErrUnsafeTarget, strings.Join(unsafe, ", "), t.path, strings.Join(unsafe, ", "))
+		}
+		return force, nil
+	}
+	for _, s := range funcs {
 		if seen[s.Value] || s.Size == 0 {
 			continue
 		}
@@ -92,7 +118,7 @@ func checkIPARA(ef, dwarf *elfsym.File, syms *elfsym.Table, a arch.Arch, replace
 			}
 		}
 		if self == nil {
-			return fmt.Errorf("%w: cannot decode %s to check its callers", ErrUnsafeTarget, r.Name)
+			return "", fmt.Errorf("%w: cannot decode %s to check its callers", ErrUnsafeTarget, r.Name)
 		}
 		opaque := self.info.IndirectCalls > 0
 		for _, c := range append(append([]uint64(nil), self.info.Calls...), self.info.TailJumps...) {
@@ -126,11 +152,39 @@ func checkIPARA(ef, dwarf *elfsym.File, syms *elfsym.Table, a arch.Arch, replace
 			}
 		}
 		if len(bad) > 0 {
-			return fmt.Errorf("%w: %s is called directly by %s in its own translation unit, and the target was built with GCC's interprocedural register allocation (-fipa-ra, the -O2 default): those callers may keep values in registers the old %s never touched, which a separately compiled replacement may clobber. Rebuild the target with -flive-patching=inline-clone (or at least -fno-ipa-ra), and keep -g so hotpatch can see the flags in DW_AT_producer",
+			return "", fmt.Errorf("%w: %s is called directly by %s in its own translation unit, and the target was built with GCC's interprocedural register allocation (-fipa-ra, the -O2 default): those callers may keep values in registers the old %s never touched, which a separately compiled replacement may clobber. Rebuild the target with -flive-patching=inline-clone (or at least -fno-ipa-ra), and keep -g so hotpatch can see the flags in DW_AT_producer",
 				ErrUnsafeTarget, r.Name, strings.Join(bad, ", "), r.Name)
 		}
 	}
-	return nil
+	return "", nil
+}
+
+// callerFuncs returns every function of the target that may call a
+// replaced one, and whether that is all of them. With a .symtab (the
+// file's or its debug file's) the function symbols are; with the exported
+// symbols only, the .eh_frame function boundaries that no symbol starts are
+// added as "function at ADDR" (GCC gives every function an FDE); with
+// neither, the callers are unknown.
+func callerFuncs(t *target, syms *elfsym.Table) ([]elfsym.Symbol, bool) {
+	funcs := syms.Functions()
+	if t.dbg == nil || t.dbg.Source != debuginfo.SourceNone {
+		return funcs, true
+	}
+	ranges, err := t.functionRanges()
+	if err != nil || len(ranges) == 0 {
+		return funcs, false
+	}
+	starts := map[uint64]bool{}
+	for _, s := range funcs {
+		starts[s.Value] = true
+	}
+	for _, r := range ranges {
+		if !starts[r.Begin] {
+			funcs = append(funcs, elfsym.Symbol{Name: fmt.Sprintf("the function at %#x", r.Begin), Value: r.Begin, Size: r.End - r.Begin,
+				Type: elf.STT_FUNC, Bind: elf.STB_LOCAL})
+		}
+	}
+	return funcs, true
 }
 
 // safeProducer reports whether a DW_AT_producer string shows a build where

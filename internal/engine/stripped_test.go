@@ -254,3 +254,45 @@ func TestStrippedRunPreAmbiguous(t *testing.T) {
 	}
 	t.Logf("refused: %v", err)
 }
+
+// TestStrippedIPARA: by-name mode on a stripped library without debug
+// info: the -fipa-ra check sees the static caller through the .eh_frame
+// function boundaries and refuses; without .eh_frame it says it could not
+// check and refuses unless --force gives a reason.
+func TestStrippedIPARA(t *testing.T) {
+	setup(t)
+	dir := t.TempDir()
+	obj := ccompile(t, filepath.Join(dir, "leaf.o"), "testdata/ipara_new.c", "-O2", "-fPIC", "-ffunction-sections", "-fdata-sections", "-c")
+	noDebug := debuginfo.Options{Root: t.TempDir(), DebuginfodCache: t.TempDir()}
+	cases := []struct {
+		name  string
+		flags []string
+		force string
+		want  string // in the error; "" builds
+	}{
+		{name: "static caller seen", want: "called directly by the function at 0x"},
+		{name: "no eh_frame", flags: []string{"-fno-asynchronous-unwind-tables", "-fno-unwind-tables"}, want: "could not check"},
+		{name: "no eh_frame forced", flags: []string{"-fno-asynchronous-unwind-tables", "-fno-unwind-tables"}, force: "built with -fno-ipa-ra, see build log"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			lib := ccompile(t, filepath.Join(dir, fmt.Sprintf("lib%d.so", i)), append([]string{"testdata/stripped/ipara_lib.c", "-O2", "-g", "-shared", "-fPIC", "-fno-semantic-interposition"}, c.flags...)...)
+			testutil.SplitDebug(t, lib)
+			os.Remove(lib + ".debug")
+			_, rep, err := build.ByName(build.Options{Target: lib, New: []string{obj}, Debug: noDebug, Force: c.force})
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("build: %v", err)
+				}
+				if rep.Forced != c.force {
+					t.Errorf("report forced %q, want %q", rep.Forced, c.force)
+				}
+				return
+			}
+			if !errors.Is(err, build.ErrUnsafeTarget) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("build: got %v, want ErrUnsafeTarget with %q", err, c.want)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+}
