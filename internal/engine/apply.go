@@ -675,7 +675,17 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		rep.NotSelfRestoring = pr.NotSelfRestoring()
 		return nil
 	}
-	if err = retry(opt.timeout(), &rep.Attempts, func() (*busyError, error) { return applyOnce(pr, pp, im, mapFirst) }); err != nil {
+	// Each attempt's stop runs inside proc.Window: its requests run on the
+	// ptrace thread directly, without a hand-over (two thread wake-ups) each.
+	attempt := func() (busy *busyError, err error) {
+		err = pr.Window(func() error {
+			var err error
+			busy, err = applyOnce(pr, pp, im, mapFirst)
+			return err
+		})
+		return busy, err
+	}
+	if err = retry(opt.timeout(), &rep.Attempts, attempt); err != nil {
 		return nil, err
 	}
 	// The jumps are written and the record says applied: the patch is

@@ -255,30 +255,38 @@ func (pp *prepared) allocate(p *patchfile.Patch) (im *image, pause time.Duration
 	return im, pause, nil
 }
 
-// allocateAt is allocate for a placed image.
+// allocateAt is allocate for a placed image. The stop runs inside
+// proc.Window: every request of it runs on the ptrace thread directly.
 func (pp *prepared) allocateAt(p *patchfile.Patch, im *image) (time.Duration, error) {
 	pr, err := proc.Attach(pp.t.pid, pp.opt.attachOptions(true))
 	if err != nil {
 		return 0, err
 	}
 	defer pr.Detach()
-	if err := pr.Stop(); err != nil {
-		return 0, fmt.Errorf("stop one thread of %d: %w", pp.t.pid, err)
-	}
-	if err := pp.mapPlaced(pr, p, im); err != nil {
-		err = seccompBlocked(err)
-		// mapAndFill unmaps on failure; if it could not (the tracer lost the
-		// thread it borrowed, e.g. on a timeout under heavy load), try again
-		// with a fresh session so that nothing is left in the target.
-		if !errors.Is(err, errSimulatedCrash) && regionMapped(pp.t.pid, im.base) {
-			pr.Detach()
-			pp.release(im)
+	mapFailed := false
+	err = pr.Window(func() error {
+		if err := pr.Stop(); err != nil {
+			return fmt.Errorf("stop one thread of %d: %w", pp.t.pid, err)
 		}
-		return 0, err
+		if err := pp.mapPlaced(pr, p, im); err != nil {
+			mapFailed = true
+			return seccompBlocked(err)
+		}
+		im.notSelfRestoring = pr.NotSelfRestoring()
+		if err := pr.Detach(); err != nil {
+			return fmt.Errorf("detach: %w", err)
+		}
+		return nil
+	})
+	// mapAndFill unmaps on failure; if it could not (the tracer lost the
+	// thread it borrowed, e.g. on a timeout under heavy load), try again
+	// with a fresh session so that nothing is left in the target.
+	if mapFailed && !errors.Is(err, errSimulatedCrash) && regionMapped(pp.t.pid, im.base) {
+		pr.Detach()
+		pp.release(im)
 	}
-	im.notSelfRestoring = pr.NotSelfRestoring()
-	if err := pr.Detach(); err != nil {
-		return 0, fmt.Errorf("detach: %w", err)
+	if err != nil {
+		return 0, err
 	}
 	return pr.Pause(), nil
 }

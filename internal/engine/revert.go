@@ -123,7 +123,15 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	}
 	defer pr.Detach()
 	tl.mark("attach")
-	if err := retry(opt.timeout(), &rep.Attempts, func() (*busyError, error) { return revertOnce(pr, base, rep, t, unw) }); err != nil {
+	attempt := func() (busy *busyError, err error) { // inside proc.Window, as apply's
+		err = pr.Window(func() error {
+			var err error
+			busy, err = revertOnce(pr, base, rep, t, unw)
+			return err
+		})
+		return busy, err
+	}
+	if err := retry(opt.timeout(), &rep.Attempts, attempt); err != nil {
 		return nil, err
 	}
 	if err := pr.Detach(); err != nil {
@@ -335,6 +343,16 @@ func freeRegion(pid int, r *regionRef, opt Options) string {
 		return fmt.Sprintf("cannot attach to unmap it: %v (hotpatch recover frees it)", err)
 	}
 	defer pr.Detach()
+	why := ""
+	pr.Window(func() error { // the requests of the stop run on the ptrace thread
+		why = freeStopped(pr, r, ff)
+		return nil
+	})
+	return why
+}
+
+// freeRegion's stop.
+func freeStopped(pr *proc.Process, r *regionRef, ff frameFuncs) string {
 	if err := pr.Stop(); err != nil {
 		return fmt.Sprintf("cannot stop a thread to unmap it: %v (hotpatch recover frees it)", err)
 	}

@@ -141,7 +141,9 @@ type Process struct {
 	reqs     chan func()
 	mem      *os.File // /proc/PID/mem, O_RDWR
 
-	pauseNs atomic.Int64 // the longest window so far (see Pause)
+	pauseNs atomic.Int64
+	// inWindow is set while Window runs f on the ptrace goroutine.
+	inWindow atomic.Bool // the longest window so far (see Pause)
 	stallNs atomic.Int64 // the longest stop of one thread so far (see Stall)
 	meter   *Meter       // opt.Meter, or this Process's own
 
@@ -437,6 +439,42 @@ func (p *Process) alive() bool { return anyLiveTask(p.pid) }
 // Pid returns the process id.
 func (p *Process) Pid() int { return p.pid }
 
+// Window runs f on the ptrace goroutine, where every call f makes on p
+// (Stop, ReadMem, Syscall, Threads, Resume, ...) runs at once instead of
+// being handed over to it: a call from another goroutine costs two thread
+// wake-ups (the ptrace thread's, then the caller's), each a scheduling
+// delay, tens of microseconds to milliseconds on a loaded machine, and a
+// stop window makes dozens of calls while the target stands still. f must
+// not wait for another goroutine that uses p (that one would wait for f),
+// and runs with p.mu held. A panic in f is recovered on the ptrace
+// goroutine (which must survive to detach the target) and raised again on
+// the caller's, so that the caller's recovery sees it as before.
+func (p *Process) Window(f func() error) error {
+	var panicked any
+	err := p.do(func() (err error) {
+		p.inWindow.Store(true)
+		defer p.inWindow.Store(false)
+		defer func() {
+			if r := recover(); r != nil {
+				panicked = r
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return f()
+	})
+	if panicked != nil {
+		panic(panicked)
+	}
+	return err
+}
+
+// inWindowHere reports whether the caller is f of a running Window: only the
+// ptrace goroutine runs on its locked OS thread (runtime.LockOSThread), so
+// the thread id tells it from every other goroutine.
+func (p *Process) inWindowHere() bool {
+	return p.inWindow.Load() && unix.Gettid() == p.tracerTID
+}
+
 // Pause returns the duration of the longest stop window of this Process
 // so far: from the first PTRACE_INTERRUPT of Stop to the last thread resumed
 // or detached.
@@ -482,8 +520,15 @@ func (p *Process) loop(ready chan<- error) {
 	}
 }
 
-// do runs f on the ptrace goroutine.
+// do runs f on the ptrace goroutine. Inside Window it is already there, and
+// p.mu is held for it: f runs at once.
 func (p *Process) do(f func() error) error {
+	if p.inWindowHere() {
+		if p.finished {
+			return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
+		}
+		return f()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.detached {
@@ -1201,12 +1246,14 @@ func (p *Process) release(t *thread, detach bool) error {
 // restoring registers we changed and re-delivering intercepted signals. It
 // is idempotent and always safe to defer.
 func (p *Process) Detach() error {
-	p.mu.Lock()
-	if p.detached {
+	if !p.inWindowHere() {
+		p.mu.Lock()
+		if p.detached {
+			p.mu.Unlock()
+			return nil
+		}
 		p.mu.Unlock()
-		return nil
 	}
-	p.mu.Unlock()
 	err := p.do(func() error { return p.detachAll() })
 	if errors.Is(err, ErrDetached) {
 		return nil
@@ -1262,8 +1309,14 @@ func (p *Process) setRealtime(on bool) {
 
 // ReadMem reads len(b) bytes at addr of the process.
 func (p *Process) ReadMem(addr uint64, b []byte) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	if p.inWindowHere() {
+		if p.finished {
+			return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
+		}
+	} else {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
 	if p.detached {
 		return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
 	}
@@ -1275,8 +1328,14 @@ func (p *Process) ReadMem(addr uint64, b []byte) error {
 // succeed on read-only mappings such as program text, breaking
 // copy-on-write for private file mappings, as a debugger's breakpoints do.
 func (p *Process) WriteMem(addr uint64, b []byte) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	if p.inWindowHere() {
+		if p.finished {
+			return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
+		}
+	} else {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
 	if p.detached {
 		return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
 	}

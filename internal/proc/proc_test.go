@@ -1087,3 +1087,85 @@ func BenchmarkInjectedSyscall(b *testing.B) {
 		}
 	}
 }
+
+// TestWindow: inside Window every request runs on the ptrace goroutine
+// (nested calls, memory reads and writes, an injected system call, Resume
+// and Detach), and a panic in it reaches the caller while the process stays
+// attached and is detached cleanly afterwards, its threads running again.
+func TestWindow(t *testing.T) {
+	requirePtrace(t)
+	const n = 4
+	tg := start(t, "threads", strconv.Itoa(n))
+	tg.readUntil(t, "ready")
+	counters := tg.addr(t, "counters")
+	p, err := Attach(tg.pid(), Options{})
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	defer p.Detach()
+	err = p.Window(func() error {
+		if err := p.Stop(); err != nil {
+			return err
+		}
+		if len(p.Threads()) != n+1 {
+			return fmt.Errorf("%d threads, want %d", len(p.Threads()), n+1)
+		}
+		checkAllStopped(t, p)
+		b := make([]byte, 8)
+		if err := p.ReadMem(counters, b); err != nil {
+			return err
+		}
+		if err := p.WriteMem(counters, b); err != nil {
+			return err
+		}
+		if pid, err := p.Syscall(unix.SYS_GETPID); err != nil || int(pid) != tg.pid() {
+			return fmt.Errorf("getpid in the target: %d, %v", pid, err)
+		}
+		return p.Resume()
+	})
+	if err != nil {
+		t.Fatalf("Window: %v", err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want the panic of the window", r)
+			}
+		}()
+		p.Window(func() error {
+			if err := p.Stop(); err != nil {
+				t.Errorf("Stop: %v", err)
+			}
+			panic("boom")
+		})
+	}()
+	// Still attached and stopped after the panic: a plain call works, and
+	// Detach lets the threads run again.
+	if len(p.Threads()) != n+1 {
+		t.Fatalf("after the panic: %d threads stopped, want %d", len(p.Threads()), n+1)
+	}
+	if err := p.Window(func() error { return p.Detach() }); err != nil {
+		t.Fatalf("Detach in a window: %v", err)
+	}
+	if err := p.Detach(); err != nil {
+		t.Fatalf("Detach again: %v", err)
+	}
+	before := readU64s(t, tg.pid(), counters, n)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after := readU64s(t, tg.pid(), counters, n)
+		moved := 0
+		for i := range before {
+			if after[i] != before[i] {
+				moved++
+			}
+		}
+		if moved == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after detach only %d of %d threads run", moved, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
