@@ -143,9 +143,9 @@ type Process struct {
 
 	pauseNs atomic.Int64
 	// inWindow is set while Window runs f on the ptrace goroutine.
-	inWindow atomic.Bool // the longest window so far (see Pause)
-	stallNs atomic.Int64 // the longest stop of one thread so far (see Stall)
-	meter   *Meter       // opt.Meter, or this Process's own
+	inWindow atomic.Bool  // the longest window so far (see Pause)
+	stallNs  atomic.Int64 // the longest stop of one thread so far (see Stall)
+	meter    *Meter       // opt.Meter, or this Process's own
 
 	// Owned by the ptrace goroutine.
 	tracerTID  int
