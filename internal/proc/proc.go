@@ -141,11 +141,10 @@ type Process struct {
 	reqs     chan func()
 	mem      *os.File // /proc/PID/mem, O_RDWR
 
-	pauseNs atomic.Int64
-	// inWindow is set while Window runs f on the ptrace goroutine.
-	inWindow atomic.Bool  // the longest window so far (see Pause)
+	pauseNs  atomic.Int64 // the longest window so far (see Pause)
 	stallNs  atomic.Int64 // the longest stop of one thread so far (see Stall)
 	meter    *Meter       // opt.Meter, or this Process's own
+	inWindow atomic.Bool  // set while Window runs f on the ptrace goroutine
 
 	// Owned by the ptrace goroutine.
 	tracerTID  int
