@@ -21,6 +21,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/procmaps"
 	"github.com/hotpatch/hotpatch/internal/record"
+	"github.com/hotpatch/hotpatch/internal/statecache"
 	"github.com/hotpatch/hotpatch/internal/unwind"
 )
 
@@ -56,7 +57,21 @@ func (o Options) withMeter() Options {
 
 // attachOptions are the proc options of a session of this operation.
 func (o Options) attachOptions(oneThread bool) proc.Options {
-	return proc.Options{Timeout: 2 * time.Second, Realtime: o.Realtime && !oneThread, OneThread: oneThread, Meter: o.meter}
+	return proc.Options{Timeout: 2 * time.Second, Realtime: o.Realtime && !oneThread, OneThread: oneThread, Meter: o.meter,
+		CacheDir: cacheDir()}
+}
+
+// cacheDir is where what can be reused between runs is kept: the user's
+// state directory (internal/statecache), or none without one.
+func cacheDir() statecache.Dir {
+	if LockDir != "" {
+		return statecache.Dir(LockDir)
+	}
+	d, err := StateDir()
+	if err != nil {
+		return ""
+	}
+	return statecache.Dir(d)
 }
 
 func (o Options) consistency() (string, error) {

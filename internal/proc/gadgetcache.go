@@ -95,4 +95,5 @@ func (c *gadgetMap) put(key string, want [numGadgets]bool, offs [numGadgets]int6
 		}
 	}
 	c.m[key] = e
+	gadgetStore.dirty.Store(true) // gadgetstore.go
 }

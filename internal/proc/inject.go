@@ -306,7 +306,9 @@ func (p *Process) scanGadgets() (gadgets, error) {
 	if err := p.readMaps(); err != nil {
 		return p.gad, err
 	}
+	loadGadgetStore(p.opt.CacheDir) // gadgetstore.go
 	g := p.findGadgets(true)
+	saveGadgetStore(p.opt.CacheDir)
 	if g.fromCache && (!p.gadgetsHold(g) || g.missing()) {
 		// The process's memory differs from what the cache learnt from
 		// another process mapping the same file (its code was written to),
@@ -387,6 +389,7 @@ func (p *Process) findGadgets(cached bool) gadgets {
 // gadget, its first offset in m (-1: not there). ok is false when m could
 // not be read to its end.
 func (p *Process) scanMapping(m mapping, want [numGadgets]bool, buf []byte) (offs [numGadgets]int64, ok bool) {
+	gadgetScans.Add(1)
 	pats := gadgetPatterns()
 	left := 0
 	for i := range offs {

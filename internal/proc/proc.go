@@ -48,6 +48,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hotpatch/hotpatch/internal/statecache"
 )
 
 // Options tune a Process.
@@ -65,6 +67,10 @@ type Options struct {
 	// with one thread, then stop all; free a region after a revert) reports
 	// the worst of them all. A Meter may be shared by several Processes.
 	Meter *Meter
+	// CacheDir, when set, is where what can be reused between runs is
+	// kept (the places of the gadgets, gadgetcache.go): the user's state
+	// directory. Its content is checked against the process before use.
+	CacheDir statecache.Dir
 	// OneThread seizes a single thread of the process (the first live one
 	// that is not traced already) instead of all of them: Stop then stops
 	// only that thread, whose registers injected system calls borrow, and
