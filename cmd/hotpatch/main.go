@@ -60,7 +60,7 @@ func exitCode(err error) int {
 		return exitPermission
 	case errors.Is(err, engine.ErrNotApplied):
 		return exitNotApplied
-	case errors.Is(err, patchfile.ErrBadPatch), errors.Is(err, linker.ErrBadObject):
+	case errors.Is(err, patchfile.ErrBadPatch), errors.Is(err, linker.ErrBadObject), errors.Is(err, build.ErrNotELF):
 		return exitBadInput
 	case bundleExit(err) != 0: // signatures, trust, coldpatch (cold.go)
 		return bundleExit(err)
@@ -153,7 +153,7 @@ patch or object file, 8 the process died during the operation.`,
 	root.PersistentFlags().BoolVar(&jsonOut, "json", false, "print one JSON document instead of text")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBuildCmd(), newApplyCmd(), newRevertCmd(), newStatusCmd())
-	root.AddCommand(newKeygenCmd(), newVerifyCmd(), newInspectCmd())
+	root.AddCommand(newKeygenCmd(), newVerifyCmd(), newInspectCmd(), newInspectTargetCmd())
 	root.AddCommand(newRecoverCmd())
 	return root
 }

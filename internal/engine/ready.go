@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -23,38 +22,13 @@ import (
 // and the apply and revert that stop at most one thread.
 
 // readyEntries returns the link-time addresses listed in the module's
-// __patchable_function_entries section (the start of each function's
-// patch area). The section holds one pointer per function; in a PIE its
-// words are also covered by R_X86_64_RELATIVE relocations whose addends
-// hold the same addresses, used when the words are zero.
+// __patchable_function_entries section (elfsym.File.PatchableEntries),
+// read once per file.
 func readyEntries(m *module) map[uint64]bool {
 	m.readyOnce.Do(func() {
-		m.ready = map[uint64]bool{}
-		sec := m.f.ELF().Section("__patchable_function_entries")
-		if sec == nil {
-			return
-		}
-		data, err := sec.Data()
-		if err != nil {
-			return
-		}
-		var addends map[uint64]int64
-		for off := 0; off+8 <= len(data); off += 8 {
-			v := binary.LittleEndian.Uint64(data[off:])
-			if v == 0 {
-				if addends == nil {
-					addends = map[uint64]int64{}
-					if rels, err := m.dynRelocs(); err == nil {
-						for _, r := range rels {
-							addends[r.Offset] = r.Addend
-						}
-					}
-				}
-				v = uint64(addends[sec.Addr+uint64(off)])
-			}
-			if v != 0 {
-				m.ready[v] = true
-			}
+		m.ready, _ = m.f.PatchableEntries()
+		if m.ready == nil {
+			m.ready = map[uint64]bool{}
 		}
 	})
 	return m.ready
