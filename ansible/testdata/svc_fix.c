@@ -1,0 +1,2 @@
+/* The hotpatch for svc.c. */
+const char *message(void) { return "v2"; }
