@@ -764,7 +764,12 @@ func (pp *prepared) oneStop(im *image) bool {
 			}
 		}
 	}
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pp.t.pid))
+	return oneThread(pp.t.pid)
+}
+
+// oneThread reports whether process pid has one thread now.
+func oneThread(pid int) bool {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	return err == nil && len(ents) == 1
 }
 

@@ -138,6 +138,9 @@ func TestApplyRevertSingleThread(t *testing.T) {
 			if !rrep.Freed {
 				t.Errorf("region not freed: %s", rrep.Retained)
 			}
+			if !hasPhase(rrep.Phases, phaseRevertOneStop) {
+				t.Errorf("one-thread target: revert phases %+v; want the region freed in the one stop", rrep.Phases)
+			}
 			st, _ = Status(tg.Pid)
 			if len(st.Patches) != 0 {
 				t.Errorf("status after revert: %+v", st.Patches)

@@ -123,11 +123,16 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	}
 	defer pr.Detach()
 	tl.mark("attach")
+	oneStop := oneThread(pid)
+	freedInStop := false
 	attempt := func() (busy *busyError, err error) { // inside proc.Window, as apply's
 		err = pr.Window(func() error {
 			var err error
-			busy, err = revertOnce(pr, base, rep, t, unw)
-			return err
+			if busy, err = revertOnce(pr, base, rep, t, unw); busy != nil || err != nil || rep.free == nil || !oneStop {
+				return err
+			}
+			freedInStop = freeNow(pr, rep)
+			return nil
 		})
 		return busy, err
 	}
@@ -137,9 +142,15 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	if err := pr.Detach(); err != nil {
 		return nil, fmt.Errorf("detach: %w", err)
 	}
-	tl.mark("stop, check, restore, detach")
+	if freedInStop {
+		tl.mark(phaseRevertOneStop)
+	} else {
+		tl.mark("stop, check, restore, detach")
+	}
 	rep.Pause = max(pr.Pause(), keptPause)
-	if rep.free != nil {
+	if freedInStop {
+		rep.Freed = rep.Retained == ""
+	} else if rep.free != nil {
 		if rep.Retained = freeRegion(pid, rep.free, opt); rep.Retained == "" {
 			rep.Freed = true
 		}
@@ -280,6 +291,29 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 
 type regionRef struct{ base, size uint64 }
 
+// phaseRevertOneStop names the one stop of a revert that frees the region
+// in the same window as the checks and the restore (freeNow).
+const phaseRevertOneStop = "stop, check, restore, detach (the region freed in the same stop)"
+
+// freeNow frees the reverted region rep.free in the stop that reverted it,
+// for a process of one thread (see oneStop in apply.go: a second stop would
+// cost that thread a second interrupt, wake-up and detach). It is as safe
+// as the one-thread stop after the resume that frees it otherwise: every
+// thread is stopped, none is in the region or due to return into it
+// (revertOnce checked), and with the jumps gone none can enter it; the
+// record says reverted already. It reports whether it handled the region
+// (freed it, or set rep.Retained to why not); it does not when the region's
+// unwind tables are registered, since __deregister_frame is an injected
+// function call whose callguard needs the one-thread session.
+func freeNow(pr *proc.Process, rep *RevertReport) bool {
+	regs, err := registeredFrames(pr.ReadMem, rep.free.base, rep.free.base+rep.free.size)
+	if err != nil || len(regs) > 0 {
+		return false
+	}
+	rep.Retained = freeInStop(pr, rep.free, frameFuncs{})
+	return true
+}
+
 // checkSlotJump checks that a slot redirect's slot still holds this patch's
 // long jump. Patches stacked on one slot redirect share the entry's short
 // jump and differ only in the slot, so this is where a patch applied on top
@@ -356,6 +390,12 @@ func freeStopped(pr *proc.Process, r *regionRef, ff frameFuncs) string {
 	if err := pr.Stop(); err != nil {
 		return fmt.Sprintf("cannot stop a thread to unmap it: %v (hotpatch recover frees it)", err)
 	}
+	return freeInStop(pr, r, ff)
+}
+
+// freeInStop unmaps region r of the stopped process pr (deregistering its
+// unwind tables first, with ff), or says why it was kept.
+func freeInStop(pr *proc.Process, r *regionRef, ff frameFuncs) string {
 	if err := faultHook("free"); err != nil {
 		return fmt.Sprintf("%v (hotpatch recover frees it)", err)
 	}
