@@ -30,7 +30,7 @@ const gadgetStoreName = "gadgets"
 
 // maxStoredGadgets bounds the entries written (a host's distinct libc
 // mappings are a handful; containers add a few each).
-const maxStoredGadgets = 256
+const maxStoredGadgets = 64
 
 // gadgetScans counts the mappings read to find gadgets (for tests).
 var gadgetScans atomic.Int64
@@ -70,20 +70,47 @@ func loadGadgetStore(dir statecache.Dir) {
 	gadgetStore.dirty.Store(false) // nothing new: it is what the file holds
 }
 
-// saveGadgetStore writes gadgetCache to dir if it learnt something.
-func saveGadgetStore(dir statecache.Dir) {
+// saveGadgetStore writes gadgetCache to dir if it learnt something, merged
+// with what the entry holds now (another hotpatch may have written it since
+// it was loaded). Past maxStoredGadgets, the mappings of the process in
+// hand (maps) are kept first.
+func saveGadgetStore(dir statecache.Dir, maps []mapping) {
 	if dir == "" {
 		return
 	}
-	gadgetStore.mu.Lock() // one writer at a time
+	gadgetStore.mu.Lock() // one writer at a time in this process
 	defer gadgetStore.mu.Unlock()
 	if !gadgetStore.dirty.Swap(false) {
 		return
 	}
+	kernel := kernelID()
+	merged := map[string]gadgetEntry{}
+	if b, ok := dir.Load(gadgetStoreName); ok {
+		if old, err := parseGadgetStore(b, kernel); err == nil {
+			merged = old
+		}
+	}
 	gadgetCache.mu.Lock()
-	b := formatGadgetStore(gadgetCache.m, kernelID())
+	for k, e := range gadgetCache.m {
+		merged[k] = e
+	}
 	gadgetCache.mu.Unlock()
-	if b != nil {
+	if len(merged) > maxStoredGadgets {
+		keep := map[string]gadgetEntry{}
+		for _, m := range maps {
+			if e, ok := merged[gadgetKey(m)]; ok {
+				keep[gadgetKey(m)] = e
+			}
+		}
+		for k, e := range merged {
+			if len(keep) >= maxStoredGadgets {
+				break
+			}
+			keep[k] = e
+		}
+		merged = keep
+	}
+	if b := formatGadgetStore(merged, kernel); b != nil {
 		dir.Store(gadgetStoreName, b)
 	}
 }

@@ -308,7 +308,7 @@ func (p *Process) scanGadgets() (gadgets, error) {
 	}
 	loadGadgetStore(p.opt.CacheDir) // gadgetstore.go
 	g := p.findGadgets(true)
-	saveGadgetStore(p.opt.CacheDir)
+	saveGadgetStore(p.opt.CacheDir, p.maps)
 	if g.fromCache && (!p.gadgetsHold(g) || g.missing()) {
 		// The process's memory differs from what the cache learnt from
 		// another process mapping the same file (its code was written to),
