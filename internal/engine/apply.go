@@ -180,8 +180,8 @@ func (f plannedFunc) names() []string { return f.others }
 // prepare reads the target and links the patch against it. With stacks, it
 // also parses the call frame information for the stack check (pp.unw), on a
 // second goroutine: on a fresh process the two are the bulk of an apply.
-func prepare(pid int, p *patchfile.Patch, stacks bool) (*prepared, error) {
-	t, err := readTarget(pid)
+func prepare(pid int, maps []procmaps.Mapping, p *patchfile.Patch, stacks bool) (*prepared, error) {
+	t, err := readTargetFrom(pid, maps)
 	if err != nil {
 		return nil, err
 	}
@@ -608,7 +608,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		}
 	}
 	tl.mark("read records")
-	pp, err := prepare(pid, p, cons == ConsistencyStack)
+	pp, err := prepare(pid, maps, p, cons == ConsistencyStack)
 	if err != nil {
 		return nil, err
 	}

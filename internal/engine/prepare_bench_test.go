@@ -36,7 +36,7 @@ func BenchmarkPrepare(b *testing.B) {
 	for b.Loop() {
 		fileCache.Clear()
 		cfiCache = unwind.Cache{}
-		if _, err := prepare(tg.Pid, p, true); err != nil {
+		if _, err := prepare(tg.Pid, nil, p, true); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -81,13 +81,21 @@ type target struct {
 	arch arch.Arch // of the patched module
 }
 
-func readTarget(pid int) (*target, error) {
-	maps, err := procmaps.Read(pid)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w: process %d does not exist", proc.ErrNoProcess, pid)
+func readTarget(pid int) (*target, error) { return readTargetFrom(pid, nil) }
+
+// readTargetFrom is readTarget from maps the caller has just read (nil: read
+// them now): Apply reads them under the process lock for the records, and
+// reading them again at once would tell nothing new (a process may change
+// its mappings at any time; every step that depends on them checks again).
+func readTargetFrom(pid int, maps []procmaps.Mapping) (*target, error) {
+	if maps == nil {
+		var err error
+		if maps, err = procmaps.Read(pid); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("%w: process %d does not exist", proc.ErrNoProcess, pid)
+			}
+			return nil, fmt.Errorf("read maps of %d: %w", pid, err)
 		}
-		return nil, fmt.Errorf("read maps of %d: %w", pid, err)
 	}
 	t := &target{pid: pid, maps: maps}
 	t.mem = func(addr uint64, b []byte) error { return proc.ReadMem(pid, addr, b) }

@@ -367,7 +367,7 @@ func readMaps(pid int) ([]procmaps.Mapping, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read maps of process %d: %w", pid, err)
 	}
-	maps, err := procmaps.Parse(bytes.NewReader(b))
+	maps, err := procmaps.ParseBytes(b)
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
