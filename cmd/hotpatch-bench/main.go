@@ -90,6 +90,7 @@ type runFlags struct {
 	realtime   bool
 	latRuns    int
 	procs      []int
+	libProcs   []int
 	workers    int
 	rounds     int
 	hotpatch   string
@@ -115,7 +116,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
             (first stop to last resume), for targets of 1, 8, 64 and 256 threads
             that spin (busy) or sleep in the kernel (idle); median and p99
   latency   wall time of one 'hotpatch apply --pid' subprocess, start to exit
-  scale     total time to patch 10, 100 and 500 processes of one executable
+  scale     host-wide apply, revert and dry run over 10, 100 and 1000 processes
+            of one executable (--procs) and 500 of one shared library (--lib-procs)
   overhead  calls/s of a patched function vs the natively fixed binary
   memory    the target's extra resident memory per patch; hotpatch's peak RSS
 
@@ -139,7 +141,8 @@ ptrace (root or CAP_SYS_PTRACE).`,
 	fl.StringSliceVar(&f.loads, "load", []string{"busy", "idle"}, "pause targets' threads: busy (spin) and/or idle (sleep)")
 	fl.BoolVar(&f.realtime, "realtime", true, "also measure pause with engine Options.Realtime (SCHED_FIFO tracer)")
 	fl.IntVar(&f.latRuns, "latency-runs", 20, "hotpatch apply/revert subprocess runs")
-	fl.IntSliceVar(&f.procs, "procs", []int{10, 100, 500}, "process counts for scale")
+	fl.IntSliceVar(&f.procs, "procs", []int{10, 100, 1000}, "scale: counts of processes of one executable")
+	fl.IntSliceVar(&f.libProcs, "lib-procs", []int{500}, "scale: counts of processes sharing one library")
 	fl.IntVar(&f.workers, "jobs", defaultJobs(), "scale: processes patched at once (fleet.Options.Jobs)")
 	fl.IntVar(&f.rounds, "rounds", 5, "overhead: turns of the patched and the fixed binary")
 	fl.StringVar(&f.hotpatch, "hotpatch", "", "hotpatch binary for latency (default: go build it into the work directory)")
@@ -218,13 +221,18 @@ func runAll(f runFlags, stdout, stderr io.Writer) error {
 		res.Latency = &l
 	}
 	if want["scale"] {
-		for _, n := range f.procs {
-			row, err := b.scale(n, f.workers)
-			if err != nil {
-				return fmt.Errorf("scale, %d processes: %w", n, err)
+		for _, kn := range []struct {
+			kind  string
+			procs []int
+		}{{"executable", f.procs}, {"library", f.libProcs}} {
+			for _, n := range kn.procs {
+				row, err := b.scale(kn.kind, n, f.workers)
+				if err != nil {
+					return fmt.Errorf("scale, %d processes of one %s: %w", n, kn.kind, err)
+				}
+				b.logf("scale: %d processes of one %s applied in %v, reverted in %v", n, kn.kind, row.Apply, row.Revert)
+				res.Scale = append(res.Scale, row)
 			}
-			b.logf("scale: %d processes applied in %v, reverted in %v", n, row.Apply, row.Revert)
-			res.Scale = append(res.Scale, row)
 		}
 	}
 	if want["overhead"] {
@@ -356,12 +364,15 @@ func printTable(w io.Writer, r *Results) {
 		fmt.Fprintln(w)
 	}
 	if len(r.Scale) > 0 {
-		fmt.Fprintf(w, "SCALE (1-thread idle processes of one executable, internal/fleet with %d jobs)\n", r.Scale[0].Jobs)
-		fmt.Fprintf(w, "%-8s %12s %12s %14s %14s\n", "procs", "apply all", "revert all", "pause p50", "pause p99")
+		fmt.Fprintf(w, "SCALE (host-wide apply/revert of 1-thread idle processes mapping one file, internal/fleet with %d jobs)\n", r.Scale[0].Jobs)
+		fmt.Fprintf(w, "%-10s %6s %11s %11s %11s %11s %11s %11s %11s %11s %11s %11s %11s\n", "file", "procs", "dry run", "apply all",
+			"apply/proc", "apply cpu", "revert all", "revert/proc", "revert cpu", "pause p50", "pause p99", "rv p50", "rv p99")
 		for _, s := range r.Scale {
-			fmt.Fprintf(w, "%-8d %12s %12s %14s %14s\n", s.Procs, us(s.Apply), us(s.Revert),
-				us(s.PausePerProcess.Median), us(s.PausePerProcess.P99))
+			fmt.Fprintf(w, "%-10s %6d %11s %11s %11s %11s %11s %11s %11s %11s %11s %11s %11s\n", s.Kind, s.Procs, us(s.DryRun), us(s.Apply),
+				us(s.ApplyPerProcess), us(s.ApplyCPU), us(s.Revert), us(s.RevertPerProcess), us(s.RevertCPU),
+				us(s.PausePerProcess.Median), us(s.PausePerProcess.P99), us(s.RevertPausePerProcess.Median), us(s.RevertPausePerProcess.P99))
 		}
+		fmt.Fprintln(w, "  (cpu: hotpatch's own CPU time per process; rv: the revert's pauses)")
 		fmt.Fprintln(w)
 	}
 	if o := r.Overhead; o != nil {

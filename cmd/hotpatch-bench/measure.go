@@ -30,6 +30,8 @@ type bench struct {
 	hotpatch string // the hotpatch binary, for latency
 	gapBin   string // gap.c, built on first use
 	gapPatch *patchfile.Patch
+
+	scaleTargets map[string]scaleTarget // built on first use
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -296,48 +298,145 @@ func (b *bench) latency(runs int) (Latency, error) {
 	return l, nil
 }
 
-// ScaleRow is the time to patch n processes of the same executable.
+// ScaleRow is the time to patch n one-thread idle processes that map one
+// file: an executable (Kind "executable", scale.c) or a shared library all
+// of them load (Kind "library", scaleapp.c and libscale.so).
 type ScaleRow struct {
-	Procs int `json:"procs"`
-	Jobs  int `json:"jobs"`
-	// Apply and Revert: wall time of fleet.Apply / fleet.Revert over the n
-	// processes (their scan of /proc included).
-	Apply  time.Duration `json:"apply_total_ns"`
-	Revert time.Duration `json:"revert_total_ns"`
+	Kind  string `json:"kind"`
+	Procs int    `json:"procs"`
+	Jobs  int    `json:"jobs"`
+	// Apply and Revert: wall time of the host-wide fleet.Apply /
+	// fleet.Revert (what `hotpatch apply PATCH` without --pid runs), the
+	// scan of /proc included; per process: divided by Procs.
+	Apply            time.Duration `json:"apply_total_ns"`
+	Revert           time.Duration `json:"revert_total_ns"`
+	ApplyPerProcess  time.Duration `json:"apply_per_process_ns"`
+	RevertPerProcess time.Duration `json:"revert_per_process_ns"`
+	// DryRun: wall time of the same apply with --dry-run first (every
+	// check, the stop window included, nothing changed).
+	DryRun time.Duration `json:"dry_run_total_ns"`
+	// ApplyCPU and RevertCPU: hotpatch-bench's own CPU time (user and
+	// system, getrusage(2)) per process: on a machine shared with other
+	// work, what the wall time would shrink to first.
+	ApplyCPU  time.Duration `json:"apply_cpu_per_process_ns"`
+	RevertCPU time.Duration `json:"revert_cpu_per_process_ns"`
 	// Scan: the /proc scan part of Apply.
 	Scan time.Duration `json:"apply_scan_ns"`
-	// PausePerProcess summarises the per-process apply pauses.
-	PausePerProcess Summary `json:"apply_pause_per_process"`
+	// PausePerProcess and RevertPausePerProcess summarise the per-process
+	// pauses (longest all-threads stop) of the apply and the revert.
+	PausePerProcess       Summary `json:"apply_pause_per_process"`
+	RevertPausePerProcess Summary `json:"revert_pause_per_process"`
 }
 
-// scale starts n one-thread idle targets and applies the patch to all of
-// them with internal/fleet (jobs processes at once), then reverts it.
-func (b *bench) scale(n, jobs int) (ScaleRow, error) {
-	row := ScaleRow{Procs: n, Jobs: jobs}
+// scaleTarget is what the scale rows patch: an executable to start n
+// times and the patch of the file they all map.
+type scaleTarget struct {
+	bin   string
+	patch *patchfile.Patch
+}
+
+// scaleTarget builds (once per kind) the scale target. Its sources carry
+// the work directory as SALT: a build-id of this run's own, so the host-wide
+// apply finds this run's processes only, not those of another run on the
+// same machine.
+func (b *bench) scaleTarget(kind string) (scaleTarget, error) {
+	if st, ok := b.scaleTargets[kind]; ok {
+		return st, nil
+	}
+	salt := fmt.Sprintf(`-DSALT="%s"`, b.w.dir)
+	var st scaleTarget
+	var err error
+	switch kind {
+	case "executable":
+		if st.bin, err = b.w.target("scale", "scale.c", salt); err != nil {
+			return st, err
+		}
+		obj, err := b.w.object("scale_fix.o", "scale_fix.c")
+		if err != nil {
+			return st, err
+		}
+		if st.patch, err = b.w.patch(st.bin, obj, "scale-fix", "scale_fix.hp"); err != nil {
+			return st, err
+		}
+	case "library":
+		lib, err := b.w.gcc("libscale.so", append(append([]string{"scalelib.c", "-fPIC", "-shared", salt}, targetFlags...), "-Wl,--build-id")...)
+		if err != nil {
+			return st, err
+		}
+		if st.bin, err = b.w.target("scaleapp", "scaleapp.c", "-L"+b.w.dir, "-lscale", "-Wl,-rpath,"+b.w.dir); err != nil {
+			return st, err
+		}
+		obj, err := b.w.object("scalelib_fix.o", "scalelib_fix.c")
+		if err != nil {
+			return st, err
+		}
+		if st.patch, err = b.w.patch(lib, obj, "scalelib-fix", "scalelib_fix.hp"); err != nil {
+			return st, err
+		}
+	default:
+		return st, fmt.Errorf("unknown scale target %q", kind)
+	}
+	if b.scaleTargets == nil {
+		b.scaleTargets = map[string]scaleTarget{}
+	}
+	b.scaleTargets[kind] = st
+	return st, nil
+}
+
+// cpuTime is this process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// scale starts n one-thread idle processes of the kind's target, runs a
+// host-wide dry run, apply and revert of its patch with internal/fleet
+// (jobs processes at once), and checks every process was patched and
+// reverted and is still alive.
+func (b *bench) scale(kind string, n, jobs int) (ScaleRow, error) {
+	row := ScaleRow{Kind: kind, Procs: n, Jobs: jobs}
+	st, err := b.scaleTarget(kind)
+	if err != nil {
+		return row, err
+	}
 	var ps []*child
 	defer func() {
 		for _, p := range ps {
 			p.kill()
 		}
 	}()
-	var pids []int
 	for range n {
-		p, err := start(nil, b.bin, "1", "idle")
+		p, err := start(nil, st.bin)
 		if err != nil {
-			return row, err
+			return row, fmt.Errorf("start process %d of %d: %w (raise ulimit -u?)", len(ps)+1, n, err)
 		}
 		ps = append(ps, p)
-		pids = append(pids, p.pid)
 	}
 	for _, p := range ps {
 		if err := p.waitReady(); err != nil {
 			return row, err
 		}
 	}
-	opt := fleet.Options{PIDs: pids, Jobs: jobs}
+	opt := fleet.Options{Jobs: jobs} // host-wide: no PIDs
+	dry := opt
+	dry.Engine.DryRun = true
 	t0 := time.Now()
-	ar, err := fleet.Apply(b.patch, opt)
+	dr, err := fleet.Apply(st.patch, dry)
+	row.DryRun = time.Since(t0)
+	if err == nil {
+		err = dr.Err()
+	}
+	if err != nil {
+		return row, fmt.Errorf("fleet dry run over %d processes: %w", n, err)
+	}
+	c0 := cpuTime()
+	t0 = time.Now()
+	ar, err := fleet.Apply(st.patch, opt)
 	row.Apply = time.Since(t0)
+	row.ApplyCPU = (cpuTime() - c0) / time.Duration(n)
 	if err == nil {
 		err = ar.Err()
 	}
@@ -348,20 +447,32 @@ func (b *bench) scale(n, jobs int) (ScaleRow, error) {
 		return row, fmt.Errorf("fleet apply: %d of %d processes applied: %+v", ar.Summary.Applied, n, ar.Summary)
 	}
 	row.Scan = ar.Scan.Elapsed
+	row.ApplyPerProcess = row.Apply / time.Duration(n)
 	var pauses []time.Duration
 	for _, r := range ar.Results {
 		pauses = append(pauses, r.Pause)
 	}
 	row.PausePerProcess = summarize(pauses)
+	c0 = cpuTime()
 	t0 = time.Now()
-	rr, err := fleet.Revert(b.patch.ID, opt)
+	rr, err := fleet.Revert(st.patch.ID, opt)
 	row.Revert = time.Since(t0)
+	row.RevertCPU = (cpuTime() - c0) / time.Duration(n)
 	if err == nil {
 		err = rr.Err()
 	}
 	if err != nil {
 		return row, fmt.Errorf("fleet revert in %d processes: %w", n, err)
 	}
+	if rr.Summary.Reverted != n {
+		return row, fmt.Errorf("fleet revert: %d of %d processes reverted: %+v", rr.Summary.Reverted, n, rr.Summary)
+	}
+	row.RevertPerProcess = row.Revert / time.Duration(n)
+	pauses = pauses[:0]
+	for _, r := range rr.Results {
+		pauses = append(pauses, r.Pause)
+	}
+	row.RevertPausePerProcess = summarize(pauses)
 	for _, p := range ps {
 		if p.exited() {
 			return row, p.exitErr()
