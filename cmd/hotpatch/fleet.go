@@ -89,7 +89,7 @@ func (ff *fleetFlags) options(cmd *cobra.Command, pids []int, opt engine.Options
 // PID shows its pid there ("-" for the host's processes).
 func printFleetText(w io.Writer, rep *fleet.Report) {
 	if rep.DryRun {
-		fmt.Fprintln(w, "dry run: every check of the real run, nothing changed (PAUSE: the stop window of the checks)")
+		fmt.Fprintln(w, "dry run: every check of the real run, nothing changed (STALL, PAUSE: the stop of the checks)")
 	}
 	if rep.Filter != "" {
 		fmt.Fprintf(w, "processes selected by %s\n", rep.Filter)

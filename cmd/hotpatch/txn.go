@@ -150,7 +150,7 @@ func printTxn(cmd *cobra.Command, res *txn.Result, err error, extra map[string]a
 // printHalves says what became of each half when it is not simply done.
 func printHalves(w io.Writer, res *txn.Result) {
 	plain := func(h txn.Half) bool {
-		return h.Outcome == txn.Done || h.Outcome == txn.Already || h.Outcome == txn.NotAsked
+		return h.Outcome == txn.Done || h.Outcome == txn.Already || h.Outcome == txn.NotAsked || h.Outcome == txn.DryRun
 	}
 	if plain(res.Hot) && plain(res.Cold) {
 		return
