@@ -254,6 +254,9 @@ func TestRollout(t *testing.T) {
 	if n := strings.Count(out, `"state": "would-apply"`); n != 8 || strings.Contains(out, "Revert the patch on this host") {
 		t.Errorf("check mode: %d processes would apply, want 8:\n%s", n, out)
 	}
+	if n := strings.Count(out, `"stall": `); n < 8 { // what each process felt (stall_ns)
+		t.Errorf("check mode: %d processes report their stall, want 8:\n%s", n, out)
+	}
 	os.RemoveAll(filepath.Join(r.dir, "stage")) // staged by check mode; "untouched" below looks for it
 
 	// Host 2 is unhealthy: host 1 (the first batch) stays patched, host 2

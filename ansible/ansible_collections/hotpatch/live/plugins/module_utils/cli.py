@@ -82,8 +82,9 @@ def status(module, binary, pids=None, exe=None):
 
 
 def processes(doc, operation):
-    """The processes of an apply/revert document, each as pid, state, pause
-    (nanoseconds the process was stopped) and error, whatever the form (one
+    """The processes of an apply/revert document, each as pid, state, stall
+    (nanoseconds the longest-stopped thread stood still), pause (nanoseconds
+    all threads were stopped at once) and error, whatever the form (one
     process, or the host-wide table)."""
     if not isinstance(doc, dict):
         return []
@@ -91,18 +92,18 @@ def processes(doc, operation):
         out = []
         for r in doc["processes"]:
             state = r.get("result", "")
-            out.append({"pid": r.get("pid"), "state": state, "pause": r.get("pause_ns", 0),
+            out.append({"pid": r.get("pid"), "state": state, "stall": r.get("stall_ns", 0), "pause": r.get("pause_ns", 0),
                         "error": r.get("reason", "") if state in ("failed", "gone", "skipped") else ""})
         return out
     if doc.get("pid") is None:
         return []
     if doc.get("error"):
-        return [{"pid": doc["pid"], "state": "failed", "pause": 0, "error": doc["error"]}]
+        return [{"pid": doc["pid"], "state": "failed", "stall": 0, "pause": 0, "error": doc["error"]}]
     if operation == "apply":
         state = "already-applied" if doc.get("already_applied") else ("would-apply" if doc.get("dry_run") else "applied")
     else:
         state = "would-revert" if doc.get("dry_run") else "reverted"
-    return [{"pid": doc["pid"], "state": state, "pause": doc.get("pause_ns", 0), "error": ""}]
+    return [{"pid": doc["pid"], "state": state, "stall": doc.get("stall_ns", 0), "pause": doc.get("pause_ns", 0), "error": ""}]
 
 
 CHANGING = ("applied", "would-apply", "reverted", "would-revert")

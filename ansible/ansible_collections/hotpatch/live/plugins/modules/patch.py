@@ -95,7 +95,8 @@ processes:
         What became of it, the CLI's result: applied, already-applied, reverted, not-applied, would-apply,
         would-revert (check mode), rolled-back, skipped, gone, failed.
       type: str
-    pause: {description: How long the process was stopped, in nanoseconds (0 when it was not)., type: int}
+    stall: {description: "What the process felt: the longest time any one of its threads was stopped, over every stop of the operation, in nanoseconds (0 when none was).", type: int}
+    pause: {description: How long all its threads were stopped at once, in nanoseconds (0 when they were not)., type: int}
     error: {description: Why it failed, was skipped or gone (empty otherwise)., type: str}
 rc:
   description: The CLI's exit code (0 when nothing had to run).
@@ -146,10 +147,10 @@ def already(module, binary, patch_id):
         # already-applied for the others).
         if not p["pids"] or any(states.get(pid, {}).get(patch_id) != "applied" for pid in p["pids"]):
             return None
-        return [{"pid": pid, "state": "already-applied", "pause": 0, "error": ""} for pid in p["pids"]]
+        return [{"pid": pid, "state": "already-applied", "stall": 0, "pause": 0, "error": ""} for pid in p["pids"]]
     if any(s.get(patch_id) == "applied" for s in states.values()):
         return None
-    return [{"pid": pid, "state": "not-applied", "pause": 0, "error": ""} for pid in (p["pids"] or [])]
+    return [{"pid": pid, "state": "not-applied", "stall": 0, "pause": 0, "error": ""} for pid in (p["pids"] or [])]
 
 
 def main():
@@ -181,7 +182,7 @@ def main():
     except CLIError as e:
         procs = processes(e.doc, "apply" if p["state"] == "applied" else "revert")
         if not procs and p["pids"]:
-            procs = [{"pid": pid, "state": "failed", "pause": 0, "error": e.msg} for pid in p["pids"]]
+            procs = [{"pid": pid, "state": "failed", "stall": 0, "pause": 0, "error": e.msg} for pid in p["pids"]]
         changed = not module.check_mode and any(x["state"] in CHANGING for x in procs)
         module.fail_json(msg=e.msg, rc=e.rc, patch_id=patch_id, processes=procs, changed=changed, report=e.doc)
     procs = processes(doc, "apply" if p["state"] == "applied" else "revert")
