@@ -137,8 +137,12 @@ func ByName(opt Options) (*patchfile.Patch, *Report, error) {
 			if code, err := ef.ReadVirt(old.Value, int(old.Size)); err == nil {
 				spec.Orig = code
 			}
+			spec.Match = tg.debugMatch(old, spec.Orig)
 			man.Functions = append(man.Functions, spec)
-			rep.Replaced = append(rep.Replaced, Func{Name: fn.Name, File: spec.File, Object: member, Addr: old.Value, Size: old.Size})
+			rep.Replaced = append(rep.Replaced, Func{Name: fn.Name, File: spec.File, Object: member, Addr: old.Value, Size: old.Size, Match: spec.Match})
+		}
+		if err := recordRefs(tg, nil, data, o.SourceFile(), nil, &man, rep); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", objPath, err)
 		}
 	}
 	if len(rep.Replaced) == 0 {
@@ -228,6 +232,9 @@ type target struct {
 	// ranges are the .eh_frame function boundaries, read on first need
 	// (functionRanges).
 	ranges []unwind.Range
+	// own is the file's own symbol table when syms came from a debug
+	// file: what apply sees on a host without the debug file.
+	own *elfsym.Table
 }
 
 // openTarget opens and checks the target file of a build: it must be an ELF
@@ -247,6 +254,11 @@ func openTarget(opt Options) (*target, error) {
 	}
 	if t.syms, t.dbg, err = debuginfo.Symbols(opt.Target, t.ef, opt.Debug); err != nil {
 		return fail(fmt.Errorf("target %s: %w", opt.Target, err))
+	}
+	if t.dbg.Debug != nil {
+		if t.own, err = t.ef.Symbols(); err != nil {
+			return fail(fmt.Errorf("target %s: %w", opt.Target, err))
+		}
 	}
 	if t.arch, err = arch.ForMachine(t.ef.Machine()); err != nil {
 		return fail(fmt.Errorf("target %s: %w", opt.Target, err))

@@ -97,7 +97,9 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 			if old.Bind == elf.STB_LOCAL {
 				spec.Local, spec.File = true, old.File
 			}
-			if !found {
+			if found {
+				spec.Match = tg.debugMatch(old, spec.Orig)
+			} else {
 				// No symbol: locate the function by its code.
 				a, size, err := mt.function(f.Name)
 				if err != nil {
@@ -112,7 +114,13 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 			man.Functions = append(man.Functions, spec)
 			rep.Replaced = append(rep.Replaced, Func{Name: f.Name, File: spec.File, Object: member, Addr: spec.Addr, Size: spec.Size, Match: spec.Match})
 		}
-		if err := locateRefs(tg, mt, res, &man, rep); err != nil {
+		vars := map[string]diff.Data{}
+		for _, d := range res.Data {
+			if d.Kind == "variable" && d.Status != diff.New {
+				vars[d.Name] = d
+			}
+		}
+		if err := recordRefs(tg, mt, res.Object, res.SourceFile, vars, &man, rep); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", newPath, err)
 		}
 		for _, f := range add {

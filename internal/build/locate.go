@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/hotpatch/hotpatch/internal/diff"
+	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/runpre"
 	"github.com/hotpatch/hotpatch/internal/unwind"
@@ -79,39 +80,76 @@ func (t *target) functionRanges() ([]unwind.Range, error) {
 	return t.ranges, nil
 }
 
-// hasFunc reports whether the target has a symbol for function name (of
-// source file file when it is local).
+// hasSymbol reports whether the target has a symbol for name (a function
+// when fn, else data; of source file file when it is local).
 func (t *target) hasSymbol(name, file string, local, fn bool) bool {
-	ss := t.syms.Lookup(name)
-	if local && file != "" {
-		ss = append(t.syms.LookupLocal(name, file), ss...)
-	}
-	for _, s := range ss {
-		if s.Defined() && s.IsFunc() == fn && (local || s.Bind != elf.STB_LOCAL) {
-			return true
-		}
-	}
-	return false
+	_, ok := lookupSym(t.syms, name, file, local, fn)
+	return ok
 }
 
-// locateRefs adds to the manifest every target function and variable the
-// patch object refers to that the target has no symbol for, located by
-// run-pre matching, and refuses the patch when one cannot be located.
-func locateRefs(t *target, mt *match, res *diff.Result, man *patchfile.Manifest, rep *Report) error {
-	oldFuncs := map[string]bool{}
-	if fs, _, err := diff.Functions(mt.old); err == nil {
-		for _, f := range fs {
-			oldFuncs[f.Name] = true
+// lookupSym finds the one defined symbol of table for name: a static of
+// file when local (or a unique static), else a global; a function when fn,
+// else a data object (thread-local ones excluded: they are reached through
+// TLS offsets, not addresses).
+func lookupSym(table *elfsym.Table, name, file string, local, fn bool) (elfsym.Symbol, bool) {
+	if table == nil {
+		return elfsym.Symbol{}, false
+	}
+	var ss []elfsym.Symbol
+	if local && file != "" {
+		ss = table.LookupLocal(name, file)
+	}
+	if len(ss) == 0 {
+		ss = table.Lookup(name)
+	}
+	uniq := map[uint64]elfsym.Symbol{}
+	for _, s := range ss {
+		kindOK := s.IsFunc() == fn && (fn || s.Type == elf.STT_OBJECT)
+		if s.Defined() && s.Value != 0 && kindOK && (local || s.Bind != elf.STB_LOCAL) {
+			uniq[s.Value] = s
 		}
 	}
-	refs, err := objectRefs(res.Object)
+	if len(uniq) != 1 {
+		return elfsym.Symbol{}, false
+	}
+	for _, s := range uniq {
+		return s, true
+	}
+	return elfsym.Symbol{}, false
+}
+
+// debugMatch is the Match of a replaced function found through the
+// target's debug file but not in the file's own symbols: the host that
+// applies the patch may not have the debug file, so the manifest says where
+// it is (and carries its bytes, which apply checks).
+func (t *target) debugMatch(s elfsym.Symbol, orig []byte) string {
+	if t.own == nil || uint64(len(orig)) != s.Size || s.Size == 0 {
+		return ""
+	}
+	if o, ok := lookupSym(t.own, s.Name, s.File, s.Bind == elf.STB_LOCAL, true); ok && o.Value == s.Value {
+		return ""
+	}
+	return patchfile.MatchDebugFile
+}
+
+// recordRefs adds to the manifest every target function and variable the
+// patch object obj refers to (undefined symbols of its loaded sections,
+// and the variables of the target it binds to: vars in diff mode, every
+// data object it defines in by-name mode) that apply could not find in the
+// file's own symbols: from the debug file when the build had one, else (diff
+// mode, mt set) located by run-pre matching; in diff mode a function or
+// variable of OLD.o that cannot be located is refused.
+func recordRefs(t *target, mt *match, obj []byte, srcFile string, vars map[string]diff.Data, man *patchfile.Manifest, rep *Report) error {
+	refs, err := objectRefs(obj)
 	if err != nil {
 		return err
 	}
-	vars := map[string]diff.Data{}
-	for _, d := range res.Data {
-		if d.Kind == "variable" && d.Status != diff.New {
-			vars[d.Name] = d
+	oldFuncs := map[string]bool{}
+	if mt != nil {
+		if fs, _, err := diff.Functions(mt.old); err == nil {
+			for _, f := range fs {
+				oldFuncs[f.Name] = true
+			}
 		}
 	}
 	have := map[[2]string]bool{}
@@ -122,28 +160,43 @@ func locateRefs(t *target, mt *match, res *diff.Result, man *patchfile.Manifest,
 		if !have[[2]string{s.Name, s.File}] {
 			have[[2]string{s.Name, s.File}] = true
 			man.Symbols = append(man.Symbols, s)
-			rep.Located = append(rep.Located, Func{Name: s.Name, File: s.File, Addr: s.Addr, Size: s.Size})
+			rep.Located = append(rep.Located, Func{Name: s.Name, File: s.File, Addr: s.Addr, Size: s.Size, Match: s.Match})
 		}
 	}
 	for _, r := range refs {
 		file := ""
 		if r.local {
-			file = res.SourceFile
+			file = srcFile
+		}
+		if r.defined && vars != nil && vars[r.name].Name == "" {
+			continue // diff mode: a new variable, or a constant, the patch's own
+		}
+		// What apply would find by itself needs no entry.
+		if t.own == nil && t.hasSymbol(r.name, file, r.local, !r.defined) ||
+			t.own != nil && hasAny(t.own, r.name, file, r.local, r.defined) {
+			continue
+		}
+		if t.own != nil {
+			if s, ok := debugSym(t.syms, r.name, file, r.local, r.defined); ok {
+				kind := patchfile.SymbolVariable
+				if s.IsFunc() {
+					kind = patchfile.SymbolFunction
+				}
+				add(patchfile.Symbol{Name: r.name, File: file, Addr: s.Value, Size: s.Size, Kind: kind, Match: patchfile.MatchDebugFile})
+				continue
+			}
+		}
+		if mt == nil {
+			continue
 		}
 		switch {
 		case !r.defined && oldFuncs[r.name]:
-			if t.hasSymbol(r.name, file, r.local, true) {
-				continue
-			}
 			a, size, err := mt.function(r.name)
 			if err != nil {
 				return fmt.Errorf("%w: the patch calls %s, which the target has no symbol for: %w", ErrNotFound, r.name, err)
 			}
 			add(patchfile.Symbol{Name: r.name, File: file, Addr: a, Size: size, Kind: patchfile.SymbolFunction, Match: patchfile.MatchRunPre})
-		case r.defined && vars[r.name].Name != "":
-			if t.hasSymbol(r.name, file, r.local, false) {
-				continue
-			}
+		case r.defined:
 			m, err := mt.get()
 			if err != nil {
 				return fmt.Errorf("%w: variable %s: %w", ErrNotFound, r.name, err)
@@ -156,6 +209,27 @@ func locateRefs(t *target, mt *match, res *diff.Result, man *patchfile.Manifest,
 		}
 	}
 	return nil
+}
+
+// hasAny reports whether table has name: data when wantData, else a
+// function or data object.
+func hasAny(table *elfsym.Table, name, file string, local, wantData bool) bool {
+	if _, ok := lookupSym(table, name, file, local, false); ok {
+		return true
+	}
+	_, ok := lookupSym(table, name, file, local, true)
+	return ok && !wantData
+}
+
+// debugSym is hasAny's symbol in the debug file's table.
+func debugSym(table *elfsym.Table, name, file string, local, wantData bool) (elfsym.Symbol, bool) {
+	if s, ok := lookupSym(table, name, file, local, false); ok {
+		return s, true
+	}
+	if wantData {
+		return elfsym.Symbol{}, false
+	}
+	return lookupSym(table, name, file, local, true)
 }
 
 type objRef struct {

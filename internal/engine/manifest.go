@@ -61,14 +61,18 @@ func checkFunctionStart(mod *module, a arch.Arch, syms []elfsym.Symbol, f patchf
 			starts = true
 		}
 	}
-	if !starts && f.Match == patchfile.MatchRunPre && len(f.Orig) > 0 && mod.fdeStarts(f.Addr, f.Size) {
-		// Located by the build's run-pre matching (no symbol): an
-		// .eh_frame function boundary, whose code the run-pre check
-		// compares with f.Orig before anything is written.
+	if !starts && f.Match != "" && len(f.Orig) > 0 && mod.fdeStarts(f.Addr, f.Size) {
+		// Located by the build (run-pre matching, or the debug file this
+		// host does not have): an .eh_frame function boundary, whose code
+		// the run-pre check compares with f.Orig before anything is
+		// written.
 		starts = true
 	}
 	if !starts {
 		what := "no function symbol starts there"
+		if f.Match != "" {
+			what = "neither a function symbol nor an .eh_frame function boundary starts there"
+		}
 		if s, ok := mod.syms.Containing(f.Addr); ok {
 			what = fmt.Sprintf("it lies %#x bytes into %s", f.Addr-s.Value, s.Name)
 			if s.Value == f.Addr {

@@ -14,6 +14,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/build"
 	"github.com/hotpatch/hotpatch/internal/debuginfo"
 	"github.com/hotpatch/hotpatch/internal/elfsym"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/runpre"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
@@ -150,6 +151,12 @@ func TestStrippedDebugFile(t *testing.T) {
 		{"debuginfod cache", func(c strippedCase, _, cache string) (string, debuginfo.Options) {
 			return filepath.Join(cache, buildIDOf(t, c.file), "debuginfo"), debuginfo.Options{}
 		}, debuginfo.SourceDebuginfod},
+		// Given to build only: apply, which cannot find it, uses the
+		// addresses the patch recorded from it (match "debug-file").
+		{"build --debug-file", func(c strippedCase, root, _ string) (string, debuginfo.Options) {
+			p := filepath.Join(root, "elsewhere", "x.debug")
+			return p, debuginfo.Options{File: p}
+		}, debuginfo.SourceExplicit},
 	}
 	defer func() { debugSearch = debuginfo.Options{} }()
 	for _, kind := range []string{"exe", "lib"} {
@@ -162,10 +169,15 @@ func TestStrippedDebugFile(t *testing.T) {
 					moveFile(t, c.debug, where)
 				}
 				dbg.Root, dbg.DebuginfodCache = root, cache
-				debugSearch = dbg
+				debugSearch = debuginfo.Options{Root: root, DebuginfodCache: cache}
 				rep := applyScale(t, c, build.Options{Debug: dbg})
 				if rep.Symbols != where || rep.SymbolsSource != string(pc.want) {
 					t.Errorf("report: symbols from %s (%s), want %s (%s)", rep.Symbols, rep.SymbolsSource, where, pc.want)
+				}
+				// The patch works on a host without the debug file: what
+				// it needs of the target is recorded.
+				if len(rep.Replaced) != 1 || rep.Replaced[0].Match != "debug-file" || !slices.Contains(names(rep.Located), "calls") {
+					t.Errorf("report: replaced %+v located %+v, want scale and calls recorded from the debug file", rep.Replaced, rep.Located)
 				}
 			})
 		}
@@ -295,4 +307,56 @@ func TestStrippedIPARA(t *testing.T) {
 			t.Logf("refused: %v", err)
 		})
 	}
+}
+
+// TestStrippedForgedLocations: the addresses a patch records for a target
+// without symbols are checked against the file before anything is touched:
+// a replaced function that does not start at an .eh_frame boundary, or a
+// variable outside the file's sections, is refused and the process keeps
+// running unchanged.
+func TestStrippedForgedLocations(t *testing.T) {
+	setup(t)
+	defer func() { debugSearch = debuginfo.Options{} }()
+	c := buildStripped(t, t.TempDir(), "exe")
+	os.Remove(c.debug)
+	debugSearch = debuginfo.Options{Root: t.TempDir(), DebuginfodCache: t.TempDir()}
+	p, _, err := build.Build(build.Options{Target: c.file, Old: []string{c.oldObj}, New: []string{c.newObj}, Debug: debugSearch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forge := func(edit func(m *patchfile.Manifest)) *patchfile.Patch {
+		m := p.Manifest
+		m.Functions = slices.Clone(m.Functions)
+		m.Symbols = slices.Clone(m.Symbols)
+		edit(&m)
+		var members []patchfile.NamedData
+		for _, name := range p.Objects() {
+			members = append(members, patchfile.NamedData{Name: name, Kind: patchfile.KindObject, Data: p.Member(name)})
+		}
+		q, err := patchfile.New(m, members)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	tg := testutil.Start(t, c.bin)
+	tg.WaitLine(t, 5*time.Second, func(string) bool { return true })
+	for name, q := range map[string]*patchfile.Patch{
+		"function off its boundary": forge(func(m *patchfile.Manifest) { m.Functions[0].Addr += 4 }),
+		"variable outside the file": forge(func(m *patchfile.Manifest) {
+			for i := range m.Symbols {
+				if m.Symbols[i].Kind == patchfile.SymbolVariable {
+					m.Symbols[i].Addr = 0x7000_0000
+				}
+			}
+		}),
+	} {
+		if _, err := Apply(tg.Pid, q, Options{}); !errors.Is(err, ErrBadAddress) {
+			t.Errorf("%s: apply: got %v, want ErrBadAddress", name, err)
+		} else {
+			t.Logf("%s: refused: %v", name, err)
+		}
+	}
+	scalesBy(t, tg, 2)
+	assertRunning(t, tg.Pid)
 }

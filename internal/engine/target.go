@@ -262,8 +262,9 @@ func (r *resolver) Resolve(ref linker.SymbolRef) (linker.Resolution, error) {
 			return r.resolution(r.patched, ss[0])
 		}
 	}
-	// A function the build located in the patched file (no symbol there).
-	if res, err := r.locatedRes(ref, patchfile.SymbolFunction); err != nil || res.Found {
+	// A function or variable the build located in the patched file (no
+	// symbol there).
+	if res, err := r.locatedRes(ref, ""); err != nil || res.Found {
 		return res, err
 	}
 	// 2. Globals: the executable first, then libraries in load order.
@@ -290,11 +291,12 @@ func (r *resolver) Resolve(ref linker.SymbolRef) (linker.Resolution, error) {
 	return linker.Resolution{}, nil
 }
 
-// locatedRes resolves ref to a located symbol of the given kind, if the
-// manifest has one for its name and source file (Found false otherwise).
+// locatedRes resolves ref to a located symbol of the given kind (any when
+// kind is ""), if the manifest has one for its name and source file (Found
+// false otherwise).
 func (r *resolver) locatedRes(ref linker.SymbolRef, kind string) (linker.Resolution, error) {
 	for _, s := range r.located {
-		if s.Name != ref.Name || s.Kind != kind || (s.File != "" && s.File != ref.File) {
+		if s.Name != ref.Name || (kind != "" && s.Kind != kind) || (s.File != "" && s.File != ref.File) {
 			continue
 		}
 		if err := checkLocated(r.patched, s); err != nil {

@@ -128,9 +128,16 @@ type Function struct {
 	Match string `json:"match,omitempty"`
 }
 
-// MatchRunPre: an address found by run-pre matching (the target has no
-// symbol for it).
-const MatchRunPre = "run-pre"
+// How an address of a target without symbols of its own was found.
+const (
+	// MatchRunPre: by run-pre matching (no symbol anywhere).
+	MatchRunPre = "run-pre"
+	// MatchDebugFile: from the target's separate debug file at build time
+	// (the host that applies the patch need not have it).
+	MatchDebugFile = "debug-file"
+)
+
+func knownMatch(m string) bool { return m == MatchRunPre || m == MatchDebugFile }
 
 // Symbol is a function or data object of the target that the patch's code
 // refers to and the target has no symbol for, located by the build
@@ -605,9 +612,9 @@ func validate(m *Manifest) error {
 		}
 		switch f.Match {
 		case "":
-		case MatchRunPre:
+		case MatchRunPre, MatchDebugFile:
 			if f.New || f.Size == 0 || uint64(len(f.Orig)) != f.Size {
-				return fmt.Errorf("%w: function %s located by run-pre matching must carry its %d original bytes", ErrBadPatch, f.Name, f.Size)
+				return fmt.Errorf("%w: function %s located by %s must carry its %d original bytes", ErrBadPatch, f.Name, f.Match, f.Size)
 			}
 		default:
 			return fmt.Errorf("%w: function %s: unknown match %q", ErrBadPatch, f.Name, f.Match)
@@ -650,7 +657,7 @@ func validateSymbols(syms []Symbol) error {
 			return fmt.Errorf("%w: located symbol without a name", ErrBadPatch)
 		case s.Kind != SymbolFunction && s.Kind != SymbolVariable:
 			return fmt.Errorf("%w: located symbol %s of unknown kind %q", ErrBadPatch, s.Name, s.Kind)
-		case s.Match != MatchRunPre:
+		case !knownMatch(s.Match):
 			return fmt.Errorf("%w: located symbol %s: unknown match %q", ErrBadPatch, s.Name, s.Match)
 		case s.Addr == 0 || s.Size > MaxTotalSize || s.Addr+s.Size < s.Addr:
 			return fmt.Errorf("%w: located symbol %s: bad address %#x size %d", ErrBadPatch, s.Name, s.Addr, s.Size)
