@@ -11,7 +11,9 @@ package engine
 // inside the overwritten bytes, the stacks; retrying like the real apply
 // until --timeout. It then resumes the
 // process: nothing was mapped, written or moved. What it cannot foresee is
-// what the process does between the dry run and the real one.
+// what the process does between the dry run and the real one, nor whether a
+// thread free of the unwinder's lock will be found to call __register_frame
+// for a patch with unwind tables (callguard.go; the call is not made).
 //
 // What a dry run leaves alone that the real command would do on the way:
 // regions earlier reverts kept are not freed (kept.go), and a reverted

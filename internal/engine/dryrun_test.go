@@ -145,3 +145,40 @@ func TestDryRunRefuses(t *testing.T) {
 	}
 	before.same(t, tg.Pid, "dry apply, entry model")
 }
+
+// TestDryRunSeccomp: a target whose seccomp filter blocks memfd_create is
+// refused by the dry run as by the real apply (ErrSeccompBlocked, naming
+// the call), on the stop path and the patch-ready path, with no SIGSYS
+// delivered and nothing mapped; an unfiltered call pattern (mdwe: only
+// executable mappings are refused) is judged the same way as the real run.
+func TestDryRunSeccomp(t *testing.T) {
+	dir := setup(t)
+	for _, b := range seccompBuilds {
+		t.Run(b.name, func(t *testing.T) {
+			bin := compileTarget(t, dir, "seccomp.c", b.flags...)
+			p := buildPatch(t, bin, compileObj(t, dir, "basic_new.c"))
+			tg := startSeccomp(t, bin, "trap-memfd")
+			_, err := Apply(tg.Pid, p, Options{DryRun: true})
+			if !errors.Is(err, ErrSeccompBlocked) || !strings.Contains(err.Error(), "memfd_create") {
+				t.Fatalf("dry run: %v, want ErrSeccompBlocked naming memfd_create", err)
+			}
+			_, real := Apply(tg.Pid, p, Options{})
+			if !errors.Is(real, ErrSeccompBlocked) {
+				t.Fatalf("real apply: %v, want ErrSeccompBlocked like the dry run", real)
+			}
+			c := waitSC(t, tg, "after", func(c scCounts) bool { return c.new == 0 })
+			if c.sigsys != 0 {
+				t.Errorf("%d SIGSYS delivered", c.sigsys)
+			}
+			noRegion(t, tg.Pid)
+
+			ok := startSeccomp(t, bin, "kill-munmap")
+			rep, err := Apply(ok.Pid, p, Options{DryRun: true})
+			if err != nil || !rep.DryRun || len(rep.Functions) != 1 || rep.Functions[0].Path != b.path {
+				t.Fatalf("dry run, munmap blocked (mapping allowed): %+v %v", rep, err)
+			}
+			noRegion(t, ok.Pid)
+			waitSC(t, ok, "after the dry run", func(c scCounts) bool { return c.new == 0 && c.old > 0 })
+		})
+	}
+}
