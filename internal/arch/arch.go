@@ -78,6 +78,24 @@ type LinkedCode interface {
 	// instruction that holds a relocated field, e.g. x86-64's GOTPCRELX
 	// "mov foo@GOTPCREL(%rip)" turned into "lea foo(%rip)".
 	Relaxed(orig, mask, linked []byte, i int) bool
+	// OutBranches returns the direct branches of code (one function's
+	// bytes, at addr) whose destination lies outside it. In a linked file
+	// the assembler resolved those between functions of one section itself
+	// (no -ffunction-sections, as in LTO code generation), so no kept
+	// relocation marks their fields.
+	OutBranches(code []byte, addr uint64) ([]OutBranch, error)
+}
+
+// OutBranch is a direct branch that leaves its function.
+type OutBranch struct {
+	Field int    // offset of the displacement field in the function
+	Size  int    // its size in bytes
+	Dest  uint64 // the destination
+	// Reloc is the relocation type that expresses the field (0 when none
+	// can: a short displacement), and Bias the distance from the field to
+	// where the displacement is relative to (see PCRelBias).
+	Reloc uint32
+	Bias  int64
 }
 
 // Relocated is a copy of the instructions a redirect overwrites, placed

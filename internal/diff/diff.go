@@ -87,6 +87,9 @@ type Func struct {
 	// Part is the function a GCC-split part (name.cold) belongs to; such
 	// parts are never redirected themselves.
 	Part string `json:"part_of,omitempty"`
+	// NewName is the function's name in NEW.o when it differs from Name
+	// (GCC renumbered a clone: foo.part.1 for the target's foo.part.0).
+	NewName string `json:"new_name,omitempty"`
 	// Orig and OrigMask are OLD.o's bytes of a changed function, with the
 	// bytes under relocations masked (mask 0) — the run-pre check.
 	Orig     []byte `json:"-"`
@@ -525,7 +528,7 @@ func compare(oo, no *object) (*Result, error) {
 		if old := olds.byKey[it.key]; old != nil && old.fn {
 			if old.name != it.name {
 				renames[it.sym] = old.name
-				f.Name = old.name
+				f.Name, f.NewName = old.name, it.name
 			}
 			if f.Status == Changed {
 				f.Orig, f.OrigMask = olds.runPre(old)

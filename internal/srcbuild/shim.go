@@ -33,6 +33,13 @@ import (
 //     addresses are those of the ordinary link; only the file grows. The
 //     linked-output comparison (LTO builds, whose objects hold no code) reads
 //     them.
+//   - with -flto, nothing but -Wl,--emit-relocs on links. The code is
+//     generated at the link, from options that include the link's own, and
+//     -ffunction-sections there does change it at the margin: the assembler
+//     sizes a branch once per section, so with every function in a section
+//     of its own a jump of exactly -128 bytes that the shared .text made long
+//     comes out short (seen in zlib's gz_error). The linked-output comparison
+//     needs no sections per function.
 //
 // Queries (--version, -dumpversion, -print-*) run the compiler unchanged.
 //
@@ -60,14 +67,19 @@ if [ -n "$HOTPATCH_SHIM_LOG" ]; then
 	f=$(mktemp "$HOTPATCH_SHIM_LOG/cc.XXXXXXXXXX") && printf '%%s\0' "$PWD" %[2]s "$@" >"$f"
 fi
 mode=link
+lto=
 for a in "$@"; do
 	case "$a" in
+	-flto|-flto=*) lto=1 ;;
+	-fno-lto) lto= ;;
 	-c|-S) mode=compile ;;
 	-E|-M|-MM) mode=other ;;
 	--version|-v|--help|-dumpversion|-dumpfullversion|-dumpmachine|-dumpspecs|-print-*|--print-*) exec %[1]s "$@" ;;
 	esac
 done
-case $mode in
+case $mode$lto in
+compile1) exec %[1]s "$@" ;;
+link1) exec %[1]s "$@" -Wl,--emit-relocs ;;
 compile) exec %[1]s "$@" -ffunction-sections -fdata-sections ;;
 link) exec %[1]s "$@" -ffunction-sections -fdata-sections -Wl,--emit-relocs ;;
 esac

@@ -140,6 +140,9 @@ func Build(opt Options) (res *Result, err error) {
 	if err != nil {
 		return r.res, err
 	}
+	if r.linked {
+		return r.res, r.makePatch(fixedObjs)
+	}
 	return r.res, r.makePatch(pair(origObjs, fixedObjs))
 }
 
@@ -153,6 +156,11 @@ type run struct {
 	b                       *builds
 	out                     *output
 	tc                      *check
+	// linked: the objects hold LTO bytecode, so the linked outputs are
+	// compared (linked.go); origFull is the original build's output as one
+	// object.
+	linked   bool
+	origFull []byte
 }
 
 // prepare checks the options and makes (or checks) the work directory.
@@ -237,6 +245,13 @@ func (r *run) buildOriginal() ([]object, error) {
 	if r.tc, err = openCheck(r.opt.Target); err != nil {
 		return nil, err
 	}
+	if r.linked = anyLTO(objs); r.linked {
+		if objs, err = r.linkedFull(r.out.orig); err != nil {
+			r.tc.close()
+			return nil, err
+		}
+		r.origFull = objs[0].old
+	}
 	if r.res.Verified, err = r.tc.verify(objs, inv); err != nil {
 		r.tc.close()
 		return nil, err
@@ -261,6 +276,9 @@ func (r *run) buildFixed() ([]object, error) {
 	link, ok := r.b.link(inv, r.out.rel)
 	if !ok {
 		return nil, fmt.Errorf("the fixed build did not link %s", r.out.rel)
+	}
+	if r.linked {
+		return r.linkedChanged()
 	}
 	return r.b.objects(r.out.rel, link, r.fixed)
 }
@@ -488,11 +506,6 @@ func (b *builds) objects(rel string, link invocation, root string) ([]object, er
 	if len(objs) == 0 {
 		return nil, fmt.Errorf("%w: %s was linked from no object of the tree", ErrNoOutput, rel)
 	}
-	for _, o := range objs {
-		if isLTO(o.old) {
-			return nil, fmt.Errorf("%w: %s holds GCC's LTO bytecode (-flto), not machine code, so its functions cannot be compared; comparing the linked outputs (kept relocations, -Wl,--emit-relocs) is not implemented yet: build the tree without -flto, if the target was built so", ErrLTO, o.name)
-		}
-	}
 	sort.Slice(objs, func(i, j int) bool { return objs[i].name < objs[j].name })
 	return objs, nil
 }
@@ -548,6 +561,16 @@ func pair(orig, fixed []object) []object {
 		}
 	}
 	return out
+}
+
+// anyLTO reports whether one of the objects is LTO bytecode.
+func anyLTO(objs []object) bool {
+	for _, o := range objs {
+		if isLTO(o.old) {
+			return true
+		}
+	}
+	return false
 }
 
 // isLTO reports whether an object holds GCC LTO bytecode (.gnu.lto_*

@@ -53,7 +53,10 @@ func (c *check) lookup(name string, local bool, file string) (elfsym.Symbol, boo
 	var cands []elfsym.Symbol
 	if local {
 		cands = c.syms.LookupLocal(name, file)
-	} else {
+	}
+	if len(cands) == 0 {
+		// A global, or a static of an object made from a linked output
+		// (unlink), whose STT_FILE names the output, not a source file.
 		cands = c.syms.Lookup(name)
 	}
 	uniq := map[uint64]elfsym.Symbol{}
@@ -164,11 +167,21 @@ func (c *check) useTargetRunPre(p *patchfile.Patch) error {
 // target's DW_AT_producer (with -g) against the options the original build
 // compiled file with (the shim's record).
 func (c *check) flagDifference(file string, inv []invocation) string {
+	cus, _ := c.ef.CompileUnits()
 	rebuilt, ok := compileFlags(file, inv)
+	if !ok {
+		// An object made from a linked output (LTO) is named after the
+		// output: take the first source file that both name.
+		for _, cu := range cus {
+			if r, found := compileFlags(cu.Name, inv); found && cu.Producer != "" {
+				file, rebuilt, ok = cu.Name, r, true
+				break
+			}
+		}
+	}
 	if !ok {
 		return fmt.Sprintf("no compile of %s was recorded", file)
 	}
-	cus, _ := c.ef.CompileUnits()
 	producer := ""
 	for _, cu := range cus {
 		if filepath.Base(cu.Name) == filepath.Base(file) && cu.Producer != "" {

@@ -2,7 +2,10 @@ package amd64
 
 import (
 	"bytes"
+	"debug/elf"
 	"fmt"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
 )
 
 // PCRelBias implements arch.LinkedCode: a RIP-relative operand (and a
@@ -68,4 +71,35 @@ func (Arch) Relaxed(orig, mask, linked []byte, i int) bool {
 		return true
 	}
 	return false
+}
+
+// OutBranches implements arch.LinkedCode: the call, jmp and jcc with a
+// displacement whose destination is outside [addr, addr+len(code)). The
+// displacement is the instruction's last field (Intel SDM vol. 2, "CALL",
+// "JMP", "Jcc"): rel32 after e8, e9 or 0f 8x, expressed as R_X86_64_PLT32
+// (calls and jumps, which is what GCC emits for them) or R_X86_64_PC32
+// (conditional branches); rel8 otherwise, which no relocation can express.
+func (Arch) OutBranches(code []byte, addr uint64) ([]arch.OutBranch, error) {
+	insns, err := Decode(code, addr)
+	if err != nil {
+		return nil, err
+	}
+	end := addr + uint64(len(code))
+	var out []arch.OutBranch
+	for _, in := range insns {
+		if !in.Kind.IsBranch() || (in.Target >= addr && in.Target < end) {
+			continue
+		}
+		off := int(in.PC - addr)
+		last := off + in.Len
+		b := arch.OutBranch{Dest: in.Target, Size: 1, Field: last - 1, Bias: 1}
+		switch {
+		case in.Len >= 5 && (code[last-5] == 0xe8 || code[last-5] == 0xe9):
+			b.Size, b.Field, b.Bias, b.Reloc = 4, last-4, 4, uint32(elf.R_X86_64_PLT32)
+		case in.Len >= 6 && code[last-6] == 0x0f && code[last-5]&0xf0 == 0x80:
+			b.Size, b.Field, b.Bias, b.Reloc = 4, last-4, 4, uint32(elf.R_X86_64_PC32)
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }

@@ -123,3 +123,10 @@ func (Arch) PCRelBias(code []byte, fields []int) ([]int64, error) {
 // into ADRP+ADD) are not recognised: the difference is reported, which
 // refuses rather than guesses.
 func (Arch) Relaxed(orig, mask, linked []byte, i int) bool { return false }
+
+// OutBranches implements arch.LinkedCode. Not implemented for AArch64
+// (B/BL immediates resolved by the assembler would need R_AARCH64_CALL26):
+// the linked-output route is refused.
+func (Arch) OutBranches(code []byte, addr uint64) ([]arch.OutBranch, error) {
+	return nil, fmt.Errorf("%w: reading branches of linked AArch64 code is not implemented", arch.ErrUnsupportedArch)
+}
