@@ -31,6 +31,33 @@ var sharedZlib struct {
 	once                  sync.Once
 	err                   error
 	root, src, lib, repro string
+	// The target built with link-time optimisation, once, on first use.
+	ltoOnce sync.Once
+	ltoErr  error
+	ltoLib  string
+}
+
+// zlibLTOFlags are the flags of the LTO target and of its build command.
+const zlibLTOFlags = "-O2 -flto"
+
+// needZlibLTO builds (once) zlib with CFLAGS="-O2 -flto -g" as the running
+// library of the LTO test; the reproducer runs against it through
+// LD_LIBRARY_PATH (same soname).
+func needZlibLTO(t *testing.T) {
+	t.Helper()
+	needZlib(t)
+	z := &sharedZlib
+	z.ltoOnce.Do(func() {
+		tgt := filepath.Join(z.root, "target-lto")
+		if z.ltoErr = run(z.root, nil, "cp", "-a", z.src, tgt); z.ltoErr != nil {
+			return
+		}
+		z.ltoErr = run(tgt, []string{"CFLAGS=" + zlibLTOFlags + " -g"}, "sh", "-c", "./configure && make -j2 libz.so.1.2.12")
+		z.ltoLib = filepath.Join(tgt, "libz.so.1.2.12")
+	})
+	if z.ltoErr != nil {
+		t.Fatal(z.ltoErr)
+	}
 }
 
 // zlibBuild is the build command of the tests: zlib's defaults, the shared
@@ -167,6 +194,56 @@ func TestBuildSrcZlibCVE(t *testing.T) {
 	}
 
 	t.Setenv("LD_LIBRARY_PATH", filepath.Dir(z.lib))
+	procs := []*testutil.Target{testutil.Start(t, z.repro), testutil.Start(t, z.repro)}
+	pidArgs := []string{}
+	for _, p := range procs {
+		waitOverflowState(t, p, "overflow", 2)
+		pidArgs = append(pidArgs, "--pid", fmt.Sprint(p.Pid))
+	}
+	mustCLI(t, append([]string{"apply", hp, "--allow-unsigned"}, pidArgs...)...)
+	for _, p := range procs {
+		waitOverflowState(t, p, "ok", 5)
+	}
+	mustCLI(t, append([]string{"revert", hp}, pidArgs...)...)
+	for _, p := range procs {
+		waitOverflowState(t, p, "overflow", 2)
+	}
+}
+
+// TestBuildSrcZlibLTO: zlib 1.2.12 built with CFLAGS="-O2 -flto": its
+// objects hold no machine code, so build --src compares the two builds'
+// linked libraries; one command, and the patch stops the overflow in running
+// processes, and revert brings it back.
+func TestBuildSrcZlibLTO(t *testing.T) {
+	needZlibLTO(t)
+	testutil.NeedPtrace(t)
+	z := &sharedZlib
+	hp := filepath.Join(t.TempDir(), "zlib-lto.hp")
+	args := []string{"build", "--src", z.src, "--target", z.ltoLib, "-o", hp, "--id", fmt.Sprintf("zlib-lto-%d", os.Getpid()), "--json"}
+	for _, f := range zlibFixes() {
+		args = append(args, "--fix", f)
+	}
+	out, errs, code := runCLI(t, append(args, "--", "sh", "-c", "CFLAGS='"+zlibLTOFlags+"' ./configure && make -j2 libz.so.1.2.12")...)
+	if code != 0 {
+		t.Fatalf("build --src: exit %d\n%s%s", code, out, errs)
+	}
+	var rep struct {
+		Replaced []struct{ Name string }
+		Source   struct {
+			Verified int                     `json:"verified_functions"`
+			Units    []struct{ Name string } `json:"changed_units"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("build --json: %v\n%s", err, out)
+	}
+	if len(rep.Replaced) != 1 || rep.Replaced[0].Name != "inflate" {
+		t.Fatalf("want inflate replaced: %s", out)
+	}
+	if rep.Source.Verified < 100 || len(rep.Source.Units) != 1 || !strings.Contains(rep.Source.Units[0].Name, "(linked)") {
+		t.Fatalf("want >= 100 verified functions and the linked library the changed unit: %s", out)
+	}
+	t.Setenv("LD_LIBRARY_PATH", filepath.Dir(z.ltoLib))
 	procs := []*testutil.Target{testutil.Start(t, z.repro), testutil.Start(t, z.repro)}
 	pidArgs := []string{}
 	for _, p := range procs {
@@ -326,21 +403,45 @@ func TestBuildSrcZlibStatic(t *testing.T) {
 	waitOverflowState(t, tg, "overflow", 2)
 }
 
-// TestBuildSrcLTORefused: a tree built with -flto has objects without
-// machine code; build --src says so instead of a confusing failure.
-func TestBuildSrcLTORefused(t *testing.T) {
-	src, _ := srcProject(t)
-	inst := filepath.Join(t.TempDir(), "lto")
-	if err := run(".", nil, "cp", "-r", src, inst); err != nil {
+// TestBuildSrcLTOIPARA: a target built with -O2 -flto, patched through the
+// linked-output route, where -fipa-ra reaches across files: the fix makes
+// mix (callee.c) clobber the argument registers that combine (caller.c)
+// kept its values in across the call, so the fixed build's combine saves
+// them. The comparison of the linked outputs finds combine changed too and
+// the patch replaces both; had it replaced mix alone, the old combine would
+// add clobbered registers and print garbage instead of 34.
+func TestBuildSrcLTOIPARA(t *testing.T) {
+	testutil.NeedPtrace(t)
+	testutil.NeedGCC(t)
+	d := t.TempDir()
+	src, inst := filepath.Join(d, "src"), filepath.Join(d, "installed")
+	for _, to := range []string{src, inst} {
+		if err := run(".", nil, "cp", "-r", "testdata/srcproj-lto", to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := run(inst, nil, "make"); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(inst, nil, "make", "CFLAGS=-O2 -flto"); err != nil {
-		t.Fatal(err)
+	prog := filepath.Join(inst, "prog")
+	hp := filepath.Join(d, "fix.hp")
+	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-lto.patch", "--target", prog, "-o", hp, "--", "make")
+	for _, want := range []string{"replace mix ", "replace combine ", "1 translation unit(s) changed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("build output lacks %q:\n%s", want, out)
+		}
 	}
-	errs := wantExit(t, exitFailure, "build", "--src", src, "--fix", "testdata/srcproj-static.patch", "--target", filepath.Join(inst, "prog"),
-		"-o", filepath.Join(t.TempDir(), "x.hp"), "--work", filepath.Join(t.TempDir(), "work"), "--", "make", "CFLAGS=-O2 -flto")
-	if !strings.Contains(errs, "LTO bytecode (-flto)") {
-		t.Fatalf("want the LTO explanation:\n%s", errs)
+	tg := testutil.Start(t, prog)
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "33" })
+	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "34" })
+	for i := 0; i < 5; i++ {
+		tg.WaitLine(t, 10*time.Second, func(l string) bool {
+			if l != "34" {
+				t.Fatalf("after the patch the program printed %q, want 34 (a caller not patched with its callee?)", l)
+			}
+			return true
+		})
 	}
 }
 

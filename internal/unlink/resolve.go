@@ -101,13 +101,19 @@ func (lf *file) dataTargets(d *region) {
 }
 
 // endOf returns the data object whose end is addr, when no object starts
-// there (a loop bound "p < table + N").
+// there (a loop bound "p < table + N"). Text there is taken to be a string
+// literal placed right after the object, not its end.
 func (lf *file) endOf(addr uint64) *region {
 	i := sort.Search(len(lf.items), func(i int) bool { return lf.items[i].start >= addr }) - 1
-	if i >= 0 && !lf.items[i].fn && lf.items[i].end == addr {
-		return lf.items[i]
+	if i < 0 || lf.items[i].fn || lf.items[i].end != addr {
+		return nil
 	}
-	return nil
+	if si := lf.sectionAt(addr); si >= 0 && lf.f.Sections[si].Type != elf.SHT_NOBITS {
+		if stringLen(lf.secData(si)[addr-lf.f.Sections[si].Addr:]) > 1 {
+			return nil
+		}
+	}
+	return lf.items[i]
 }
 
 // findAnon makes the regions of anonymous data: every address referred to
@@ -185,10 +191,9 @@ func (lf *file) makeAnon(starts map[int]map[uint64]bool) {
 				r.end = max(r.end, a+uint64(n))
 				r.str = r.end == a+uint64(n)
 			}
-			for _, rl := range lf.allRels[si] {
-				if rl.p >= r.start && rl.p < r.end {
-					r.rels = append(r.rels, rl)
-				}
+			rs := lf.allRels[si] // sorted by place
+			for k := sort.Search(len(rs), func(k int) bool { return rs[k].p >= r.start }); k < len(rs) && rs[k].p < r.end; k++ {
+				r.rels = append(r.rels, rs[k])
 			}
 			lf.anon[si] = append(lf.anon[si], r)
 		}

@@ -59,6 +59,9 @@ var (
 	ErrNoRelocs = errors.New("linked file has no kept relocations (link with -Wl,--emit-relocs)")
 )
 
+// maxSection bounds the sections read (zeroed .bss copies included).
+const maxSection = 1 << 30
+
 // Options select what the object holds.
 type Options struct {
 	// Name is the object's STT_FILE name.
@@ -180,6 +183,9 @@ func parseFile(b []byte) (*file, error) {
 		}
 		if s.Type == elf.SHT_SYMTAB {
 			symtab = i
+		}
+		if s.Flags&elf.SHF_ALLOC != 0 && s.Size > maxSection {
+			return nil, fmt.Errorf("%w: section %s is %d bytes, more than the %d-byte limit", ErrBadFile, s.Name, s.Size, maxSection)
 		}
 	}
 	if symtab < 0 {
