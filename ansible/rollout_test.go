@@ -49,6 +49,11 @@ func newRollout(t *testing.T) *rollout {
 	d := t.TempDir()
 	r := &rollout{t: t, dir: d, bin: filepath.Join(d, "hotpatch"), targets: map[string][]*testutil.Target{}}
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		if gobin, err = exec.LookPath("go"); err != nil {
+			t.Fatalf("no go command to build hotpatch with: %v", err)
+		}
+	}
 	if out, err := exec.Command(gobin, "build", "-o", r.bin, "../cmd/hotpatch").CombinedOutput(); err != nil {
 		t.Fatalf("go build hotpatch: %v\n%s", err, out)
 	}
