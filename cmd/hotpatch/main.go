@@ -66,6 +66,7 @@ func exitCode(err error) int {
 		return bundleExit(err)
 	case errors.Is(err, engine.ErrMismatch), errors.Is(err, engine.ErrBadAddress), errors.Is(err, engine.ErrUnsafe), errors.Is(err, engine.ErrSeccompBlocked), errors.Is(err, engine.ErrStacked), errors.Is(err, engine.ErrResolve), errors.Is(err, debuginfo.ErrMismatch),
 		errors.Is(err, build.ErrUnsafeTarget), errors.Is(err, build.ErrNotFound), errors.Is(err, srcbuild.ErrNotReproduced), errors.Is(err, linker.ErrUnresolved),
+		errors.Is(err, build.ErrNotReproduced), errors.Is(err, build.ErrLTOTarget),
 		errors.Is(err, arch.ErrUnsupportedReloc), errors.Is(err, arch.ErrRelocOverflow), errors.Is(err, arch.ErrNotPatchable):
 		return exitRefused
 	}

@@ -523,3 +523,34 @@ func TestBuildSrcBuildFails(t *testing.T) {
 		t.Errorf("the build log should hold make's complaint: %v %q", err, b)
 	}
 }
+
+// TestBuildObjectModesLTOTarget: by-name and object-diff builds against a
+// target built with -flto are refused with the way out (build --src): no
+// object compiled alone has its code.
+func TestBuildObjectModesLTOTarget(t *testing.T) {
+	testutil.NeedGCC(t)
+	d := t.TempDir()
+	inst := filepath.Join(d, "installed")
+	if err := run(".", nil, "cp", "-r", "testdata/srcproj-lto", inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(inst, nil, "make"); err != nil {
+		t.Fatal(err)
+	}
+	obj := filepath.Join(d, "callee.o")
+	if err := run(inst, nil, "gcc", "-O2", "-g", "-ffunction-sections", "-fdata-sections", "-c", "callee.c", "-o", obj); err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(inst, "prog")
+	for _, args := range [][]string{
+		{"build", "--new", obj, "--target", prog, "-o", filepath.Join(d, "a.hp")},
+		{"build", "--old", obj, "--new", obj, "--target", prog, "-o", filepath.Join(d, "b.hp")},
+	} {
+		errs := wantExit(t, exitRefused, args...)
+		for _, want := range []string{"built with -flto", "GNU GIMPLE", "build --src"} {
+			if !strings.Contains(errs, want) {
+				t.Errorf("%v: error lacks %q:\n%s", args, want, errs)
+			}
+		}
+	}
+}

@@ -53,6 +53,10 @@ type Options struct {
 	// could not be checked (a stripped target without .eh_frame); it is
 	// recorded in the report (Report.Forced).
 	Force string
+	// Linked: the objects were made from linked outputs (build --src's
+	// route for -flto builds), so an LTO target is what they are compared
+	// with, not a reason to refuse.
+	Linked bool
 }
 
 // Func is one function in the report.
@@ -102,6 +106,9 @@ func ByName(opt Options) (*patchfile.Patch, *Report, error) {
 		return nil, nil, err
 	}
 	defer tg.close()
+	if err := tg.checkLTO(); err != nil {
+		return nil, nil, err
+	}
 	ef, bid, syms, rep, man := tg.ef, tg.bid, tg.syms, tg.report(), tg.manifest(opt)
 	var members []patchfile.NamedData
 	h := sha256.New()
@@ -111,6 +118,9 @@ func ByName(opt Options) (*patchfile.Patch, *Report, error) {
 		data, err := os.ReadFile(objPath)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read object: %w", err)
+		}
+		if err := checkLTOObject(objPath, data); err != nil {
+			return nil, nil, err
 		}
 		o, member, err := tg.object(objPath, data, names)
 		if err != nil {

@@ -52,6 +52,11 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 		return nil, nil, err
 	}
 	defer tg.close()
+	if !opt.Linked {
+		if err := tg.checkLTO(); err != nil {
+			return nil, nil, err
+		}
+	}
 	bid, syms, rep, man := tg.bid, tg.syms, tg.report(), tg.manifest(opt)
 	var members []patchfile.NamedData
 	h := sha256.New()
@@ -66,6 +71,14 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 		newData, err := os.ReadFile(newPath)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read new object: %w", err)
+		}
+		for _, o := range []struct {
+			path string
+			data []byte
+		}{{oldPath, oldData}, {newPath, newData}} {
+			if err := checkLTOObject(o.path, o.data); err != nil && !opt.Linked {
+				return nil, nil, err
+			}
 		}
 		res, err := diff.Compare(oldData, newData)
 		if err != nil {
@@ -84,6 +97,9 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 				}
 			}
 			continue
+		}
+		if err := checkRunPre(tg, oldPath, oldData, res); err != nil {
+			return nil, nil, err
 		}
 		members = append(members, patchfile.NamedData{Name: member, Kind: "object", Data: res.Object})
 		h.Write(res.Object)

@@ -103,10 +103,20 @@ func lookupSym(table *elfsym.Table, name, file string, local, fn bool) (elfsym.S
 		ss = table.Lookup(name)
 	}
 	uniq := map[uint64]elfsym.Symbol{}
-	for _, s := range ss {
-		kindOK := s.IsFunc() == fn && (fn || s.Type == elf.STT_OBJECT)
-		if s.Defined() && s.Value != 0 && kindOK && (local || s.Bind != elf.STB_LOCAL) {
-			uniq[s.Value] = s
+	// A global of the object may be a local of the target: the linker turns
+	// hidden globals into locals (DW.ref.rust_eh_personality, zlib's
+	// ZLIB_INTERNAL functions), and the engine resolves a name no global has
+	// to the patched file's unique static of that name; so does this, when
+	// no global has the name.
+	for _, locals := range []bool{local, true} {
+		for _, s := range ss {
+			kindOK := s.IsFunc() == fn && (fn || s.Type == elf.STT_OBJECT)
+			if s.Defined() && s.Value != 0 && kindOK && (locals || s.Bind != elf.STB_LOCAL) {
+				uniq[s.Value] = s
+			}
+		}
+		if len(uniq) > 0 {
+			break
 		}
 	}
 	if len(uniq) != 1 {

@@ -164,6 +164,7 @@ func TestDiffMode(t *testing.T) {
 		// check replaces the generic "behaves like new" check.
 		check    func(t *testing.T, tg *testutil.Target)
 		buildErr error
+		errText  []string // in the build error
 		applyErr error
 	}{
 		{name: "changed constant", dir: "constant", report: func(t *testing.T, r *build.Report) {
@@ -234,7 +235,13 @@ func TestDiffMode(t *testing.T) {
 				t.Errorf("replaced %v, want caller and leaf", names(r.Replaced))
 			}
 		}},
-		{name: "target built with other flags", dir: "recursive", tflags: []string{"-O1", "-g"}, oflags: O2, applyErr: ErrMismatch},
+		// The run-pre check is done at build time against the target's file
+		// (build --old/--new used to build the patch and leave the refusal to
+		// apply's ErrMismatch): the error names what differs and the way out.
+		{name: "target built with other flags", dir: "recursive", tflags: []string{"-O1", "-g"}, oflags: O2, buildErr: build.ErrNotReproduced,
+			errText: []string{"functions that differ: fib (", "-O1", "build --src"}},
+		{name: "LTO target refused", dir: "recursive", tflags: []string{"-O2", "-g", "-flto"}, oflags: O2, buildErr: build.ErrLTOTarget,
+			errText: []string{"-flto", "GNU GIMPLE", "build --src"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -252,6 +259,11 @@ func TestDiffMode(t *testing.T) {
 			if c.buildErr != nil {
 				if !errors.Is(err, c.buildErr) {
 					t.Fatalf("build: got %v, want %v", err, c.buildErr)
+				}
+				for _, w := range c.errText {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("build error lacks %q: %v", w, err)
+					}
 				}
 				t.Logf("refused: %v", err)
 				return

@@ -294,7 +294,7 @@ func (r *run) makePatch(objs []object) error {
 	if len(units) == 0 {
 		return fmt.Errorf("%w: the fix changes none of the objects linked into %s", build.ErrNotFound, r.res.Output)
 	}
-	bo := build.Options{Target: r.opt.Target, ID: r.opt.ID, Description: r.opt.Description}
+	bo := build.Options{Target: r.opt.Target, ID: r.opt.ID, Description: r.opt.Description, Linked: r.linked}
 	for _, u := range units {
 		bo.Old, bo.New = append(bo.Old, u.Old), append(bo.New, u.New)
 	}

@@ -1,0 +1,177 @@
+package build
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hotpatch/hotpatch/internal/diff"
+	"github.com/hotpatch/hotpatch/internal/linker"
+)
+
+// Build-time checks of the object modes against the target: that the
+// target is not a link-time-optimised build (whose code no object compiled
+// alone can match), and, in diff mode, the run-pre check of OLD.o against
+// the target's file, done before any process is involved.
+
+var (
+	// ErrLTOTarget: the target was built with link-time optimisation.
+	ErrLTOTarget = errors.New("target built with link-time optimisation")
+	// ErrNotReproduced: OLD.o is not the code the target runs.
+	ErrNotReproduced = errors.New("old object is not the target's code")
+)
+
+// srcHint is the way out of both refusals.
+const srcHint = "build from the source tree instead: hotpatch build --src DIR --fix FIX.patch --target TARGET -o PATCH -- BUILD COMMAND " +
+	"rebuilds it with the project's own flags, proves the rebuilt code is the target's and, for -flto builds, compares the linked outputs"
+
+// checkLTO refuses a target whose DWARF producer says -flto (or is GCC's
+// LTO front end, "GNU GIMPLE"), or whose symbols carry the names GCC gives
+// statics promoted across LTO partitions (".lto_priv.").
+func (t *target) checkLTO() error {
+	why := ""
+	if cus, err := t.dwarf().CompileUnits(); err == nil {
+		for _, cu := range cus {
+			if strings.HasPrefix(cu.Producer, "GNU GIMPLE") || strings.Contains(" "+cu.Producer+" ", " -flto") {
+				why = fmt.Sprintf("its DWARF producer is %q", cu.Producer)
+				break
+			}
+		}
+	}
+	for _, sec := range t.ef.ELF().Sections {
+		if why == "" && strings.HasPrefix(sec.Name, ".gnu.lto_") {
+			why = fmt.Sprintf("it has the LTO section %s", sec.Name)
+		}
+	}
+	if why == "" {
+		for _, s := range t.syms.All() {
+			if strings.Contains(s.Name, ".lto_priv.") {
+				why = fmt.Sprintf("its symbol %s is a static GCC renamed across LTO partitions", s.Name)
+				break
+			}
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s was built with -flto (%s): its code was generated at the link, across files, so no object compiled alone matches it and a function's callers in other files may depend on its code; %s",
+		ErrLTOTarget, t.path, why, srcHint)
+}
+
+// checkRunPre is the run-pre check of one OLD.o at build time: every
+// function the patch replaces and every function of OLD.o the patch calls
+// must be in the target with OLD.o's bytes (relocated fields masked, the
+// linker's relaxations accepted). A target without symbols for any of
+// OLD.o's functions is left to run-pre matching (locate.go).
+func checkRunPre(t *target, oldPath string, oldData []byte, res *diff.Result) error {
+	funcs, file, err := diff.Functions(oldData)
+	if err != nil {
+		return fmt.Errorf("%s: %w", oldPath, err)
+	}
+	needed := map[string]string{}
+	for _, f := range res.Redirected() {
+		needed[f.Name] = "replaces"
+	}
+	old := map[string]bool{}
+	for _, f := range funcs {
+		old[f.Name] = true
+	}
+	refs, err := objectRefs(res.Object)
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if !r.defined && old[r.name] && needed[r.name] == "" {
+			needed[r.name] = "calls"
+		}
+	}
+	var bad, missing []string
+	found, otherBad := 0, 0
+	for _, f := range funcs {
+		s, ok, err := findFunc(t.syms, linker.ObjSymbol{Name: f.Name, Local: f.Local}, file)
+		if err != nil || !ok {
+			if needed[f.Name] != "" {
+				missing = append(missing, fmt.Sprintf("%s (the patch %s it)", f.Name, needed[f.Name]))
+			}
+			continue
+		}
+		found++
+		why := t.differs(s.Value, s.Size, f)
+		switch {
+		case why == "":
+		case needed[f.Name] != "":
+			bad = append(bad, fmt.Sprintf("%s (%s)", f.Name, why))
+		default:
+			otherBad++
+		}
+	}
+	if found == 0 || len(bad)+len(missing) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	sort.Strings(missing)
+	var parts []string
+	if len(bad) > 0 {
+		parts = append(parts, "functions that differ: "+strings.Join(bad, ", "))
+	}
+	if len(missing) > 0 {
+		parts = append(parts, "functions missing in the target: "+strings.Join(missing, ", "))
+	}
+	if otherBad > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more of its %d functions differ", otherBad, len(funcs)))
+	}
+	return fmt.Errorf("%w: %s was not compiled as %s was (other compiler flags, sources or compiler?): %s%s; %s",
+		ErrNotReproduced, oldPath, t.path, strings.Join(parts, "; "), t.producerOf(file), srcHint)
+}
+
+// producerOf names the compiler and flags the target's DWARF records for
+// source file file, "" without DWARF.
+func (t *target) producerOf(file string) string {
+	cus, err := t.dwarf().CompileUnits()
+	if err != nil {
+		return ""
+	}
+	for _, cu := range cus {
+		if cu.Producer != "" && filepath.Base(cu.Name) == filepath.Base(file) {
+			return fmt.Sprintf(" (the target's %s was compiled by %q)", filepath.Base(file), cu.Producer)
+		}
+	}
+	return ""
+}
+
+// differs says how the target's code at addr differs from OLD.o's f, or "".
+func (t *target) differs(addr, size uint64, f diff.Func) string {
+	if size != f.Size {
+		return fmt.Sprintf("%d bytes in the target, %d in the object", size, f.Size)
+	}
+	cur, err := t.ef.ReadVirt(addr, int(size))
+	if err != nil {
+		return fmt.Sprintf("cannot read it in the target: %v", err)
+	}
+	for i := range cur {
+		if f.OrigMask[i] == 0 || cur[i] == f.Orig[i] || t.arch.Relaxed(f.Orig, f.OrigMask, cur, i) {
+			continue
+		}
+		return fmt.Sprintf("byte %d is %#02x in the target, %#02x in the object", i, cur[i], f.Orig[i])
+	}
+	return ""
+}
+
+// checkLTOObject refuses an object that holds GCC's LTO bytecode (compiled
+// with -flto): it has no machine code to load or compare.
+func checkLTOObject(path string, data []byte) error {
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil // the object parsers report it
+	}
+	for _, s := range f.Sections {
+		if strings.HasPrefix(s.Name, ".gnu.lto_") {
+			return fmt.Errorf("%w: %s holds GCC's LTO bytecode (compiled with -flto, section %s), not machine code; %s", ErrLTOTarget, path, s.Name, srcHint)
+		}
+	}
+	return nil
+}
