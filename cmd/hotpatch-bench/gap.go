@@ -25,6 +25,8 @@ type GapRow struct {
 	Threads int    `json:"threads"`
 	Load    string `json:"load"` // busy: ~1 µs of work per loop; idle: nanosleep(SleepUs) per loop
 	SleepUs int    `json:"sleep_us,omitempty"`
+	// Realtime: engine Options.Realtime (the tracer at SCHED_FIFO in the stop).
+	Realtime bool `json:"realtime,omitempty"`
 	// Target-side: the largest gap any thread of the target saw in the
 	// window of one apply, one revert, or no operation (Baseline).
 	ApplyGap    Summary `json:"apply_gap"`
@@ -168,8 +170,8 @@ func (g *gapTarget) window(op func() error) (time.Duration, error) {
 
 // gap measures runs apply and revert windows (and as many baselines) on one
 // gap.c target.
-func (b *bench) gap(threads int, load string, sleepUs, runs int) (GapRow, error) {
-	row := GapRow{Threads: threads, Load: load}
+func (b *bench) gap(threads int, load string, sleepUs, runs int, realtime bool) (GapRow, error) {
+	row := GapRow{Threads: threads, Load: load, Realtime: realtime}
 	if load == "idle" {
 		row.SleepUs = sleepUs
 	}
@@ -178,7 +180,7 @@ func (b *bench) gap(threads int, load string, sleepUs, runs int) (GapRow, error)
 		return row, err
 	}
 	defer g.stop()
-	opt := engine.Options{}
+	opt := engine.Options{Realtime: realtime}
 	var ag, rg, bg, as, ap, aa, aw, rs, rp, rw []time.Duration
 	for warm := true; len(ag) < runs; warm = false {
 		var ar *engine.ApplyReport

@@ -20,7 +20,7 @@ func TestGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	row, err := b.gap(2, "idle", 1000, 3)
+	row, err := b.gap(2, "idle", 1000, 3, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,6 +99,7 @@ type runFlags struct {
 	gapRuns    int
 	gapThreads []int
 	gapSleepUs int
+	gapRT      bool
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -136,6 +137,7 @@ ptrace (root or CAP_SYS_PTRACE).`,
 	fl.IntVar(&f.gapRuns, "gap-runs", 11, "gap: apply/revert cycles per target")
 	fl.IntSliceVar(&f.gapThreads, "gap-threads", []int{1, 10, 100}, "gap: thread counts of the targets")
 	fl.IntVar(&f.gapSleepUs, "gap-sleep-us", 1000, "gap: idle threads' nanosleep per loop, µs")
+	fl.BoolVar(&f.gapRT, "gap-realtime", false, "gap: also measure with engine Options.Realtime (SCHED_FIFO tracer in the stop)")
 	fl.IntVar(&f.runs, "runs", 50, "apply/revert cycles per pause configuration")
 	fl.IntSliceVar(&f.threads, "threads", []int{1, 8, 64, 256}, "thread counts of the pause targets")
 	fl.StringSliceVar(&f.loads, "load", []string{"busy", "idle"}, "pause targets' threads: busy (spin) and/or idle (sleep)")
@@ -173,16 +175,22 @@ func runAll(f runFlags, stdout, stderr io.Writer) error {
 		want[strings.TrimSpace(o)] = true
 	}
 	if want["gap"] {
+		rts := []bool{false}
+		if f.gapRT {
+			rts = append(rts, true)
+		}
 		for _, load := range f.loads {
-			for _, n := range f.gapThreads {
-				row, err := b.gap(n, load, f.gapSleepUs, f.gapRuns)
-				if err != nil {
-					row.Error = err.Error()
-					b.logf("gap %3d threads %-4s: %v", n, load, err)
+			for _, rt := range rts {
+				for _, n := range f.gapThreads {
+					row, err := b.gap(n, load, f.gapSleepUs, f.gapRuns, rt)
+					if err != nil {
+						row.Error = err.Error()
+						b.logf("gap %3d threads %-4s: %v", n, load, err)
+					}
+					b.logf("gap %3d threads %-4s: apply gap median %v max %v (pause %v), revert gap median %v max %v, baseline median %v",
+						n, load, row.ApplyGap.Median, row.ApplyGap.Max, row.ApplyPause.Median, row.RevertGap.Median, row.RevertGap.Max, row.BaselineGap.Median)
+					res.Gap = append(res.Gap, row)
 				}
-				b.logf("gap %3d threads %-4s: apply gap median %v max %v (pause %v), revert gap median %v max %v, baseline median %v",
-					n, load, row.ApplyGap.Median, row.ApplyGap.Max, row.ApplyPause.Median, row.RevertGap.Median, row.RevertGap.Max, row.BaselineGap.Median)
-				res.Gap = append(res.Gap, row)
 			}
 		}
 	}
@@ -397,7 +405,7 @@ func printTable(w io.Writer, r *Results) {
 
 func printGap(w io.Writer, rows []GapRow) {
 	fmt.Fprintf(w, "GAP (largest loop gap any thread of the target saw, measured by the target; %d runs each)\n", rows[0].ApplyGap.N)
-	fmt.Fprintf(w, "%-8s %-5s %-7s %9s %9s %9s  %9s %9s %9s  %9s %9s %9s  %9s\n", "threads", "load", "op",
+	fmt.Fprintf(w, "%-8s %-5s %-9s %-7s %9s %9s %9s  %9s %9s %9s  %9s %9s %9s  %9s\n", "threads", "load", "realtime", "op",
 		"gap p50", "gap p90", "gap max", "base p50", "base p90", "base max", "stall p50", "pause p50", "alloc p50", "wall p50")
 	for _, g := range rows {
 		for _, op := range []struct {
@@ -407,7 +415,7 @@ func printGap(w io.Writer, rows []GapRow) {
 			pause, wall Summary
 			alloc       Summary
 		}{{"apply", g.ApplyGap, g.ApplyStall, g.ApplyPause, g.ApplyWall, g.ApplyAllocPause}, {"revert", g.RevertGap, g.RevertStall, g.RevertPause, g.RevertWall, Summary{}}} {
-			fmt.Fprintf(w, "%-8d %-5s %-7s %9s %9s %9s  %9s %9s %9s  %9s %9s %9s  %9s\n", g.Threads, g.Load, op.name,
+			fmt.Fprintf(w, "%-8d %-5s %-9v %-7s %9s %9s %9s  %9s %9s %9s  %9s %9s %9s  %9s\n", g.Threads, g.Load, g.Realtime, op.name,
 				us(op.gap.Median), us(op.gap.P90), us(op.gap.Max), us(g.BaselineGap.Median), us(g.BaselineGap.P90), us(g.BaselineGap.Max),
 				us(op.stall.Median), us(op.pause.Median), us(op.alloc.Median), us(op.wall.Median))
 		}
