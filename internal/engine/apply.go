@@ -692,27 +692,31 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	}
 	// Each attempt's stop runs inside proc.Window: its requests run on the
 	// ptrace thread directly, without a hand-over (two thread wake-ups) each.
+	var detachErr error
 	attempt := func() (busy *busyError, err error) {
 		err = pr.Window(func() error {
 			var err error
-			busy, err = applyOnce(pr, pp, im, mapFirst)
-			return err
+			if busy, err = applyOnce(pr, pp, im, mapFirst); busy != nil || err != nil {
+				return err
+			}
+			// The jumps are written and the record says applied: the patch
+			// is installed, whatever the detach says. Releasing the region
+			// on a detach error would unmap code the entries jump to (and
+			// that threads moved into a relocated copy are running): every
+			// caller would then die. The detach ends the window, in it.
+			installed = true
+			if detachErr = faultHook("detach"); detachErr == nil {
+				detachErr = pr.Detach()
+			}
+			return nil
 		})
 		return busy, err
 	}
 	if err = retry(opt.timeout(), &rep.Attempts, attempt); err != nil {
 		return nil, err
 	}
-	// The jumps are written and the record says applied: the patch is
-	// installed, whatever the detach says. Releasing the region on a detach
-	// error would unmap code the entries jump to (and that threads moved
-	// into a relocated copy are running): every caller would then die.
-	installed = true
-	if err := faultHook("detach"); err != nil {
-		return nil, fmt.Errorf("patch %s applied to process %d, but detach: %w", p.ID, pid, err)
-	}
-	if err := pr.Detach(); err != nil {
-		return nil, fmt.Errorf("patch %s applied to process %d, but detach: %w", p.ID, pid, err)
+	if detachErr != nil {
+		return nil, fmt.Errorf("patch %s applied to process %d, but detach: %w", p.ID, pid, detachErr)
 	}
 	if oneStop {
 		tl.mark(phaseOneStop)
@@ -882,7 +886,9 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image, mapFirst func() error)
 		pr.Resume()
 		return busy, err
 	}
-	threads := movedThreads(pr.Threads(), moves)
+	stopped := pr.Threads()
+	sc := newStackCopies(pr, stopped, &maps) // of the registers as stopped: see stackCopies.from
+	threads := movedThreads(stopped, moves)
 	if pp.unw != nil {
 		var spans []span
 		for i, f := range pp.funcs {
@@ -890,12 +896,12 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image, mapFirst func() error)
 			// not started the function: it will take the jump.
 			spans = append(spans, span{f.fn.Addr, f.fn.Addr + uint64(len(f.fn.Code)), f.spec.Name, im.plans[i].Addr})
 		}
-		if busy := pp.t.activeOnStacks(pr, pp.unw, threads, maps, spans); busy != nil {
+		if busy := pp.t.activeOnStacks(pr, pp.unw, threads, sc, spans); busy != nil {
 			pr.Resume()
 			return busy, nil
 		}
 	}
-	if busy := pp.wordsInUse(pr, im, threads, maps, pp.unw == nil); busy != nil {
+	if busy := pp.wordsInUse(im, threads, sc, pp.unw == nil); busy != nil {
 		pr.Resume()
 		return busy, nil
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/hotpatch/hotpatch/internal/proc"
-	"github.com/hotpatch/hotpatch/internal/procmaps"
 	"github.com/hotpatch/hotpatch/internal/unwind"
 )
 
@@ -73,7 +72,7 @@ type span struct {
 // the first span found on a stack, with the thread's backtrace. Frames the
 // unwinder cannot walk are covered by a conservative scan of the remaining
 // stack words (any word inside a span counts).
-func (t *target) activeOnStacks(pr *proc.Process, u *unwind.Unwinder, threads []proc.Thread, maps []procmaps.Mapping, spans []span) *busyError {
+func (t *target) activeOnStacks(pr *proc.Process, u *unwind.Unwinder, threads []proc.Thread, sc *stackCopies, spans []span) *busyError {
 	in := func(a uint64) (span, bool) {
 		for _, s := range spans {
 			if a >= s.lo && a < s.hi {
@@ -82,24 +81,14 @@ func (t *target) activeOnStacks(pr *proc.Process, u *unwind.Unwinder, threads []
 		}
 		return span{}, false
 	}
-	refreshed := false
 	for _, th := range threads {
 		sp := th.Regs.SP()
 		st := &unwind.Stack{Lo: sp, Mem: pr.ReadMem}
-		m, ok := procmaps.Find(maps, sp)
-		if !ok && !refreshed {
-			// A thread created after the maps were read: read them again.
-			if fresh, err := procmaps.Read(pr.Pid()); err == nil {
-				maps, refreshed = fresh, true
-				m, ok = procmaps.Find(maps, sp)
-			}
-		}
-		if ok {
-			end := min(m.End, sp+maxStackScan)
-			st.Data = make([]byte, end-sp)
-			if err := pr.ReadMem(sp, st.Data); err != nil {
-				st.Data = nil
-			}
+		// The window's copy of the stack (stacks.go; a thread whose stack is
+		// in no mapping even after the maps are read again, or cannot be
+		// read, is walked through Mem alone).
+		if data, _, err := sc.from(th.TID, sp); err == nil {
+			st.Data = data
 		}
 		res := u.Unwind(th.Regs.PC(), sp, th.Regs.FP(), st)
 		for i, pc := range res.PCs {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/proc"
-	"github.com/hotpatch/hotpatch/internal/procmaps"
 	"github.com/hotpatch/hotpatch/internal/record"
 )
 
@@ -176,7 +175,7 @@ func unsetMoves(pr *proc.Process, moves []move) {
 // The scan is conservative (any word, from the stack pointer to the top of
 // its mapping); the attempt is busy, and the apply fails with this reason if
 // it persists.
-func (pp *prepared) wordsInUse(pr *proc.Process, im *image, threads []proc.Thread, maps []procmaps.Mapping, entry bool) *busyError {
+func (pp *prepared) wordsInUse(im *image, threads []proc.Thread, sc *stackCopies, entry bool) *busyError {
 	var spans []span
 	for i, r := range im.plans {
 		if im.stacked[i] {
@@ -194,14 +193,12 @@ func (pp *prepared) wordsInUse(pr *proc.Process, im *image, threads []proc.Threa
 		return nil
 	}
 	for _, th := range threads {
-		sp := th.Regs.SP()
-		m, ok := stackMapping(pr.Pid(), &maps, sp)
-		if !ok {
+		sp := th.Regs.SP() &^ 7
+		buf, mapped, err := sc.from(th.TID, sp)
+		if !mapped {
 			continue // no stack to scan (a thread on a stack we cannot see holds nothing we could read either)
 		}
-		sp &^= 7
-		buf := make([]byte, min(m.End, sp+maxStackScan)-sp)
-		if pr.ReadMem(sp, buf) != nil {
+		if err != nil {
 			return &busyError{fmt.Sprintf("thread %d: cannot read its stack to check it", th.TID)}
 		}
 		for off := 0; off+8 <= len(buf); off += 8 {

@@ -86,7 +86,8 @@ func BenchmarkFirstCheck(b *testing.B) {
 					b.Fatal(err)
 				}
 				start := time.Now()
-				busy := t.activeOnStacks(pr, u, pr.Threads(), t.maps, []span{{lo: 1, hi: 2, name: "none"}})
+				ths := pr.Threads()
+				busy := t.activeOnStacks(pr, u, ths, newStackCopies(pr, ths, &t.maps), []span{{lo: 1, hi: 2, name: "none"}})
 				total += time.Since(start)
 				if err := pr.Resume(); err != nil {
 					b.Fatal(err)

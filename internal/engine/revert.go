@@ -128,19 +128,18 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	attempt := func() (busy *busyError, err error) { // inside proc.Window, as apply's
 		err = pr.Window(func() error {
 			var err error
-			if busy, err = revertOnce(pr, base, rep, t, unw); busy != nil || err != nil || rep.free == nil || !oneStop {
+			if busy, err = revertOnce(pr, base, rep, t, unw); busy != nil || err != nil {
 				return err
 			}
-			freedInStop = freeNow(pr, rep)
-			return nil
+			if rep.free != nil && oneStop {
+				freedInStop = freeNow(pr, rep)
+			}
+			return pr.Detach() // the detach ends the window, in it
 		})
 		return busy, err
 	}
 	if err := retry(opt.timeout(), &rep.Attempts, attempt); err != nil {
 		return nil, err
-	}
-	if err := pr.Detach(); err != nil {
-		return nil, fmt.Errorf("detach: %w", err)
 	}
 	if freedInStop {
 		tl.mark(phaseRevertOneStop)
@@ -222,6 +221,7 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 		pr.Resume()
 		return &busyError{why}, nil
 	}
+	sc := newStackCopies(pr, threads, &maps) // before the moves: see stackCopies.from
 	threads = movedThreads(threads, moves)
 	// A thread that took a patch-ready entry's short jump and sits at the
 	// long jump in the padding goes into the region next, whatever the
@@ -234,7 +234,7 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 		// Stack model: no thread may be executing in, or due to return into,
 		// the patch's code when the old code comes back.
 		spans := []span{{rec.TextStart, rec.TextEnd, "the code of patch " + rec.ID, 0}}
-		if busy := t.activeOnStacks(pr, unw, threads, maps, spans); busy != nil {
+		if busy := t.activeOnStacks(pr, unw, threads, sc, spans); busy != nil {
 			pr.Resume()
 			return busy, nil
 		}
@@ -271,7 +271,7 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 	}
 	// The region can go only if no thread can still execute in it: not
 	// running there now and no return address into it on any stack.
-	if why := regionInUse(pr, threads, maps, rec.Base, rec.Base+rec.Size); why != "" {
+	if why := regionInUseIn(sc, threads, rec.Base, rec.Base+rec.Size); why != "" {
 		rep.Retained = why
 		if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted)); err != nil {
 			return resumeErr(fmt.Errorf("mark reverted: %w", err))
@@ -419,19 +419,21 @@ const maxStackScan = 8 << 20
 // pc is there, or a word on its stack (a conservative scan from the stack
 // pointer to the top of the stack mapping) points there. "" when free.
 func regionInUse(pr *proc.Process, threads []proc.Thread, maps []procmaps.Mapping, lo, hi uint64) string {
+	return regionInUseIn(newStackCopies(pr, threads, &maps), threads, lo, hi)
+}
+
+// regionInUseIn is regionInUse on the window's stack copies (stacks.go).
+func regionInUseIn(sc *stackCopies, threads []proc.Thread, lo, hi uint64) string {
 	for _, th := range threads {
 		if pc := th.Regs.PC(); pc >= lo && pc < hi {
 			return fmt.Sprintf("thread %d is executing in it (pc %#x)", th.TID, pc)
 		}
-		sp := th.Regs.SP()
-		m, ok := stackMapping(pr.Pid(), &maps, sp)
-		if !ok {
-			return fmt.Sprintf("thread %d: stack pointer %#x is in no mapping", th.TID, sp)
+		sp := th.Regs.SP() &^ 7
+		buf, mapped, err := sc.from(th.TID, sp)
+		if !mapped {
+			return fmt.Sprintf("thread %d: stack pointer %#x is in no mapping", th.TID, th.Regs.SP())
 		}
-		end := min(m.End, sp+maxStackScan)
-		sp &^= 7
-		buf := make([]byte, end-sp)
-		if err := pr.ReadMem(sp, buf); err != nil {
+		if err != nil {
 			return fmt.Sprintf("thread %d: cannot read its stack: %v", th.TID, err)
 		}
 		for i := 0; i+8 <= len(buf); i += 8 {

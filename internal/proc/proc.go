@@ -1328,6 +1328,68 @@ func (p *Process) ReadMem(addr uint64, b []byte) error {
 	return readMem(p.memTID, p.mem, addr, b)
 }
 
+// Segment is one range of a ReadMemv.
+type Segment struct {
+	Addr uint64
+	Buf  []byte
+}
+
+// ReadMemv fills every segment's Buf from the process's memory at its Addr,
+// with one process_vm_readv(2) per IOV_MAX (1024) segments: the stop
+// window's stack copies (one per thread) cost one system call instead of
+// one per thread. The call copies the remote ranges in order and stops at
+// the first it cannot read in full; from there each segment is read on its
+// own (readMem, which falls back to /proc/PID/mem), and the first failure
+// is returned.
+func (p *Process) ReadMemv(segs []Segment) error {
+	if !p.inWindowHere() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
+	if p.detached || p.finished {
+		return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
+	}
+	const iovMax = 1024
+	for len(segs) > 0 {
+		batch := segs[:min(len(segs), iovMax)]
+		segs = segs[len(batch):]
+		local := make([]unix.Iovec, 0, len(batch))
+		remote := make([]unix.RemoteIovec, 0, len(batch))
+		total := 0
+		for _, sg := range batch {
+			if len(sg.Buf) == 0 {
+				continue
+			}
+			l := unix.Iovec{Base: &sg.Buf[0]}
+			l.SetLen(len(sg.Buf))
+			local = append(local, l)
+			remote = append(remote, unix.RemoteIovec{Base: uintptr(sg.Addr), Len: len(sg.Buf)})
+			total += len(sg.Buf)
+		}
+		n := 0
+		if len(local) > 0 {
+			var err error
+			if n, err = unix.ProcessVMReadv(p.memTID, local, remote, 0); err != nil {
+				n = 0
+			}
+		}
+		if n == total {
+			continue
+		}
+		for _, sg := range batch {
+			if n >= len(sg.Buf) {
+				n -= len(sg.Buf)
+				continue
+			}
+			n = 0
+			if err := readMem(p.memTID, p.mem, sg.Addr, sg.Buf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // WriteMem writes b at addr of the process. Writes go through
 // /proc/PID/mem, which the kernel performs with FOLL_FORCE (proc(5)): they
 // succeed on read-only mappings such as program text, breaking

@@ -1169,3 +1169,38 @@ func TestWindow(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestReadMemv: the segments read in one call hold what ReadMem reads one
+// by one, and an unreadable segment fails the call with an error.
+func TestReadMemv(t *testing.T) {
+	requirePtrace(t)
+	const n = 4
+	tg := start(t, "threads", strconv.Itoa(n))
+	tg.readUntil(t, "ready")
+	counters := tg.addr(t, "counters")
+	p, err := Attach(tg.pid(), Options{})
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	defer p.Detach()
+	if err := p.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	segs := []Segment{{counters, make([]byte, 8)}, {counters + 8, make([]byte, 16)}, {counters, nil}, {counters + 3, make([]byte, 5)}}
+	if err := p.ReadMemv(segs); err != nil {
+		t.Fatalf("ReadMemv: %v", err)
+	}
+	for _, sg := range segs {
+		want := make([]byte, len(sg.Buf))
+		if err := p.ReadMem(sg.Addr, want); err != nil {
+			t.Fatal(err)
+		}
+		if string(want) != string(sg.Buf) {
+			t.Errorf("segment at %#x: % x, ReadMem reads % x", sg.Addr, sg.Buf, want)
+		}
+	}
+	bad := []Segment{{counters, make([]byte, 8)}, {0x1000, make([]byte, 8)}}
+	if err := p.ReadMemv(bad); err == nil {
+		t.Errorf("ReadMemv of an unmapped page succeeded")
+	}
+}
