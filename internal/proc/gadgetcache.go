@@ -2,6 +2,7 @@ package proc
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -28,10 +29,16 @@ func gadgetPatterns() [numGadgets][]byte {
 }
 
 // gadgetKey names what mapping m shows, "" if that is not known to be the
-// same in another process (anonymous executable memory: a JIT's).
+// same in another process: anonymous executable memory (a JIT's), and
+// memfd files (memfd_create(2)), whose inode is one process's own and whose
+// contents it may write at any time: hotpatch's own patch regions are
+// memfds, one per process and patch, and keying them filled the cache (and
+// rewrote its state entry) once per process of a fleet.
 func gadgetKey(m mapping) string {
 	size := strconv.FormatUint(m.End-m.Start, 16)
 	switch {
+	case strings.HasPrefix(m.Path, "/memfd:"):
+		return ""
 	case m.File != "":
 		return "file " + m.File + " " + size + " " + m.Perms
 	case m.Path == "[vdso]":

@@ -75,3 +75,22 @@ func TestGadgetCacheRevalidated(t *testing.T) {
 		t.Fatalf("first process: gadgets %+v, then %+v", ga, g3)
 	}
 }
+
+// TestGadgetKeyMemfd: memfd mappings (hotpatch's patch regions among them)
+// are never cache keys: their inode is one process's and their contents
+// change; files and the [vdso] are.
+func TestGadgetKeyMemfd(t *testing.T) {
+	for _, tc := range []struct {
+		m    mapping
+		want bool
+	}{
+		{mapping{0x1000, 0x3000, "r-xp", "/usr/lib/libc.so.6", "00028000 08:01 1234"}, true},
+		{mapping{0x1000, 0x3000, "r-xp", "[vdso]", ""}, true},
+		{mapping{0x1000, 0x3000, "r-xp", "/memfd:hotpatch:fix (deleted)", "00001000 00:01 99"}, false},
+		{mapping{0x1000, 0x3000, "rwxp", "", ""}, false},
+	} {
+		if got := gadgetKey(tc.m) != ""; got != tc.want {
+			t.Errorf("gadgetKey(%+v) = %q", tc.m, gadgetKey(tc.m))
+		}
+	}
+}
