@@ -225,6 +225,7 @@ func hook(point string, pid int) {
 type Match struct {
 	PID     int
 	NSPID   int // see Result.NSPID
+	UID     int // effective uid, -1 unknown (see pidOwner)
 	Command string
 	// Path of the mapped file (as the kernel printed it, " (deleted)" removed).
 	Path    string
@@ -271,7 +272,8 @@ func Find(buildID string, pids []int, keep func(pid int) bool) (matches []Match,
 		}
 		s.stats.Processes++
 		if m, ok := s.match(pid, maps, func(id string) bool { return id == buildID }); ok {
-			m.Command, m.NSPID = comm(pid), NamespacePID(pid)
+			m.Command = comm(pid)
+			m.UID, m.NSPID = procIDs(pid)
 			matches = append(matches, m)
 			hook("matched", pid)
 		} else if explicit {
@@ -304,8 +306,8 @@ func newScanner() *scanner {
 // fonts, caches) without opening them.
 func (s *scanner) match(pid int, maps []procmaps.Mapping, want func(string) bool) (Match, bool) {
 	for _, m := range maps {
-		if !m.FileBacked() || !m.Executable() {
-			continue
+		if !m.FileBacked() || !m.Executable() || strings.HasPrefix(m.Path, regionPrefix) {
+			continue // hotpatch's own patch regions: one memfd per process, never a target
 		}
 		k := fileKey{m.Dev, m.Inode}
 		id, ok := s.ids[k]
@@ -345,6 +347,9 @@ func (s *scanner) readID(pid int, m procmaps.Mapping) (id string, cacheable bool
 	}
 	return id, true
 }
+
+// regionPrefix starts the path /proc/PID/maps shows for a patch region.
+const regionPrefix = "/memfd:" + record.NamePrefix
 
 // listPIDs returns the numeric entries of /proc in increasing order.
 func listPIDs() ([]int, error) {
@@ -396,6 +401,28 @@ func NamespacePID(pid int) int {
 		return 0
 	}
 	return parseNSpid(b)
+}
+
+// procIDs returns pid's effective uid (as pidOwner: -1 unknown) and its pid
+// in its PID namespace (as NamespacePID), from one read of its status.
+func procIDs(pid int) (uid, nspid int) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return pidOwner(pid), 0
+	}
+	uid = -1
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "Uid:" {
+			if u, err := strconv.Atoi(f[2]); err == nil {
+				uid = u
+			}
+			break
+		}
+	}
+	if uid < 0 {
+		uid = pidOwner(pid)
+	}
+	return uid, parseNSpid(b)
 }
 
 // parseNSpid returns the innermost pid of the NSpid line of a status file,
@@ -506,7 +533,7 @@ func Apply(p *patchfile.Patch, opt Options) (*Report, error) {
 	pool(len(matches), opt.jobs(), opt.Progress, func(i int) {
 		m := matches[i]
 		r := &results[i]
-		*r = Result{PID: m.PID, NSPID: m.NSPID, Command: m.Command, UID: pidOwner(m.PID), Target: m.Path, Deleted: m.Deleted}
+		*r = Result{PID: m.PID, NSPID: m.NSPID, Command: m.Command, UID: m.UID, Target: m.Path, Deleted: m.Deleted}
 		if opt.AllOrNone && failed.Load() && !opt.Engine.DryRun { // a dry run checks every process
 			r.Result, r.Reason = Skipped, "not attempted: another process failed (--all-or-none)"
 			return
@@ -644,7 +671,8 @@ func Revert(id string, opt Options) (*Report, error) {
 	pool(len(pids), opt.jobs(), opt.Progress, func(i int) {
 		pid := pids[i]
 		r := &results[i]
-		*r = Result{PID: pid, NSPID: NamespacePID(pid), Command: comm(pid), UID: pidOwner(pid)}
+		*r = Result{PID: pid, Command: comm(pid)}
+		r.UID, r.NSPID = procIDs(pid)
 		hook("revert", pid)
 		rr, err := engine.Revert(pid, id, opt.Engine)
 		switch {
