@@ -202,7 +202,7 @@ func prepare(pid int, maps []procmaps.Mapping, p *patchfile.Patch, stacks bool) 
 	objIndex := map[string]int{}
 	res := &resolver{t: t, patched: mod, located: p.Symbols}
 	for i, name := range p.Objects() {
-		o, err := linker.ParseObject(p.Member(name))
+		o, err := parsedObject(p, name)
 		if err != nil {
 			return nil, fmt.Errorf("object %s: %w", name, err)
 		}
