@@ -234,6 +234,9 @@ func runAll(f runFlags, stdout, stderr io.Writer) error {
 			procs []int
 		}{{"executable", f.procs}, {"library", f.libProcs}} {
 			for _, n := range kn.procs {
+				if n <= 0 {
+					continue // --lib-procs 0: no library row
+				}
 				row, err := b.scale(kn.kind, n, f.workers)
 				if err != nil {
 					return fmt.Errorf("scale, %d processes of one %s: %w", n, kn.kind, err)

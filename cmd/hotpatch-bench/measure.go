@@ -665,7 +665,9 @@ func selfPeakRSS() int64 {
 	return ru.Maxrss
 }
 
-// defaultJobs is the scale benchmark's concurrency: apply spends much of
-// its time waiting for the target (stops, injected system calls), so more
-// jobs than CPUs pay off.
-func defaultJobs() int { return 4 * runtime.NumCPU() }
+// defaultJobs is the scale benchmark's concurrency: the CLI's own default
+// (fleet.Options.Jobs 0: one per CPU), so the rows show what `hotpatch
+// apply PATCH` does. More jobs than CPUs overlap the waits on the targets
+// but, on a machine without idle CPUs, add contention: the pauses' p99
+// grows with the number of tracers competing (measure with --jobs).
+func defaultJobs() int { return runtime.NumCPU() }
