@@ -37,7 +37,9 @@ func gadgetPatterns() [numGadgets][]byte {
 func gadgetKey(m mapping) string {
 	size := strconv.FormatUint(m.End-m.Start, 16)
 	switch {
-	case strings.HasPrefix(m.Path, "/memfd:"):
+	case strings.HasPrefix(m.Path, "/memfd:") || strings.HasSuffix(m.Path, " (deleted)"):
+		// A memfd (our own patch regions) or a deleted file: its inode
+		// never comes back, remembering it only crowds the cache out.
 		return ""
 	case m.File != "":
 		return "file " + m.File + " " + size + " " + m.Perms

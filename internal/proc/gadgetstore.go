@@ -30,7 +30,7 @@ const gadgetStoreName = "gadgets"
 
 // maxStoredGadgets bounds the entries written (a host's distinct libc
 // mappings are a handful; containers add a few each).
-const maxStoredGadgets = 64
+const maxStoredGadgets = 256
 
 // gadgetScans counts the mappings read to find gadgets (for tests).
 var gadgetScans atomic.Int64
