@@ -60,13 +60,12 @@ func newCallGuard(t *target, unw *unwind.Unwinder) *callGuard {
 			g.spans = append(g.spans, span{lo: m.Start, hi: m.End, name: base})
 			continue
 		}
-		if t.loadSyms(m) != nil {
+		fns, err := t.lockFuncs(m) // symcache.go
+		if err != nil {
 			continue
 		}
-		for _, s := range m.syms.Functions() {
-			if s.Size > 0 && takesCalleeLock(s.Name) {
-				g.spans = append(g.spans, span{lo: s.Value + m.Bias, hi: s.Value + s.Size + m.Bias, name: s.Name + " (" + base + ")"})
-			}
+		for _, f := range fns {
+			g.spans = append(g.spans, span{lo: f.value + m.Bias, hi: f.value + f.size + m.Bias, name: f.name + " (" + base + ")"})
 		}
 	}
 	return g

@@ -39,6 +39,7 @@ type loadedFile struct {
 	f       *elfsym.File
 	buildID string
 	err     error
+	ident   string // size and modification time of the file (symcache.go)
 
 	// The symbol table is read on first use (loadSyms): a fresh `hotpatch
 	// apply` needs the patched file's and usually the C library's, not those
@@ -149,6 +150,7 @@ func (t *target) load(m *module) error {
 		if id, err := ef.BuildID(); err == nil {
 			lf.buildID = hex.EncodeToString(id)
 		}
+		lf.ident = fileIdent(fh)
 	})
 	m.loadedFile = lf
 	return lf.err
@@ -188,7 +190,18 @@ func (t *target) lookup(m *module, name string) ([]elfsym.Symbol, error) {
 		return nil, err
 	}
 	if !m.IsExe && !m.symsLoaded() {
-		if ss, ok, err := m.f.LookupDynamic(name); err == nil && ok {
+		ss, ok, err := m.f.LookupDynamic(name)
+		if err == nil {
+			// Not exported is not there for anyone but the library itself:
+			// the link editor makes every symbol a shared object does not
+			// export (hidden, or local in a version script) STB_LOCAL in
+			// its .symtab, so the whole table, which costs milliseconds
+			// per library (findFrameFuncs asks every library for
+			// __register_frame), would add only locals, which no caller
+			// of lookup for another module may use.
+			if !ok {
+				return nil, nil
+			}
 			return ss, nil
 		}
 	}
