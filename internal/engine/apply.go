@@ -415,6 +415,10 @@ type image struct {
 	// notSelfRestoring: why the last injected call that filled the region
 	// was not self-restoring ("" if it was).
 	notSelfRestoring string
+	// fdGuess is the descriptor memfd_create is expected to return, read
+	// before the stop (fdGuessed); see chooseSeq.
+	fdGuess   uint64
+	fdGuessed bool
 	// dry: linked for a base that was never mapped (a dry run); applyOnce
 	// checks and writes nothing.
 	dry bool

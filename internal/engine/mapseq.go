@@ -99,7 +99,10 @@ func (pp *prepared) seqCalls(s mapSeq, im *image, fd uint64) []injCall {
 
 // chooseSeq returns the first sequence the target's filters allow.
 func (pp *prepared) chooseSeq(pr *proc.Process, im *image) (mapSeq, error) {
-	fd := lowestFreeFD(pr.Pid())
+	fd := im.fdGuess // predicted before the stop (place)
+	if !im.fdGuessed {
+		fd = lowestFreeFD(pr.Pid())
+	}
 	var first error
 	var blocked []string
 	for _, s := range []mapSeq{seqFinal, seqProtect} {

@@ -211,7 +211,15 @@ func (pp *prepared) place(p *patchfile.Patch) (*image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pp.link(base, p)
+	im, err := pp.link(base, p)
+	if err != nil {
+		return nil, err
+	}
+	// The descriptor memfd_create will return, predicted now rather than in
+	// the stop (a prediction either way: each call is checked again with
+	// its real arguments when it is injected, mapseq.go).
+	im.fdGuess, im.fdGuessed = lowestFreeFD(pp.t.pid), true
+	return im, nil
 }
 
 // allocate maps the patch region and fills it, with one thread of the

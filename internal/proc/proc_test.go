@@ -1204,3 +1204,31 @@ func TestReadMemv(t *testing.T) {
 		t.Errorf("ReadMemv of an unmapped page succeeded")
 	}
 }
+
+// BenchmarkInjectedSyscallOneThread: injected system calls inside one
+// Window of a OneThread Process (the one-thread session that maps a
+// region): no hand-over per call (compare BenchmarkInjectedSyscall).
+func BenchmarkInjectedSyscallOneThread(b *testing.B) {
+	requirePtrace(b)
+	tg := start(b, "threads", "1")
+	tg.readUntil(b, "ready")
+	p, err := Attach(tg.pid(), Options{OneThread: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Detach()
+	err = p.Window(func() error {
+		if err := p.Stop(); err != nil {
+			return err
+		}
+		for b.Loop() {
+			if _, err := p.Syscall(unix.SYS_GETPPID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
