@@ -554,3 +554,23 @@ func TestBuildObjectModesLTOTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildSrcNewFile: a fix that adds a translation unit (extra.c, with a
+// static variable, linked in by the Makefile change) and calls its function
+// from an existing one: compute is replaced, bonus added from the new
+// object, and the running program uses them.
+func TestBuildSrcNewFile(t *testing.T) {
+	testutil.NeedPtrace(t)
+	src, prog := srcProject(t)
+	hp := filepath.Join(t.TempDir(), "fix.hp")
+	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-newfile.patch", "--target", prog, "-o", hp, "--verbose", "--", "make")
+	for _, want := range []string{"replace compute", "add     bonus", "new       variable bonus_calls", "1 translation unit(s) changed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("build output lacks %q:\n%s", want, out)
+		}
+	}
+	tg := testutil.Start(t, prog)
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "21 22" })
+	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "121 22" })
+}

@@ -143,7 +143,35 @@ func Build(opt Options) (res *Result, err error) {
 	if r.linked {
 		return r.res, r.makePatch(fixedObjs)
 	}
-	return r.res, r.makePatch(pair(origObjs, fixedObjs))
+	objs := pair(origObjs, fixedObjs)
+	if unit := newUnit(objs); unit != "" {
+		// The fix adds a translation unit: its functions are called from
+		// the changed ones of other units, and a patch's objects are linked
+		// one by one against the target, so one object must hold them all:
+		// the linked outputs' (linked.go).
+		if r.st.w != nil {
+			fmt.Fprintf(r.st.w, "           the fix adds %s: comparing the linked outputs\n", unit)
+		}
+		full, err := r.linkedFull(r.out.orig)
+		if err != nil {
+			return r.res, err
+		}
+		r.linked, r.origFull = true, full[0].old
+		if objs, err = r.linkedChanged(); err != nil {
+			return r.res, err
+		}
+	}
+	return r.res, r.makePatch(objs)
+}
+
+// newUnit names an object only the fixed build links, "" if none.
+func newUnit(objs []object) string {
+	for _, o := range objs {
+		if o.old == nil {
+			return o.name
+		}
+	}
+	return ""
 }
 
 // run is one build from source in progress.
@@ -514,8 +542,8 @@ func (b *builds) objects(rel string, link invocation, root string) ([]object, er
 // fixed[i].old) by name. Objects left over on both sides are matched by
 // content: a tool's temporary objects (rustc's rustcXXXXXX/symbols.o) get
 // another name in every build but are the same. What is still left is an
-// object only the fixed build has (a new translation unit, old nil) or only
-// the original has (new nil).
+// object only the fixed build has (a new translation unit, old nil: Build
+// then compares the linked outputs) or only the original has (new nil).
 func pair(orig, fixed []object) []object {
 	byName := map[string][]byte{}
 	for _, o := range fixed {
@@ -605,8 +633,8 @@ func writeUnits(dir string, objs []object) ([]Unit, error) {
 		if o.new == nil {
 			return nil, fmt.Errorf("the fixed build does not link %s any more: removing a translation unit cannot be patched live", o.name)
 		}
-		if o.old == nil {
-			return nil, fmt.Errorf("the fix adds the translation unit %s: put new functions in an existing file (a new file is not supported yet)", o.name)
+		if o.old == nil { // Build compares the linked outputs instead
+			return nil, fmt.Errorf("the fix adds the translation unit %s, which only the linked outputs' comparison handles", o.name)
 		}
 		if bytes.Equal(o.old, o.new) {
 			continue
