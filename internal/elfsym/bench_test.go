@@ -27,3 +27,22 @@ func BenchmarkSymbolsLibc(b *testing.B) {
 		f.Close()
 	}
 }
+
+// BenchmarkSymbolsRedis: a large stripped executable (Debian's
+// redis-server exports its 4,300 symbols for its modules).
+func BenchmarkSymbolsRedis(b *testing.B) {
+	fh, err := os.Open("/usr/bin/redis-server")
+	if err != nil {
+		b.Skip(err)
+	}
+	defer fh.Close()
+	for b.Loop() {
+		f, err := Open(fh)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := f.Symbols(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -80,9 +80,9 @@ func TestLockFuncsCached(t *testing.T) {
 	}
 	id, _, _ := strings.Cut(string(b), "\n")
 	for what, bad := range map[string]string{
-		"another identity": strings.Replace(string(b), id, id+"x", 1),
+		"another identity":    strings.Replace(string(b), id, id+"x", 1),
 		"not a lock function": id + "\n10 10 printf\n",
-		"cut short":          strings.TrimSuffix(string(b), "\n"),
+		"cut short":           strings.TrimSuffix(string(b), "\n"),
 	} {
 		statecache.Dir(LockDir).Store(filepath.Base(ents[0]), []byte(bad))
 		tt, libc = libcOf(t, tg.Pid)

@@ -41,6 +41,9 @@ type loadedFile struct {
 	err     error
 	ident   string // size and modification time of the file (symcache.go)
 
+	onlyDynOnce sync.Once
+	onlyDyn     bool // see onlyDynamic
+
 	// The symbol table is read on first use (loadSyms): a fresh `hotpatch
 	// apply` needs the patched file's and usually the C library's, not those
 	// of every library the process maps.
@@ -189,7 +192,7 @@ func (t *target) lookup(m *module, name string) ([]elfsym.Symbol, error) {
 	if err := t.load(m); err != nil {
 		return nil, err
 	}
-	if !m.IsExe && !m.symsLoaded() {
+	if (!m.IsExe || t.onlyDynamic(m)) && !m.symsLoaded() {
 		ss, ok, err := m.f.LookupDynamic(name)
 		if err == nil {
 			// Not exported is not there for anyone but the library itself:
@@ -209,6 +212,28 @@ func (t *target) lookup(m *module, name string) ([]elfsym.Symbol, error) {
 		return nil, err
 	}
 	return m.syms.Lookup(name), nil
+}
+
+// onlyDynamic reports whether module m's whole symbol table would be its
+// .dynsym and nothing more: a stripped file (no .symtab) for which the debug
+// file search finds nothing. A stripped executable's exports (Debian's
+// redis-server has 4,300) are then looked up through its hash table instead
+// of building the table (milliseconds) to find one name (revert's
+// __register_frame).
+func (t *target) onlyDynamic(m *module) bool {
+	lf := m.loadedFile
+	lf.onlyDynOnce.Do(func() {
+		if lf.f.HasSymtab() {
+			return
+		}
+		fd, err := debuginfo.Find(m.Path, lf.f, debugSearch)
+		if err != nil {
+			return
+		}
+		lf.onlyDyn = fd.Source == debuginfo.SourceNone
+		fd.Close()
+	})
+	return lf.onlyDyn
 }
 
 // symsLoaded reports whether the whole symbol table has been read.
