@@ -32,7 +32,7 @@ type killRig struct {
 	announced    int // kills at an announced instant of an injected call
 }
 
-func newKillRig(t *testing.T, bin string, flags ...string) *killRig {
+func newKillRig(t *testing.T, bin string, targetArgs []string, flags ...string) *killRig {
 	d := t.TempDir()
 	args := append([]string{"testdata/crash16.c", "-O2", "-g", "-pthread"}, flags...)
 	target := testutil.Compile(t, filepath.Join(d, "crash16"), args...)
@@ -41,7 +41,7 @@ func newKillRig(t *testing.T, bin string, flags ...string) *killRig {
 	if out, err := exec.Command(bin, "build", "--target", target, "--new", obj, "-o", hp, "--id", "crash-fix").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	tg := testutil.Start(t, target)
+	tg := testutil.Start(t, target, targetArgs...)
 	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "1 2 3" })
 	return &killRig{bin: bin, hp: hp, pid: strconv.Itoa(tg.Pid), tg: tg, rng: rand.New(rand.NewSource(1)),
 		stages: []string{"set", "entry", "exit", "restored"}}
@@ -151,12 +151,14 @@ func (k *killRig) finish(t *testing.T) {
 	}
 }
 
-// TestKilledAtRandomMoments SIGKILLs the apply/revert worker 300 times, 150
-// per build (normal, and patch-ready with -fpatchable-function-entry=7,5):
-// 100 times after a random delay, 50 times at an announced instant of an
-// injected system call (the four instants in turn; -short: 20 and 10). The 16-thread target
-// checks every result: it must never die or compute a wrong value, status
-// must always parse, and recover must settle every transition.
+// TestKilledAtRandomMoments SIGKILLs the apply/revert worker 300 times per
+// build (normal, and patch-ready with -fpatchable-function-entry=7,5): 200
+// times after a random delay, 100 times at an announced instant of an
+// injected system call (the four instants in turn; -short: 20 and 10); and
+// half as often a one-thread target (one stop per apply and revert). The
+// 16-thread target checks every result: it must never die or compute a
+// wrong value, status must always parse, and recover must settle every
+// transition.
 func TestKilledAtRandomMoments(t *testing.T) {
 	testutil.NeedGCC(t)
 	testutil.NeedPtrace(t)
@@ -168,10 +170,18 @@ func TestKilledAtRandomMoments(t *testing.T) {
 	for _, b := range []struct {
 		name  string
 		flags []string
-	}{{"normal", []string{"-flive-patching=inline-clone"}}, {"patch-ready", []string{"-flive-patching=inline-clone", "-fpatchable-function-entry=7,5"}}} {
+		args  []string
+	}{{"normal", []string{"-flive-patching=inline-clone"}, nil}, {"patch-ready", []string{"-flive-patching=inline-clone", "-fpatchable-function-entry=7,5"}, nil},
+		// One thread: the region is mapped in the stop of the checks and
+		// the jumps, and freed in the stop of the restore (engine.oneStop).
+		{"one-thread", []string{"-flive-patching=inline-clone"}, []string{"single"}}} {
 		t.Run(b.name, func(t *testing.T) {
-			k := newKillRig(t, bin, b.flags...)
+			k := newKillRig(t, bin, b.args, b.flags...)
 			start := time.Now()
+			random, worst := random, worst
+			if b.args != nil {
+				random, worst = random/2, worst/2
+			}
 			for i := 0; i < random+worst; i++ {
 				k.killWorker(t, i >= random, i)
 				k.settle(t, i)
@@ -210,7 +220,7 @@ func TestCgroupKill(t *testing.T) {
 	}
 	defer os.Remove(base)
 	bin := buildHotpatch(t)
-	k := newKillRig(t, bin, "-flive-patching=inline-clone")
+	k := newKillRig(t, bin, nil, "-flive-patching=inline-clone")
 	runs := 40
 	if testing.Short() {
 		runs = 10
