@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -42,6 +43,36 @@ func StateDir() (string, error) {
 	return filepath.Join(x, "hotpatch"), nil
 }
 
+// lockDirs holds the lock directories opened and checked
+// (safefile.PrivateDir) in this run, by path. A host-wide apply locks every
+// process it patches: checking the directory once, not once per process,
+// saves a mkdir, an open, an fstat and a close each time. Keeping the
+// descriptor is as safe as checking again: it is the directory that passed
+// the checks (a rename or a new symbolic link at the path does not change
+// what it refers to), and only its owner (the user running hotpatch) or
+// root can change its mode.
+var lockDirs struct {
+	mu sync.Mutex
+	m  map[string]*os.File
+}
+
+func lockDirectory(dir string) (*os.File, error) {
+	lockDirs.mu.Lock()
+	defer lockDirs.mu.Unlock()
+	if d, ok := lockDirs.m[dir]; ok {
+		return d, nil
+	}
+	d, err := safefile.PrivateDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if lockDirs.m == nil {
+		lockDirs.m = map[string]*os.File{}
+	}
+	lockDirs.m[dir] = d
+	return d, nil
+}
+
 // lockProcess serialises hotpatch commands on one process: it takes an
 // exclusive flock(2) on a file named after the pid and the process's start
 // time (so a recycled pid gets another lock). The kernel drops the lock when
@@ -70,11 +101,10 @@ func lockProcess(pid int, timeout time.Duration) (unlock func(), err error) {
 			return nil, err
 		}
 	}
-	d, err := safefile.PrivateDir(dir)
+	d, err := lockDirectory(dir)
 	if err != nil {
 		return nil, fmt.Errorf("lock directory: %w", err)
 	}
-	defer d.Close()
 	name := fmt.Sprintf("%d-%s.lock", pid, start)
 	f, err := safefile.CreateAt(d, name, 0o600)
 	if err != nil {
