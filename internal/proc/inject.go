@@ -366,8 +366,12 @@ func (p *Process) findGadgets(cached bool) gadgets {
 		if e, ok := gadgetCache.get(key); cached && ok && e.covers(want) {
 			offs, g.fromCache = e.offs, true
 		} else {
-			if buf == nil {
-				buf = make([]byte, gadgetChunk+gadgetOverlap)
+			// No bigger than the mapping: the one usually read here is a
+			// patch region of a few pages (never cached, see gadgetKey),
+			// and a 1 MiB buffer per session was most of a fleet's
+			// allocations.
+			if need := min(gadgetChunk+gadgetOverlap, m.End-m.Start); uint64(len(buf)) < need {
+				buf = make([]byte, need)
 			}
 			var ok bool
 			// A process found to differ from the cache (cached false)
