@@ -30,6 +30,9 @@ type Symbol struct {
 	File string
 	// Dynamic: the symbol is in .dynsym (possibly also in .symtab).
 	Dynamic bool
+	// Boundary: not a symbol but an .eh_frame function boundary of a
+	// stripped file (Table.WithBoundaries).
+	Boundary bool
 }
 
 // Defined reports whether the symbol is defined in this file.
@@ -145,6 +148,7 @@ func (f *File) symbols(stFile *File) (_ *Table, err error) {
 		t.add(s)
 	}
 
+	remap := f.sectionMap(stFile)
 	file := ""
 	for _, es := range st {
 		typ, bind := elf.ST_TYPE(es.Info), elf.ST_BIND(es.Info)
@@ -164,7 +168,7 @@ func (f *File) symbols(stFile *File) (_ *Table, err error) {
 			Size:           es.Size,
 			Type:           typ,
 			Bind:           bind,
-			Section:        es.Section,
+			Section:        remap(es.Section),
 		}
 		if bind == elf.STB_LOCAL {
 			s.File = file
@@ -174,6 +178,12 @@ func (f *File) symbols(stFile *File) (_ *Table, err error) {
 		t.add(s)
 	}
 
+	t.index()
+	return t, nil
+}
+
+// index builds the address-sorted lists of the table.
+func (t *Table) index() {
 	t.funcs = make([]Symbol, 0, len(t.syms))
 	t.sized = make([]Symbol, 0, len(t.syms))
 	for _, s := range t.syms {
@@ -189,7 +199,69 @@ func (f *File) symbols(stFile *File) (_ *Table, err error) {
 	}
 	sortSyms(t.funcs)
 	sortSyms(t.sized)
-	return t, nil
+}
+
+// sectionMap maps the section indexes of d (f's debug file) to f's: a
+// debug file keeps the section headers of the file it was split from, but a
+// strip that removed a section (Debian's dh_strip removes .comment and
+// .note) renumbers those after it. Sections are matched by name and
+// address; an index without a match is kept.
+func (f *File) sectionMap(d *File) func(elf.SectionIndex) elf.SectionIndex {
+	if d == f {
+		return func(i elf.SectionIndex) elf.SectionIndex { return i }
+	}
+	type key struct {
+		name string
+		addr uint64
+	}
+	own := map[key]int{}
+	for i, s := range f.f.Sections {
+		own[key{s.Name, s.Addr}] = i
+	}
+	m := map[elf.SectionIndex]elf.SectionIndex{}
+	for i, s := range d.f.Sections {
+		if j, ok := own[key{s.Name, s.Addr}]; ok {
+			m[elf.SectionIndex(i)] = elf.SectionIndex(j)
+		}
+	}
+	return func(i elf.SectionIndex) elf.SectionIndex {
+		if i >= elf.SHN_LORESERVE || i == elf.SHN_UNDEF {
+			return i
+		}
+		if j, ok := m[i]; ok {
+			return j
+		}
+		return i
+	}
+}
+
+// WithBoundaries returns a copy of the table with a function symbol for
+// every range [Begin, End) that no function symbol starts at (the
+// .eh_frame function boundaries of a stripped file, internal/unwind): the
+// functions a .dynsym-only table does not name still bound their
+// neighbours' padding (NextAfter, PrevFunc, Containing). They are named
+// "<function at ADDR>" for messages but Lookup never finds them; Type
+// STT_FUNC, Bind STB_LOCAL, Boundary set.
+func (t *Table) WithBoundaries(ranges [][2]uint64) *Table {
+	starts := map[uint64]bool{}
+	for _, s := range t.funcs {
+		starts[s.Value] = true
+	}
+	n := &Table{byName: t.byName, syms: slices.Clone(t.syms), f: t.f}
+	for _, r := range ranges {
+		if r[1] <= r[0] || starts[r[0]] {
+			continue
+		}
+		starts[r[0]] = true
+		sec := elf.SHN_ABS
+		if i := t.sectionIndexAt(r[0]); i >= 0 {
+			sec = elf.SectionIndex(i)
+		}
+		n.syms = append(n.syms, Symbol{Name: fmt.Sprintf("<function at %#x>", r[0]), Value: r[0], Size: r[1] - r[0],
+			Type: elf.STT_FUNC, Bind: elf.STB_LOCAL, Section: sec, Boundary: true})
+	}
+	n.index()
+	return n
 }
 
 // sortSyms orders by address, then globals before locals, then by name, so

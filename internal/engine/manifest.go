@@ -143,7 +143,7 @@ func aliasNames(mod *module, f patchfile.Function) []string {
 	var out []string
 	seen := map[string]bool{f.Name: true}
 	for _, s := range mod.syms.Functions() {
-		if s.Value == f.Addr && s.Defined() && !seen[s.Name] {
+		if s.Value == f.Addr && s.Defined() && !s.Boundary && !seen[s.Name] {
 			seen[s.Name] = true
 			out = append(out, s.Name)
 		}

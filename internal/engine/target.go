@@ -175,6 +175,12 @@ func (t *target) loadSyms(m *module) error {
 			// read from lf.f, the debug file's sections are SHT_NOBITS.
 			lf.symsFrom = fd.Path
 			fd.Close()
+			if fd.Source == debuginfo.SourceNone {
+				// .dynsym only: the functions it does not name still
+				// bound their neighbours' padding, which the redirect
+				// planner must not take for free bytes (readSurroundings).
+				lf.syms = lf.syms.WithBoundaries(lf.boundaries())
+			}
 		}
 		lf.symsRead.Store(true)
 	})
@@ -368,6 +374,16 @@ func checkLocated(mod *module, s patchfile.Symbol) error {
 		}
 	}
 	return nil
+}
+
+// boundaries returns the file's .eh_frame function boundaries.
+func (l *loadedFile) boundaries() [][2]uint64 {
+	l.rangesOnce.Do(func() { l.ranges, _ = unwind.FunctionRanges(l.f.ELF()) })
+	out := make([][2]uint64, len(l.ranges))
+	for i, r := range l.ranges {
+		out[i] = [2]uint64{r.Begin, r.End}
+	}
+	return out
 }
 
 // fdeStarts reports whether an .eh_frame FDE of the file starts at addr and
