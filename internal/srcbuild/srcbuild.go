@@ -156,10 +156,7 @@ func Build(opt Options) (res *Result, err error) {
 		if err != nil {
 			return r.res, err
 		}
-		r.linked, r.origFull = true, full[0].old
-		if objs, err = r.linkedChanged(); err != nil {
-			return r.res, err
-		}
+		r.linked, r.origFull, objs = true, full[0].old, nil
 	}
 	return r.res, r.makePatch(objs)
 }
@@ -306,14 +303,21 @@ func (r *run) buildFixed() ([]object, error) {
 		return nil, fmt.Errorf("the fixed build did not link %s", r.out.rel)
 	}
 	if r.linked {
-		return r.linkedChanged()
+		return nil, nil // makePatch compares the linked outputs
 	}
 	return r.b.objects(r.out.rel, link, r.fixed)
 }
 
-// makePatch hands the objects that differ to diff mode.
+// makePatch hands the objects that differ to diff mode (with r.linked, the
+// pair of objects made from the linked outputs).
 func (r *run) makePatch(objs []object) error {
 	r.st.begin("compare", "")
+	if r.linked {
+		var err error
+		if objs, err = r.linkedChanged(); err != nil {
+			return err
+		}
+	}
 	units, err := writeUnits(filepath.Join(r.work, "objects"), objs)
 	if err != nil {
 		return err
