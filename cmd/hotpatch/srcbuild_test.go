@@ -574,3 +574,30 @@ func TestBuildSrcNewFile(t *testing.T) {
 	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
 	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "121 22" })
 }
+
+// TestBuildSrcNewFunctionAcrossFiles: a fix that adds a function to one
+// existing file (other.c) and calls it from another (lib.c): the two
+// changed objects could not be patched one by one (each is linked alone
+// against the target, which has no tripled), so build --src compares the
+// linked outputs and the patch holds both in one object.
+func TestBuildSrcNewFunctionAcrossFiles(t *testing.T) {
+	testutil.NeedPtrace(t)
+	src, prog := srcProject(t)
+	hp := filepath.Join(t.TempDir(), "fix.hp")
+	out, errs, code := runCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-crossfile.patch", "--target", prog, "-o", hp, "--", "make")
+	if code != 0 {
+		t.Fatalf("build --src: exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"replace compute", "add     tripled", "1 translation unit(s) changed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("build output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errs, "lib.o calls tripled, which the fix adds to other.o: comparing the linked outputs") {
+		t.Errorf("the progress should say why the linked outputs are compared:\n%s", errs)
+	}
+	tg := testutil.Start(t, prog)
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "21 22" })
+	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "23 22" })
+}

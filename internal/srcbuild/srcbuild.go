@@ -144,13 +144,13 @@ func Build(opt Options) (res *Result, err error) {
 		return r.res, r.makePatch(fixedObjs)
 	}
 	objs := pair(origObjs, fixedObjs)
-	if unit := newUnit(objs); unit != "" {
-		// The fix adds a translation unit: its functions are called from
-		// the changed ones of other units, and a patch's objects are linked
-		// one by one against the target, so one object must hold them all:
-		// the linked outputs' (linked.go).
+	if why := acrossUnits(objs); why != "" {
+		// The fix adds a translation unit, or a function that another
+		// unit's changed code calls: a patch's objects are linked one by one
+		// against the target, so one object must hold the new functions and
+		// their callers: the linked outputs' (linked.go).
 		if r.st.w != nil {
-			fmt.Fprintf(r.st.w, "           the fix adds %s: comparing the linked outputs\n", unit)
+			fmt.Fprintf(r.st.w, "           %s: comparing the linked outputs\n", why)
 		}
 		full, err := r.linkedFull(r.out.orig)
 		if err != nil {
@@ -161,14 +161,68 @@ func Build(opt Options) (res *Result, err error) {
 	return r.res, r.makePatch(objs)
 }
 
-// newUnit names an object only the fixed build links, "" if none.
-func newUnit(objs []object) string {
+// acrossUnits says why the fix needs one patch object for several
+// translation units: an object only the fixed build links, or a global
+// function new in one object that another changed object refers to; "" if
+// the objects can be patched one by one.
+func acrossUnits(objs []object) string {
+	added := map[string]string{} // new global function -> its object
+	var changed []object
 	for _, o := range objs {
 		if o.old == nil {
-			return o.name
+			return "the fix adds " + o.name
+		}
+		if o.new == nil || bytes.Equal(o.old, o.new) {
+			continue
+		}
+		changed = append(changed, o)
+		had := globalFuncs(o.old)
+		for n := range globalFuncs(o.new) {
+			if !had[n] {
+				added[n] = o.name
+			}
+		}
+	}
+	for _, o := range changed {
+		for _, n := range undefined(o.new) {
+			if in, ok := added[n]; ok && in != o.name {
+				return fmt.Sprintf("%s calls %s, which the fix adds to %s", o.name, n, in)
+			}
 		}
 	}
 	return ""
+}
+
+// globalFuncs returns the global functions an object defines.
+func globalFuncs(b []byte) map[string]bool {
+	out := map[string]bool{}
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return out
+	}
+	syms, _ := f.Symbols()
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && elf.ST_BIND(s.Info) != elf.STB_LOCAL && s.Section != elf.SHN_UNDEF {
+			out[s.Name] = true
+		}
+	}
+	return out
+}
+
+// undefined returns the names an object refers to and does not define.
+func undefined(b []byte) []string {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	syms, _ := f.Symbols()
+	var out []string
+	for _, s := range syms {
+		if s.Section == elf.SHN_UNDEF && s.Name != "" {
+			out = append(out, s.Name)
+		}
+	}
+	return out
 }
 
 // run is one build from source in progress.
