@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hotpatch/hotpatch/internal/debuginfo"
 	"github.com/hotpatch/hotpatch/internal/diff"
 	"github.com/hotpatch/hotpatch/internal/linker"
 )
@@ -66,7 +67,8 @@ func (t *target) checkLTO() error {
 // function the patch replaces and every function of OLD.o the patch calls
 // must be in the target with OLD.o's bytes (relocated fields masked, the
 // linker's relaxations accepted). A target without symbols for any of
-// OLD.o's functions is left to run-pre matching (locate.go).
+// OLD.o's functions, or with only its exported ones, leaves those it does
+// not name to run-pre matching (locate.go).
 func checkRunPre(t *target, oldPath string, oldData []byte, res *diff.Result) error {
 	funcs, file, err := diff.Functions(oldData)
 	if err != nil {
@@ -94,7 +96,10 @@ func checkRunPre(t *target, oldPath string, oldData []byte, res *diff.Result) er
 	for _, f := range funcs {
 		s, ok, err := findFunc(t.syms, linker.ObjSymbol{Name: f.Name, Local: f.Local}, file)
 		if err != nil || !ok {
-			if needed[f.Name] != "" {
+			// Without symbols beyond the exported ones, run-pre
+			// matching (locate.go) locates a function by its code or
+			// refuses it by name.
+			if needed[f.Name] != "" && t.dbg.Source != debuginfo.SourceNone {
 				missing = append(missing, fmt.Sprintf("%s (the patch %s it)", f.Name, needed[f.Name]))
 			}
 			continue
