@@ -83,12 +83,25 @@ func (t *target) activeOnStacks(pr *proc.Process, u *unwind.Unwinder, threads []
 	}
 	for _, th := range threads {
 		sp := th.Regs.SP()
-		st := &unwind.Stack{Lo: sp, Mem: pr.ReadMem}
-		// The window's copy of the stack (stacks.go; a thread whose stack is
-		// in no mapping even after the maps are read again, or cannot be
-		// read, is walked through Mem alone).
-		if data, _, err := sc.from(th.TID, sp); err == nil {
-			st.Data = data
+		st := &unwind.Stack{Lo: sp}
+		// The head of the window's copy of the stack (stacks.go); a read
+		// beyond it completes the copy (once) and goes on from there. A
+		// thread whose stack is in no mapping even after the maps are read
+		// again, or cannot be read, is walked through pr.ReadMem alone.
+		st.Data = sc.head(th.TID, sp)
+		completed := st.Data == nil
+		st.Mem = func(a uint64, b []byte) error {
+			if !completed && a >= sp {
+				completed = true
+				if data, _, err := sc.from(th.TID, sp); err == nil {
+					st.Data = data
+					if a+uint64(len(b)) <= sp+uint64(len(data)) {
+						copy(b, data[a-sp:])
+						return nil
+					}
+				}
+			}
+			return pr.ReadMem(a, b)
 		}
 		res := u.Unwind(th.Regs.PC(), sp, th.Regs.FP(), st)
 		for i, pc := range res.PCs {
@@ -106,7 +119,13 @@ func (t *target) activeOnStacks(pr *proc.Process, u *unwind.Unwinder, threads []
 		if res.Complete {
 			continue
 		}
-		// Conservative scan of what the walk could not account for.
+		// Conservative scan of what the walk could not account for: over
+		// the whole stack, so the copy is completed first.
+		if data, _, err := sc.from(th.TID, sp); err == nil {
+			st.Data = data
+		} else {
+			st.Data = nil
+		}
 		// Words at sp's alignment, never below st.Lo (sp): a thread may be
 		// stopped with sp not a multiple of 8, and rounding down would index
 		// before st.Data (a panic, and a refused patch).

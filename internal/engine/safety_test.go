@@ -340,3 +340,21 @@ func TestTargetDiesDuringApply(t *testing.T) {
 		t.Errorf("no such process: got %v", err)
 	}
 }
+
+// TestDeepStackWalked: a thread sleeps in a function called by compute with
+// 32 KiB of stack between its stack pointer and compute's frame, beyond the
+// first part of each stack a stop copies (stacks.go): the stack model must
+// still see compute on that stack and refuse, naming it, until the timeout.
+func TestDeepStackWalked(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "deep.c")
+	p := buildPatch(t, bin, compileObj(t, dir, "basic_new.c"))
+	tg := testutil.Start(t, bin)
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "inside" })
+	_, err := Apply(tg.Pid, p, Options{Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "compute is active on thread") {
+		t.Fatalf("apply: %v; want ErrUnsafe naming compute", err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, 2*time.Second, ratio(2))
+}

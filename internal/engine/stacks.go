@@ -18,72 +18,108 @@ import (
 // not change while the copies are used (the tracer's own writes go to the
 // code, the region and, for injected calls, below a lending thread's stack
 // pointer, never above it).
+//
+// The stack walk needs only the frames it visits, mostly within the first
+// kilobytes above the stack pointer; the conservative scans need every word
+// up to the mapping's end. So the first request of a walk (head) copies at
+// most stackHead bytes of every stack, and a copy is completed (from) only
+// for a thread whose walk needed more or whose stack is scanned.
 type stackCopies struct {
 	pr      *proc.Process
 	threads []proc.Thread
 	maps    *[]procmaps.Mapping
-	read    bool
-	by      map[int]stackCopy
+	read    bool // the heads (or more) of every thread are copied
+	by      map[int]*stackCopy
 }
 
 type stackCopy struct {
 	lo   uint64
 	data []byte
-	err  error // why there is no copy
+	end  uint64 // where the stack ends (the mapping's end, at most maxStackScan above lo)
+	err  error  // why there is no copy
 }
+
+// stackHead bounds the first copy of each stack (see stackCopies).
+const stackHead = 8 << 10
+
+func (c *stackCopy) full() bool { return c.lo+uint64(len(c.data)) >= c.end }
 
 func newStackCopies(pr *proc.Process, threads []proc.Thread, maps *[]procmaps.Mapping) *stackCopies {
 	return &stackCopies{pr: pr, threads: threads, maps: maps}
 }
 
-// readAll takes the copies of every thread.
-func (s *stackCopies) readAll() {
+// readHeads copies the first stackHead bytes of every thread's stack, all
+// with one proc.ReadMemv.
+func (s *stackCopies) readHeads() {
 	s.read = true
-	s.by = make(map[int]stackCopy, len(s.threads))
+	s.by = make(map[int]*stackCopy, len(s.threads))
 	var segs []proc.Segment
-	var tids []int
+	var cs []*stackCopy
 	for _, th := range s.threads {
 		sp := th.Regs.SP()
 		m, ok := stackMapping(s.pr.Pid(), s.maps, sp)
 		if !ok {
-			s.by[th.TID] = stackCopy{err: fmt.Errorf("stack pointer %#x is in no mapping", sp)}
+			s.by[th.TID] = &stackCopy{err: fmt.Errorf("stack pointer %#x is in no mapping", sp)}
 			continue
 		}
 		lo := sp &^ 7
-		buf := make([]byte, min(m.End, sp+maxStackScan)-lo)
-		segs = append(segs, proc.Segment{Addr: lo, Buf: buf})
-		tids = append(tids, th.TID)
+		c := &stackCopy{lo: lo, end: min(m.End, sp+maxStackScan)}
+		c.data = make([]byte, min(c.end-lo, stackHead))
+		s.by[th.TID] = c
+		segs = append(segs, proc.Segment{Addr: lo, Buf: c.data})
+		cs = append(cs, c)
 	}
 	if err := s.pr.ReadMemv(segs); err != nil {
 		// Some stack could not be read in one go: read each on its own, so
 		// that the error is that thread's.
-		for i, sg := range segs {
-			if rerr := s.pr.ReadMem(sg.Addr, sg.Buf); rerr != nil {
-				s.by[tids[i]] = stackCopy{err: rerr}
-			} else {
-				s.by[tids[i]] = stackCopy{lo: sg.Addr, data: sg.Buf}
+		for _, c := range cs {
+			if rerr := s.pr.ReadMem(c.lo, c.data); rerr != nil {
+				c.data, c.err = nil, rerr
 			}
 		}
-		return
-	}
-	for i, sg := range segs {
-		s.by[tids[i]] = stackCopy{lo: sg.Addr, data: sg.Buf}
 	}
 }
 
-// from returns the stack of thread tid from address sp up (sp is the
-// thread's stack pointer, or above it: a thread rewound to a function's
-// entry has it raised), and whether its mapping was found. A thread not
-// among those copied (or with sp below its copy) is read now.
-func (s *stackCopies) from(tid int, sp uint64) ([]byte, bool, error) {
+// copyOf returns thread tid's copy, or nil when tid was not among the
+// threads copied.
+func (s *stackCopies) copyOf(tid int) *stackCopy {
 	if !s.read {
-		s.readAll()
+		s.readHeads()
 	}
-	c, ok := s.by[tid]
-	if ok && c.err == nil && sp >= c.lo && sp <= c.lo+uint64(len(c.data)) {
+	return s.by[tid]
+}
+
+// head returns the start of thread tid's stack copy from sp (at most
+// stackHead bytes, more if it was completed), or nil.
+func (s *stackCopies) head(tid int, sp uint64) []byte {
+	c := s.copyOf(tid)
+	if c == nil || c.err != nil || sp < c.lo || sp > c.lo+uint64(len(c.data)) {
+		return nil
+	}
+	return c.data[sp-c.lo:]
+}
+
+// from returns the stack of thread tid from address sp up to its end (sp is
+// the thread's stack pointer, or above it: a thread rewound to a
+// function's entry has it raised), and whether its mapping was found,
+// completing the copy first if only its head was taken. A thread not among
+// those copied (or with sp below its copy) is read now.
+func (s *stackCopies) from(tid int, sp uint64) ([]byte, bool, error) {
+	c := s.copyOf(tid)
+	if c != nil && c.err == nil && !c.full() {
+		rest := make([]byte, c.end-c.lo)
+		copy(rest, c.data)
+		at := uint64(len(c.data))
+		if err := s.pr.ReadMem(c.lo+at, rest[at:]); err != nil {
+			c.data, c.err = nil, err
+		} else {
+			c.data = rest
+		}
+	}
+	if c != nil && c.err == nil && sp >= c.lo && sp <= c.lo+uint64(len(c.data)) {
 		return c.data[sp-c.lo:], true, nil
 	}
-	if ok && c.err != nil {
+	if c != nil && c.err != nil {
 		_, mapped := stackMapping(s.pr.Pid(), s.maps, sp)
 		return nil, mapped, c.err
 	}
