@@ -646,8 +646,14 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 			return rep, nil
 		}
 	}
-	// The region's address and the linked code, before any stop.
-	im, err := pp.place(p)
+	// The region's address and the linked code, before any stop, from the
+	// maps read under the lock, unless the patch-ready path mapped (and
+	// released) a region since.
+	placeMaps := pp.t.maps
+	if readyPossible && !opt.NoReady {
+		placeMaps = nil
+	}
+	im, err := pp.placeIn(p, placeMaps)
 	if err != nil {
 		return nil, err
 	}

@@ -202,10 +202,20 @@ func readyRecordIntact(mem *proc.Mem, r record.Record) bool {
 // a stop, and the stop it would lengthen is felt by the target. The address
 // may be taken by the time the region is mapped; mapPlaced then chooses
 // again.
-func (pp *prepared) place(p *patchfile.Patch) (*image, error) {
-	maps, err := procmaps.Read(pp.t.pid)
-	if err != nil {
-		return nil, fmt.Errorf("%w: process %d: read maps: %v", proc.ErrNoProcess, pp.t.pid, err)
+func (pp *prepared) place(p *patchfile.Patch) (*image, error) { return pp.placeIn(p, nil) }
+
+// placeIn is place from maps the caller read (nil: read them now): Apply's
+// first placement uses the maps it read under the lock moments before
+// (pp.t.maps; one read of /proc/PID/maps less per process of a fleet). That
+// view is as good as a fresh one: the process may map something at any time
+// after either, and a taken address is caught by MAP_FIXED_NOREPLACE when
+// the region is mapped (mapPlaced then places again from fresh maps).
+func (pp *prepared) placeIn(p *patchfile.Patch, maps []procmaps.Mapping) (*image, error) {
+	if maps == nil {
+		var err error
+		if maps, err = procmaps.Read(pp.t.pid); err != nil {
+			return nil, fmt.Errorf("%w: process %d: read maps: %v", proc.ErrNoProcess, pp.t.pid, err)
+		}
 	}
 	base, err := pp.chooseBase(maps)
 	if err != nil {
