@@ -88,6 +88,9 @@ func TestCompareLinked(t *testing.T) {
 	if !defined["name"] || defined["classify"] || defined["main"] {
 		t.Errorf("restricted object defines %v, want name only", defined)
 	}
+	if eh := f.Section(".eh_frame"); eh == nil || eh.Size < 24 {
+		t.Error("the restricted object has no unwind table (CIE and FDE) for name")
+	}
 	if !bytes.Contains(r.Object, []byte("tiny\x00")) {
 		t.Error("the restricted object lacks the string its function uses")
 	}

@@ -156,6 +156,9 @@ func (lf *file) write(name string) (*Result, error) {
 			s.rels = append(s.rels, rl)
 		}
 	}
+	if data, rels := ehSection(lf.ehFrames()); len(data) > 0 {
+		w.secs = append(w.secs, &outSec{name: ".eh_frame", typ: elf.SHT_PROGBITS, flags: elf.SHF_ALLOC, data: data, size: uint64(len(data)), align: 8, rels: rels})
+	}
 	return res, w.finish(res)
 }
 
