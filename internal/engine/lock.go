@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,6 +71,7 @@ func lockDirectory(dir string) (*os.File, error) {
 		lockDirs.m = map[string]*os.File{}
 	}
 	lockDirs.m[dir] = d
+	sweepLocks(d) // once per run and directory
 	return d, nil
 }
 
@@ -83,17 +85,26 @@ func lockDirectory(dir string) (*os.File, error) {
 // the lock file is opened without following a symbolic link and must be a
 // regular file of the user's: nobody else can hold the lock or make hotpatch
 // create or truncate a file elsewhere.
+//
+// The holder removes the file when it unlocks, so that a host where
+// thousands of processes were patched is not left with thousands of files.
+// Removing a lock file is safe under this protocol:
+//   - only the holder of the flock on the inode the name refers to unlinks
+//     it, and it does so before it closes (releases) it;
+//   - a command that takes the flock checks, holding it, that the name still
+//     refers to the inode it locked (fstatat against fstat); if not (the
+//     holder it waited for removed it), it closes and starts again, creating
+//     a new file.
+//
+// So whoever is past the check holds the flock on the inode that the name
+// refers to, and that stays so until it unlinks: two commands can never both
+// believe they hold the lock of one process. A holder killed before it
+// unlinks leaves the file; the next command on that process reuses it, and
+// sweepLocks removes those of processes that are gone.
 func lockProcess(pid int, timeout time.Duration) (unlock func(), err error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	start, err := startTime(pid)
 	if err != nil {
 		return nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
-	}
-	s := string(stat)
-	start := "0"
-	if i := strings.LastIndexByte(s, ')'); i > 0 {
-		if f := strings.Fields(s[i+1:]); len(f) > 19 {
-			start = f[19] // field 22, starttime (proc(5))
-		}
 	}
 	dir := LockDir
 	if dir == "" {
@@ -106,27 +117,116 @@ func lockProcess(pid int, timeout time.Duration) (unlock func(), err error) {
 		return nil, fmt.Errorf("lock directory: %w", err)
 	}
 	name := fmt.Sprintf("%d-%s.lock", pid, start)
-	f, err := safefile.CreateAt(d, name, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
 	deadline := time.Now().Add(timeout)
+	for {
+		f, err := safefile.CreateAt(d, name, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("lock: %w", err)
+		}
+		held, err := flockNamed(d, name, f, deadline)
+		if err != nil {
+			f.Close()
+			if errors.Is(err, ErrBusy) {
+				return nil, fmt.Errorf("%w: another hotpatch command holds %s for process %d", ErrBusy, f.Name(), pid)
+			}
+			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+		if !held {
+			f.Close() // the holder we waited for removed it: lock the new one
+			continue
+		}
+		return func() {
+			unix.Unlinkat(int(d.Fd()), name, 0) // before the close: see above
+			f.Close()
+		}, nil
+	}
+}
+
+// flockNamed takes the exclusive flock of f, waiting until deadline, and
+// reports whether the name in d still refers to f's inode once it holds it
+// (false: released again, the caller must reopen the name).
+func flockNamed(d *os.File, name string, f *os.File, deadline time.Time) (bool, error) {
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+			return false, err
 		}
 		if time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("%w: another hotpatch command holds %s for process %d", ErrBusy, f.Name(), pid)
+			return false, ErrBusy
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// The file stays: removing it would let a command that opened the old
-	// inode and one that creates a new file both hold "the" lock.
-	return func() { f.Close() }, nil
+	var mine, named unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &mine); err != nil {
+		return false, err
+	}
+	err := unix.Fstatat(int(d.Fd()), name, &named, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) || err == nil && (named.Dev != mine.Dev || named.Ino != mine.Ino) {
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// startTime returns field 22 of /proc/PID/stat, the process's start time in
+// clock ticks since boot (proc(5)): with the pid, it names one process.
+func startTime(pid int) (string, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", err
+	}
+	s := string(stat)
+	if i := strings.LastIndexByte(s, ')'); i > 0 {
+		if f := strings.Fields(s[i+1:]); len(f) > 19 {
+			return f[19], nil
+		}
+	}
+	return "0", nil
+}
+
+// sweepBatch bounds the lock files one run looks at: a run never pays for
+// more than this many, and a directory left full by killed commands of an
+// older version empties over a few runs.
+const sweepBatch = 256
+
+// sweepLocks removes lock files left by commands killed while they held
+// them, for processes that no longer exist (no process has that pid and
+// start time). It follows lockProcess's protocol: it unlinks only a file
+// whose flock it holds and that the name still refers to, so a command
+// that holds or waits for a lock is never disturbed; a waiter whose file
+// was swept finds the name gone and creates a new one.
+func sweepLocks(d *os.File) {
+	f, err := os.Open(d.Name())
+	if err != nil {
+		return
+	}
+	names, _ := f.Readdirnames(sweepBatch)
+	f.Close()
+	for _, name := range names {
+		base, ok := strings.CutSuffix(name, ".lock")
+		if !ok {
+			continue
+		}
+		p, s, ok := strings.Cut(base, "-")
+		pid, err := strconv.Atoi(p)
+		if !ok || err != nil || pid <= 0 {
+			continue
+		}
+		if now, err := startTime(pid); err == nil && now == s {
+			continue // the process lives
+		}
+		fd, err := safefile.CreateAt(d, name, 0o600) // never follows a link
+		if err != nil {
+			continue
+		}
+		if held, _ := flockNamed(d, name, fd, time.Now()); held {
+			if now, err := startTime(pid); err != nil || now != s {
+				unix.Unlinkat(int(d.Fd()), name, 0)
+			}
+		}
+		fd.Close()
+	}
 }
