@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/procmaps"
@@ -55,9 +56,10 @@ func (s *stackCopies) readHeads() {
 	s.by = make(map[int]*stackCopy, len(s.threads))
 	var segs []proc.Segment
 	var cs []*stackCopy
+	find := s.finder()
 	for _, th := range s.threads {
 		sp := th.Regs.SP()
-		m, ok := stackMapping(s.pr.Pid(), s.maps, sp)
+		m, ok := find(sp)
 		if !ok {
 			s.by[th.TID] = &stackCopy{err: fmt.Errorf("stack pointer %#x is in no mapping", sp)}
 			continue
@@ -77,6 +79,25 @@ func (s *stackCopies) readHeads() {
 				c.data, c.err = nil, rerr
 			}
 		}
+	}
+}
+
+// finder returns a lookup of the mapping holding a stack pointer: a binary
+// search when the maps are sorted by address (as /proc/PID/maps lists
+// them; checked once here rather than by procmaps.Find at every lookup, a
+// pass over every mapping per thread), else stackMapping, which also reads
+// the maps again for a stack mapped since they were read.
+func (s *stackCopies) finder() func(sp uint64) (procmaps.Mapping, bool) {
+	sorted := sort.SliceIsSorted(*s.maps, func(i, j int) bool { return (*s.maps)[i].Start < (*s.maps)[j].Start })
+	return func(sp uint64) (procmaps.Mapping, bool) {
+		if ms := *s.maps; sorted {
+			if i := sort.Search(len(ms), func(i int) bool { return ms[i].End > sp }); i < len(ms) && ms[i].Contains(sp) {
+				return ms[i], true
+			}
+		}
+		m, ok := stackMapping(s.pr.Pid(), s.maps, sp)
+		sorted = sort.SliceIsSorted(*s.maps, func(i, j int) bool { return (*s.maps)[i].Start < (*s.maps)[j].Start })
+		return m, ok
 	}
 }
 
