@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+
+	"github.com/hotpatch/hotpatch/internal/shield"
 )
 
 // workerEnv marks the process that does the work of apply, revert and recover.
@@ -48,14 +50,34 @@ func runInWorker(args []string) (code int, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), workerEnv+"=1")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	// The worker is born in a cgroup of its own (shield.Cell) when this
+	// process may make one; otherwise it moves itself (shield.Protect).
+	cell, _ := shield.NewCell()
+	start := func(cell *shield.Cell) (*exec.Cmd, error) {
+		cmd := exec.Command(exe, args...)
+		cmd.Env = append(os.Environ(), workerEnv+"=1")
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if cell != nil {
+			cmd.Env = append(cmd.Env, cell.Env())
+			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cell.FD()
+		}
+		return cmd, cmd.Start()
+	}
+	cmd, err := start(cell)
+	if err != nil && cell != nil {
+		// A kernel without clone3's CLONE_INTO_CGROUP (before 5.7).
+		cell.Remove()
+		cell = nil
+		cmd, err = start(nil)
+	}
+	if err != nil {
 		return 0, false
 	}
 	err = cmd.Wait()
+	if cell != nil {
+		cell.Remove()
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return relayCode(ee.ExitCode()), true

@@ -25,8 +25,79 @@ import (
 type Shield struct {
 	// Notes says what could not be done (not errors: the worker goes on).
 	Notes  []string
-	cgroup string // the cgroup made for this process, "" if none
+	cgroup string // the cgroup this process is shielded in, "" if none
 	root   string // the cgroup v2 mount
+	own    bool   // Protect made cgroup and moved there (Release undoes it)
+}
+
+// CellEnv tells a worker started in a Cell (NewCell) which cgroup that is,
+// relative to the cgroup v2 mount: Protect then finds itself there already.
+const CellEnv = "HOTPATCH_WORKER_CELL"
+
+// A Cell is a cgroup made for a worker before it starts, so that the worker
+// is born in it (clone3's CLONE_INTO_CGROUP: os/exec's
+// SysProcAttr.UseCgroupFD) instead of moving there. Moving a process
+// between cgroups takes the kernel's cgroup_threadgroup_rwsem for writing,
+// which waits for an RCU grace period: 10-16 ms each way for the worker
+// under load (strace -T), on the path of every command; a process born in
+// a cgroup takes it only for reading. It also closes the window in which a
+// worker just started was still in its caller's cgroup.
+type Cell struct {
+	dir, rel string
+	fd       int
+}
+
+// NewCell creates the cgroup "hotpatch-worker-PID" (PID: the caller's) under
+// the hierarchy's root (or ParentEnv) and opens it for CLONE_INTO_CGROUP.
+func NewCell() (*Cell, error) {
+	root, err := cgroup2Mount("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	parent := root
+	if p := os.Getenv(ParentEnv); p != "" {
+		parent = filepath.Join(root, strings.TrimPrefix(filepath.Clean("/"+p), root))
+	}
+	removeStale(parent)
+	dir := filepath.Join(parent, fmt.Sprintf("%s%d", cgroupPrefix, os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		os.Remove(dir)
+		return nil, err
+	}
+	return &Cell{dir: dir, rel: strings.TrimPrefix(dir, root), fd: fd}, nil
+}
+
+// FD is the cgroup's directory, for SysProcAttr.CgroupFD.
+func (c *Cell) FD() int { return c.fd }
+
+// Env is the CellEnv setting to give the worker.
+func (c *Cell) Env() string { return CellEnv + "=" + c.rel }
+
+// Remove closes the cell and removes its cgroup, once the worker has exited
+// (a cgroup with a process in it cannot be removed: then removeStale does it
+// later).
+func (c *Cell) Remove() {
+	syscall.Close(c.fd)
+	os.Remove(c.dir)
+}
+
+// inCell reports whether this process runs in the cgroup rel (relative to
+// the cgroup v2 mount), per /proc/self/cgroup ("0::PATH", cgroups(7)).
+func inCell(rel string) bool {
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil || rel == "" {
+		return false
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			return p == rel
+		}
+	}
+	return false
 }
 
 // ParentEnv names a cgroup v2 directory (relative to the cgroup v2 mount,
@@ -53,6 +124,11 @@ func Protect() *Shield {
 		s.Notes = append(s.Notes, fmt.Sprintf("cgroup: %v", err))
 		return s
 	}
+	if rel := os.Getenv(CellEnv); rel != "" && inCell(rel) {
+		// Born in the cell our caller made (NewCell), which removes it.
+		s.cgroup, s.root = filepath.Join(root, rel), root
+		return s
+	}
 	parent := root
 	if p := os.Getenv(ParentEnv); p != "" {
 		parent = filepath.Join(root, strings.TrimPrefix(filepath.Clean("/"+p), root))
@@ -68,7 +144,7 @@ func Protect() *Shield {
 		s.Notes = append(s.Notes, fmt.Sprintf("cgroup: join %s: %v", dir, err))
 		return s
 	}
-	s.cgroup, s.root = dir, root
+	s.cgroup, s.root, s.own = dir, root, true
 	return s
 }
 
@@ -99,9 +175,10 @@ func (s *Shield) Cgroup() string { return s.cgroup }
 
 // Release moves the process to the root cgroup and removes the cgroup
 // Protect made (a cgroup with a process in it cannot be removed). The
-// process should exit soon after.
+// process should exit soon after. A process born in a Cell has nothing to
+// release: its caller removes the cell once it has exited.
 func (s *Shield) Release() error {
-	if s.cgroup == "" {
+	if s.cgroup == "" || !s.own {
 		return nil
 	}
 	if err := os.WriteFile(filepath.Join(s.root, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -100,4 +101,55 @@ func hasCapSysResource() bool {
 		}
 	}
 	return false
+}
+
+// TestCell: a worker started in a Cell is born in that cgroup (never in its
+// caller's), Protect recognises it and moves nothing, Release leaves it to
+// the caller, and Remove removes it once the worker has exited.
+func TestCell(t *testing.T) {
+	if os.Getenv("SHIELD_TEST_CELL_CHILD") != "" {
+		unified := func() string { // the cgroup v2 line of /proc/self/cgroup
+			b, _ := os.ReadFile("/proc/self/cgroup")
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(l, "0::") {
+					return l
+				}
+			}
+			return ""
+		}
+		cg0 := unified() // before Protect
+		s := Protect()
+		err := s.Release()
+		os.Stdout.WriteString("before=" + cg0 + "\nafter=" + unified() + "\ncgroup=" + s.Cgroup() + "\nrelease=" + errString(err) + "\n")
+		os.Exit(0)
+	}
+	c, err := NewCell()
+	if err != nil {
+		t.Skipf("no writable cgroup v2: %v", err)
+	}
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "-test.run=^TestCell$")
+	cmd.Env = append(os.Environ(), "SHIELD_TEST_CELL_CHILD=1", c.Env())
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: c.FD()}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.Remove()
+		t.Skipf("clone into a cgroup: %v\n%s", err, out)
+	}
+	s := string(out)
+	t.Log(s)
+	want := "0::" + c.rel + "\n"
+	if !strings.Contains(s, "before="+want) || !strings.Contains(s, "after="+want) {
+		t.Errorf("the worker was not in its cell %s from its start to its end:\n%s", c.rel, s)
+	}
+	if !strings.Contains(s, "cgroup="+c.dir+"\n") || !strings.Contains(s, "release=\n") {
+		t.Errorf("Protect did not recognise the cell:\n%s", s)
+	}
+	if _, err := os.Stat(c.dir); err != nil {
+		t.Errorf("the worker's Release removed the cell: %v", err)
+	}
+	c.Remove()
+	if _, err := os.Stat(c.dir); !os.IsNotExist(err) {
+		t.Errorf("Remove left %s: %v", c.dir, err)
+	}
 }
