@@ -57,8 +57,8 @@ func newRollout(t *testing.T) *rollout {
 	if out, err := exec.Command(gobin, "build", "-o", r.bin, "../cmd/hotpatch").CombinedOutput(); err != nil {
 		t.Fatalf("go build hotpatch: %v\n%s", err, out)
 	}
-	svc := testutil.Compile(t, filepath.Join(d, "svc"), "testdata/svc.c", "-O2", "-g", "-flive-patching=inline-clone")
-	obj := testutil.Compile(t, filepath.Join(d, "fix.o"), "testdata/svc_fix.c", "-O2", "-ffunction-sections", "-fdata-sections", "-c")
+	svc := testutil.Compile(t, filepath.Join(d, "svc"), "../cmd/hotpatch/testdata/svc.c", "-O2", "-g", "-flive-patching=inline-clone")
+	obj := testutil.Compile(t, filepath.Join(d, "fix.o"), "../cmd/hotpatch/testdata/svc_fix.c", "-O2", "-ffunction-sections", "-fdata-sections", "-c")
 	r.key = filepath.Join(d, "team.key")
 	r.patch = filepath.Join(d, "fix.hp")
 	r.hotpatch("keygen", "-o", r.key)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,7 +12,8 @@ import (
 )
 
 // standStill asks the stopgap target how long its spinning main thread
-// stood still at most since the last question (testdata/stopgap.c), and
+// stood still at most since the last question (internal/proc/testdata/stopgap.c,
+// shared with proc's test), and
 // which compute() runs.
 func standStill(t *testing.T, tg *testutil.Target) (time.Duration, string) {
 	t.Helper()
@@ -47,7 +49,7 @@ func covers(t *testing.T, what string, stall, seen time.Duration) {
 // short.
 func TestStallCoversEveryWindow(t *testing.T) {
 	dir := setup(t)
-	bin := compileTarget(t, dir, "stopgap.c")
+	bin := testutil.Compile(t, filepath.Join(dir, "stopgap"), append([]string{"../proc/testdata/stopgap.c"}, targetFlags...)...)
 	p := buildPatch(t, bin, compileObj(t, dir, "basic_new.c", "-fPIE"))
 	tg := testutil.Start(t, bin)
 	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "ready" })

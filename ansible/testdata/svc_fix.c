@@ -1,2 +1,0 @@
-/* The hotpatch for svc.c. */
-const char *message(void) { return "v2"; }
