@@ -167,8 +167,12 @@ func printApplied(w io.Writer, rep *engine.ApplyReport) {
 		}
 		return
 	}
-	fmt.Fprintf(w, "applied %s to process %d (%s): stall %v (longest stop of one thread; all threads stopped %v, one thread %v while mapping), %d function(s) redirected, total %v, consistency %s\n",
-		rep.PatchID, rep.PID, rep.Target, rep.Stall.Round(time.Microsecond), rep.Pause.Round(time.Microsecond), rep.AllocPause.Round(time.Microsecond),
+	windows := fmt.Sprintf("all threads stopped %v", rep.Pause.Round(time.Microsecond))
+	if rep.AllocPause > 0 { // the region was mapped in a one-thread stop of its own
+		windows += fmt.Sprintf(", one thread %v while mapping", rep.AllocPause.Round(time.Microsecond))
+	}
+	fmt.Fprintf(w, "applied %s to process %d (%s): stall %v (longest stop of one thread; %s), %d function(s) redirected, total %v, consistency %s\n",
+		rep.PatchID, rep.PID, rep.Target, rep.Stall.Round(time.Microsecond), windows,
 		len(rep.Functions), rep.Elapsed.Round(time.Millisecond), rep.Consistency)
 	for _, f := range rep.Functions {
 		fmt.Fprintf(w, "  %-24s %#x -> %#x (%s, %s path)%s\n", f.Name, f.Entry, f.New, f.Kind, f.Path, aliasNote(f.Aliases))
