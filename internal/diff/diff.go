@@ -467,23 +467,71 @@ func compare(oo, no *object) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new object: %w", err)
 	}
-	res := &Result{SourceFile: no.file}
 	for _, sd := range []*side{olds, ns} {
-		for si, its := range sd.bySec {
-			nf := 0
-			for _, it := range its {
-				if it.fn {
-					nf++
-				}
-			}
-			if nf > 1 {
-				return nil, fmt.Errorf("%w: section %s holds %d functions", ErrNeedSections, sd.o.sec(si).Name, nf)
-			}
+		if err := sd.checkOneFunctionPerSection(); err != nil {
+			return nil, err
 		}
 	}
+	c := &comparison{olds: olds, ns: ns, res: &Result{SourceFile: no.file}, status: map[*item]Status{}, renames: map[int]string{}}
+	c.functions()
+	if err := c.data(); err != nil {
+		return c.res, err
+	}
+	if err := c.keepChanged(); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(c.res.Funcs, func(i, j int) bool { return c.res.Funcs[i].Name < c.res.Funcs[j].Name })
+	return c.res, nil
+}
 
-	// Functions: changed or new, grouped with their split parts.
-	status := map[*item]Status{}
+// checkOneFunctionPerSection refuses an object compiled without
+// -ffunction-sections: a section holding several functions.
+func (s *side) checkOneFunctionPerSection() error {
+	for si, its := range s.bySec {
+		nf := 0
+		for _, it := range its {
+			if it.fn {
+				nf++
+			}
+		}
+		if nf > 1 {
+			return fmt.Errorf("%w: section %s holds %d functions", ErrNeedSections, s.o.sec(si).Name, nf)
+		}
+	}
+	return nil
+}
+
+// comparison is one compare of the old side with the new: what it has found
+// so far.
+type comparison struct {
+	olds, ns *side
+	res      *Result
+	status   map[*item]Status // of the new side's functions
+	renames  map[int]string   // new symbol index -> the name it takes in the patch
+}
+
+// groupOf returns the key of the function group an item belongs to: its
+// parent's for a split part, its own otherwise.
+func groupOf(it *item) string {
+	if p := parentOf(it); p != "" {
+		return p
+	}
+	return it.key
+}
+
+// dataKind names a data item as Data.Kind does.
+func dataKind(it *item) string {
+	if it.ro {
+		return "constant"
+	}
+	return "variable"
+}
+
+// functions finds the changed and new functions, grouped with their split
+// parts (one changed part makes the whole group changed), and the removed
+// ones.
+func (c *comparison) functions() {
+	olds, ns := c.olds, c.ns
 	groupChanged := map[string]bool{}
 	for _, it := range ns.items {
 		if !it.fn {
@@ -492,112 +540,78 @@ func compare(oo, no *object) (*Result, error) {
 		old := olds.byKey[it.key]
 		switch {
 		case old == nil || !old.fn:
-			status[it] = New
+			c.status[it] = New
 		case equalSig(olds, old, ns, it):
-			status[it] = Unchanged
+			c.status[it] = Unchanged
 		default:
-			status[it] = Changed
+			c.status[it] = Changed
 		}
-		if status[it] != Unchanged {
-			g := it.key
-			if p := parentOf(it); p != "" {
-				g = p
-			}
-			groupChanged[g] = true
+		if c.status[it] != Unchanged {
+			groupChanged[groupOf(it)] = true
 		}
 	}
-	renames := map[int]string{}
 	for _, it := range ns.items {
 		if !it.fn {
 			continue
 		}
-		g := it.key
-		if p := parentOf(it); p != "" {
-			g = p
+		if c.status[it] == Unchanged && groupChanged[groupOf(it)] {
+			c.status[it] = Changed
 		}
-		if status[it] == Unchanged && groupChanged[g] {
-			status[it] = Changed
-		}
-		f := Func{Name: it.name, Local: elf.ST_BIND(no.syms[it.sym].Info) == elf.STB_LOCAL, Status: status[it], Size: it.size}
-		if p := parentOf(it); p != "" {
-			f.Part = strings.TrimPrefix(p, "F:")
-			if ns.byKey[p] != nil {
-				f.Part = ns.byKey[p].name
-			}
-		}
-		if old := olds.byKey[it.key]; old != nil && old.fn {
-			if old.name != it.name {
-				renames[it.sym] = old.name
-				f.Name, f.NewName = old.name, it.name
-			}
-			if f.Status == Changed {
-				f.Orig, f.OrigMask = olds.runPre(old)
-			}
-		}
-		res.Funcs = append(res.Funcs, f)
+		c.res.Funcs = append(c.res.Funcs, c.function(it))
 	}
 	for _, it := range olds.items {
 		if it.fn && ns.byKey[it.key] == nil {
-			res.Funcs = append(res.Funcs, Func{Name: it.name, Status: Removed, Size: it.size})
+			c.res.Funcs = append(c.res.Funcs, Func{Name: it.name, Status: Removed, Size: it.size})
 		}
 	}
+}
 
-	// Data. Thread-local variables are variables like the others: an existing
-	// one is the process's (every thread keeps its value), a change of its
-	// initial value or size is refused; a new one cannot be added at all.
+// function describes the new side's function it, whose status is decided.
+func (c *comparison) function(it *item) Func {
+	olds, ns := c.olds, c.ns
+	f := Func{Name: it.name, Local: elf.ST_BIND(ns.o.syms[it.sym].Info) == elf.STB_LOCAL, Status: c.status[it], Size: it.size}
+	if p := parentOf(it); p != "" {
+		f.Part = strings.TrimPrefix(p, "F:")
+		if ns.byKey[p] != nil {
+			f.Part = ns.byKey[p].name
+		}
+	}
+	if old := olds.byKey[it.key]; old != nil && old.fn {
+		if old.name != it.name {
+			c.renames[it.sym] = old.name
+			f.Name, f.NewName = old.name, it.name
+		}
+		if f.Status == Changed {
+			f.Orig, f.OrigMask = olds.runPre(old)
+		}
+	}
+	return f
+}
+
+// data compares the data items and string literals. Thread-local variables
+// are variables like the others: an existing one is the process's (every
+// thread keeps its value), a change of its initial value or size is refused;
+// a new one cannot be added at all. The error, if any, comes after every
+// item is in c.res.
+func (c *comparison) data() error {
+	olds, ns := c.olds, c.ns
 	var refused, newTLS []string
 	for _, it := range ns.items {
 		if it.fn {
 			continue
 		}
-		d := Data{Name: it.name, Kind: "variable", Size: it.size}
-		if it.ro {
-			d.Kind = "constant"
+		d := c.datum(it)
+		if d.Status == New && it.tls {
+			newTLS = append(newTLS, it.name)
 		}
-		old := olds.byKey[it.key]
-		// Read-only keys include the content (targetKey), items' keys do not:
-		// compare by name key and then content.
-		switch {
-		case old == nil || old.fn:
-			d.Status = New
-			if it.tls {
-				newTLS = append(newTLS, it.name)
-			}
-			if elf.ST_BIND(no.syms[it.sym].Info) == elf.STB_LOCAL && !it.ro {
-				// A new static must never bind to a same-named static of
-				// another file of the target: give it a name no target has.
-				renames[it.sym] = it.name + ".hotpatch"
-			}
-		case equalSig(olds, old, ns, it):
-			d.Status = Unchanged
-			if old.name != it.name {
-				renames[it.sym] = old.name
-				d.Name = old.name
-			}
-		default:
-			d.Status = Changed
-			if old.name != it.name {
-				renames[it.sym] = old.name
-				d.Name = old.name
-			}
-			if !it.ro {
-				if old.size != it.size {
-					d.Reason = fmt.Sprintf("its size changes from %d to %d bytes", old.size, it.size)
-				} else {
-					d.Reason = "its initial value changes"
-				}
-				refused = append(refused, fmt.Sprintf("%s (%s)", d.Name, d.Reason))
-			}
+		if d.Reason != "" {
+			refused = append(refused, fmt.Sprintf("%s (%s)", d.Name, d.Reason))
 		}
-		res.Data = append(res.Data, d)
+		c.res.Data = append(c.res.Data, d)
 	}
 	for _, it := range olds.items {
 		if !it.fn && ns.byKey[it.key] == nil {
-			k := "variable"
-			if it.ro {
-				k = "constant"
-			}
-			res.Data = append(res.Data, Data{Name: it.name, Kind: k, Status: Removed, Size: it.size})
+			c.res.Data = append(c.res.Data, Data{Name: it.name, Kind: dataKind(it), Status: Removed, Size: it.size})
 		}
 	}
 	oldStr := olds.stringSet()
@@ -606,33 +620,72 @@ func compare(oo, no *object) (*Result, error) {
 		if !oldStr[str] {
 			st = New
 		}
-		res.Data = append(res.Data, Data{Name: fmt.Sprintf("%q", str), Kind: "string", Status: st, Size: uint64(len(str) + 1)})
+		c.res.Data = append(c.res.Data, Data{Name: fmt.Sprintf("%q", str), Kind: "string", Status: st, Size: uint64(len(str) + 1)})
 	}
 	if len(newTLS) > 0 {
-		return res, fmt.Errorf("%w: %s: the threads of a running process have their thread-local storage allocated already; keep the fix to the existing thread-local variables, or use a global protected by a lock",
+		return fmt.Errorf("%w: %s: the threads of a running process have their thread-local storage allocated already; keep the fix to the existing thread-local variables, or use a global protected by a lock",
 			ErrNewTLS, strings.Join(newTLS, ", "))
 	}
 	if len(refused) > 0 {
-		return res, fmt.Errorf("%w: %s: the running process already holds its current value, which a patch cannot change; initialise it in code instead, or restart the program",
+		return fmt.Errorf("%w: %s: the running process already holds its current value, which a patch cannot change; initialise it in code instead, or restart the program",
 			ErrLiveData, strings.Join(refused, "; "))
 	}
+	return nil
+}
 
-	// Keep changed and new functions, drop the rest.
+// datum describes the new side's data item it; a Reason is set on a changed
+// variable, which the patch cannot change.
+func (c *comparison) datum(it *item) Data {
+	olds, ns := c.olds, c.ns
+	d := Data{Name: it.name, Kind: dataKind(it), Size: it.size}
+	old := olds.byKey[it.key]
+	// Read-only keys include the content (targetKey), items' keys do not:
+	// compare by name key and then content.
+	switch {
+	case old == nil || old.fn:
+		d.Status = New
+		if elf.ST_BIND(ns.o.syms[it.sym].Info) == elf.STB_LOCAL && !it.ro {
+			// A new static must never bind to a same-named static of
+			// another file of the target: give it a name no target has.
+			c.renames[it.sym] = it.name + ".hotpatch"
+		}
+		return d
+	case equalSig(olds, old, ns, it):
+		d.Status = Unchanged
+	default:
+		d.Status = Changed
+	}
+	if old.name != it.name {
+		c.renames[it.sym] = old.name
+		d.Name = old.name
+	}
+	if d.Status == Changed && !it.ro {
+		if old.size != it.size {
+			d.Reason = fmt.Sprintf("its size changes from %d to %d bytes", old.size, it.size)
+		} else {
+			d.Reason = "its initial value changes"
+		}
+	}
+	return d
+}
+
+// keepChanged makes the patch object: the new object with its changed and
+// new functions only, symbols renamed.
+func (c *comparison) keepChanged() error {
 	var drop []*item
-	for _, it := range ns.items {
-		if it.fn && status[it] == Unchanged {
+	for _, it := range c.ns.items {
+		if it.fn && c.status[it] == Unchanged {
 			drop = append(drop, it)
 		}
 	}
-	res.Object, err = rewrite(no, drop, renames)
+	obj, err := rewrite(c.ns.o, drop, c.renames)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if res.Object, err = compact(res.Object); err != nil {
-		return nil, err
+	if c.res.Object, err = compact(obj); err != nil {
+		return err
 	}
-	sort.SliceStable(res.Funcs, func(i, j int) bool { return res.Funcs[i].Name < res.Funcs[j].Name })
-	return res, nil
+	return nil
 }
 
 // runPre returns a function's bytes with every byte a relocation will write
