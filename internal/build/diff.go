@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"os"
 
 	"github.com/hotpatch/hotpatch/internal/diff"
@@ -57,117 +58,162 @@ func Diff(opt Options) (*patchfile.Patch, *Report, error) {
 			return nil, nil, err
 		}
 	}
-	bid, syms, rep, man := tg.bid, tg.syms, tg.report(), tg.manifest(opt)
-	var members []patchfile.NamedData
-	h := sha256.New()
-	h.Write(bid)
-	names := map[string]bool{}
+	b := &diffBuild{opt: opt, tg: tg, rep: tg.report(), man: tg.manifest(opt), h: sha256.New(), names: map[string]bool{}}
+	b.h.Write(tg.bid)
 	for i, newPath := range opt.New {
-		oldPath := opt.Old[i]
-		oldData, err := os.ReadFile(oldPath)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read old object: %w", err)
-		}
-		newData, err := os.ReadFile(newPath)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read new object: %w", err)
-		}
-		for _, o := range []struct {
-			path string
-			data []byte
-		}{{oldPath, oldData}, {newPath, newData}} {
-			if err := checkLTOObject(o.path, o.data); err != nil && !opt.Linked {
-				return nil, nil, err
-			}
-		}
-		res, err := diff.Compare(oldData, newData)
-		if err != nil {
-			return nil, nil, fmt.Errorf("compare %s with %s: %w", oldPath, newPath, err)
-		}
-		_, member, err := tg.object(newPath, res.Object, names)
-		if err != nil {
+		if err := b.pair(opt.Old[i], newPath); err != nil {
 			return nil, nil, err
-		}
-		red, add := res.Redirected(), res.Added()
-		if len(red) == 0 && len(add) == 0 {
-			// Nothing of this file changes: report it, carry nothing.
-			for _, f := range res.Funcs {
-				if f.Status == diff.Unchanged && f.Part == "" {
-					rep.Unchanged = append(rep.Unchanged, Func{Name: f.Name, Object: member, Size: f.Size})
-				}
-			}
-			continue
-		}
-		if err := checkRunPre(tg, oldPath, oldData, res); err != nil {
-			return nil, nil, err
-		}
-		members = append(members, patchfile.NamedData{Name: member, Kind: "object", Data: res.Object})
-		h.Write(res.Object)
-		mt := &match{t: tg, old: oldData}
-		for _, f := range red {
-			old, found, err := findFunc(syms, linker.ObjSymbol{Name: f.Name, Local: f.Local}, res.SourceFile)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", newPath, err)
-			}
-			spec := patchfile.Function{Name: f.Name, Object: member, Addr: old.Value, Size: old.Size, Orig: f.Orig, OrigMask: f.OrigMask}
-			if old.Bind == elf.STB_LOCAL {
-				spec.Local, spec.File = true, old.File
-			}
-			if found {
-				spec.Match = tg.debugMatch(old, spec.Orig)
-			} else {
-				// No symbol: locate the function by its code.
-				a, size, err := mt.function(f.Name)
-				if err != nil {
-					return nil, nil, fmt.Errorf("%w: %s changed in %s, but %s has no symbol for it and run-pre matching could not locate it: %w",
-						ErrNotFound, f.Name, newPath, opt.Target, err)
-				}
-				spec.Addr, spec.Size, spec.Match = a, size, patchfile.MatchRunPre
-				if f.Local {
-					spec.Local, spec.File = true, res.SourceFile
-				}
-			}
-			man.Functions = append(man.Functions, spec)
-			rep.Replaced = append(rep.Replaced, Func{Name: f.Name, File: spec.File, Object: member, Addr: spec.Addr, Size: spec.Size, Match: spec.Match})
-		}
-		vars := map[string]diff.Data{}
-		for _, d := range res.Data {
-			if d.Kind == "variable" && d.Status != diff.New {
-				vars[d.Name] = d
-			}
-		}
-		if err := recordRefs(tg, mt, res.Object, res.SourceFile, vars, &man, rep); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", newPath, err)
-		}
-		for _, f := range add {
-			man.Functions = append(man.Functions, patchfile.Function{Name: f.Name, Object: member, New: true})
-			rep.Added = append(rep.Added, Func{Name: f.Name, Object: member, Size: f.Size})
-		}
-		for _, f := range res.Funcs {
-			if f.Status == diff.Unchanged && f.Part == "" {
-				rep.Unchanged = append(rep.Unchanged, Func{Name: f.Name, Object: member, Size: f.Size})
-			}
-		}
-		for _, d := range res.Data {
-			rep.Data = append(rep.Data, DataItem{Name: d.Name, Kind: d.Kind, Status: d.Status, Size: d.Size, Object: member})
 		}
 	}
+	return b.finish()
+}
+
+// diffBuild is one diff-mode build: the patch as far as it is made.
+type diffBuild struct {
+	opt     Options
+	tg      *target
+	rep     *Report
+	man     patchfile.Manifest
+	members []patchfile.NamedData
+	h       hash.Hash // of the target's build-id and the members: the default patch ID
+	names   map[string]bool
+}
+
+// readPair reads OLD.o and NEW.o of one translation unit and, unless the
+// build is of a linked file, refuses LTO objects.
+func readPair(oldPath, newPath string, linked bool) (oldData, newData []byte, err error) {
+	oldData, err = os.ReadFile(oldPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read old object: %w", err)
+	}
+	newData, err = os.ReadFile(newPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read new object: %w", err)
+	}
+	for _, o := range []struct {
+		path string
+		data []byte
+	}{{oldPath, oldData}, {newPath, newData}} {
+		if err := checkLTOObject(o.path, o.data); err != nil && !linked {
+			return nil, nil, err
+		}
+	}
+	return oldData, newData, nil
+}
+
+// pair compares one translation unit's OLD.o with its NEW.o and adds what
+// changed to the patch.
+func (b *diffBuild) pair(oldPath, newPath string) error {
+	oldData, newData, err := readPair(oldPath, newPath, b.opt.Linked)
+	if err != nil {
+		return err
+	}
+	res, err := diff.Compare(oldData, newData)
+	if err != nil {
+		return fmt.Errorf("compare %s with %s: %w", oldPath, newPath, err)
+	}
+	_, member, err := b.tg.object(newPath, res.Object, b.names)
+	if err != nil {
+		return err
+	}
+	red, add := res.Redirected(), res.Added()
+	if len(red) == 0 && len(add) == 0 {
+		// Nothing of this file changes: report it, carry nothing.
+		b.reportUnchanged(res, member)
+		return nil
+	}
+	if err := checkRunPre(b.tg, oldPath, oldData, res); err != nil {
+		return err
+	}
+	b.members = append(b.members, patchfile.NamedData{Name: member, Kind: "object", Data: res.Object})
+	b.h.Write(res.Object)
+	mt := &match{t: b.tg, old: oldData}
+	for _, f := range red {
+		spec, err := b.redirect(mt, f, res.SourceFile, member, newPath)
+		if err != nil {
+			return err
+		}
+		b.man.Functions = append(b.man.Functions, spec)
+		b.rep.Replaced = append(b.rep.Replaced, Func{Name: f.Name, File: spec.File, Object: member, Addr: spec.Addr, Size: spec.Size, Match: spec.Match})
+	}
+	vars := map[string]diff.Data{}
+	for _, d := range res.Data {
+		if d.Kind == "variable" && d.Status != diff.New {
+			vars[d.Name] = d
+		}
+	}
+	if err := recordRefs(b.tg, mt, res.Object, res.SourceFile, vars, &b.man, b.rep); err != nil {
+		return fmt.Errorf("%s: %w", newPath, err)
+	}
+	for _, f := range add {
+		b.man.Functions = append(b.man.Functions, patchfile.Function{Name: f.Name, Object: member, New: true})
+		b.rep.Added = append(b.rep.Added, Func{Name: f.Name, Object: member, Size: f.Size})
+	}
+	b.reportUnchanged(res, member)
+	for _, d := range res.Data {
+		b.rep.Data = append(b.rep.Data, DataItem{Name: d.Name, Kind: d.Kind, Status: d.Status, Size: d.Size, Object: member})
+	}
+	return nil
+}
+
+// reportUnchanged reports the unchanged functions (not split parts) of one
+// member.
+func (b *diffBuild) reportUnchanged(res *diff.Result, member string) {
+	for _, f := range res.Funcs {
+		if f.Status == diff.Unchanged && f.Part == "" {
+			b.rep.Unchanged = append(b.rep.Unchanged, Func{Name: f.Name, Object: member, Size: f.Size})
+		}
+	}
+}
+
+// redirect finds the target's function that the changed function f replaces:
+// by its symbol, or, without one, by run-pre matching of its code (mt).
+func (b *diffBuild) redirect(mt *match, f diff.Func, srcFile, member, newPath string) (patchfile.Function, error) {
+	old, found, err := findFunc(b.tg.syms, linker.ObjSymbol{Name: f.Name, Local: f.Local}, srcFile)
+	if err != nil {
+		return patchfile.Function{}, fmt.Errorf("%s: %w", newPath, err)
+	}
+	spec := patchfile.Function{Name: f.Name, Object: member, Addr: old.Value, Size: old.Size, Orig: f.Orig, OrigMask: f.OrigMask}
+	if old.Bind == elf.STB_LOCAL {
+		spec.Local, spec.File = true, old.File
+	}
+	if found {
+		spec.Match = b.tg.debugMatch(old, spec.Orig)
+		return spec, nil
+	}
+	// No symbol: locate the function by its code.
+	a, size, err := mt.function(f.Name)
+	if err != nil {
+		return patchfile.Function{}, fmt.Errorf("%w: %s changed in %s, but %s has no symbol for it and run-pre matching could not locate it: %w",
+			ErrNotFound, f.Name, newPath, b.opt.Target, err)
+	}
+	spec.Addr, spec.Size, spec.Match = a, size, patchfile.MatchRunPre
+	if f.Local {
+		spec.Local, spec.File = true, srcFile
+	}
+	return spec, nil
+}
+
+// finish refuses a patch that would change nothing, merges aliases, names
+// the patch and makes it.
+func (b *diffBuild) finish() (*patchfile.Patch, *Report, error) {
+	man, rep := &b.man, b.rep
 	if len(man.Functions) == 0 {
-		return nil, nil, fmt.Errorf("%w: no function differs between %v and %v: nothing to patch", ErrNotFound, opt.Old, opt.New)
+		return nil, nil, fmt.Errorf("%w: no function differs between %v and %v: nothing to patch", ErrNotFound, b.opt.Old, b.opt.New)
 	}
 	if len(rep.Replaced) == 0 {
 		return nil, nil, fmt.Errorf("%w: the fix only adds functions (%s) and changes no existing one, so nothing would ever call them",
 			ErrNotFound, rep.Added[0].Name)
 	}
-	if err := mergeAliases(&man, rep, members); err != nil {
+	if err := mergeAliases(man, rep, b.members); err != nil {
 		return nil, nil, err
 	}
-	man.ID = opt.ID
+	man.ID = b.opt.ID
 	if man.ID == "" {
-		man.ID = "hp-" + hex.EncodeToString(h.Sum(nil))[:12]
+		man.ID = "hp-" + hex.EncodeToString(b.h.Sum(nil))[:12]
 	}
 	rep.ID = man.ID
-	p, err := patchfile.New(man, members)
+	p, err := patchfile.New(*man, b.members)
 	if err != nil {
 		return nil, nil, err
 	}
