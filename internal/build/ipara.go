@@ -41,122 +41,181 @@ import (
 // the patch is refused unless force gives the reason to go ahead (see
 // callerFuncs).
 func checkIPARA(t *target, replaced []Func, force string) (forced string, err error) {
-	ef, syms, a := t.ef, t.syms, t.arch
 	cus, _ := t.dwarf().CompileUnits()
-	cuOf := func(addr uint64) int {
-		for i, cu := range cus {
-			for _, r := range cu.Ranges {
-				if addr >= r[0] && addr < r[1] {
-					return i
-				}
-			}
-		}
-		return -1
+	c := &iparaCheck{cus: cus, plt: pltRanges(t.ef.ELF())}
+	funcs, checkable := callerFuncs(t, t.syms)
+	if !checkable {
+		return c.uncheckable(t, replaced, force)
 	}
+	c.decodeAll(t, funcs)
+	for _, r := range replaced {
+		if err := c.check(r); err != nil {
+			return "", err
+		}
+	}
+	return "", nil
+}
+
+// iparaCheck is what checkIPARA knows of the target: its compile units, its
+// PLT and every function decoded.
+type iparaCheck struct {
+	cus []elfsym.CompileUnit
+	plt [][2]uint64
+	all []decodedFunc
+}
+
+// decodedFunc is one function of the target with its calls.
+type decodedFunc struct {
+	sym  elfsym.Symbol
+	info arch.FuncInfo
+}
+
+// pltRanges returns the address ranges of the .plt* sections.
+func pltRanges(f *elf.File) [][2]uint64 {
 	var plt [][2]uint64
-	for _, s := range ef.ELF().Sections {
+	for _, s := range f.Sections {
 		if strings.HasPrefix(s.Name, ".plt") {
 			plt = append(plt, [2]uint64{s.Addr, s.Addr + s.Size})
 		}
 	}
-	inPLT := func(addr uint64) bool {
-		for _, r := range plt {
+	return plt
+}
+
+// cuOf returns the index of the compile unit whose ranges hold addr, -1 if none.
+func (c *iparaCheck) cuOf(addr uint64) int {
+	for i, cu := range c.cus {
+		for _, r := range cu.Ranges {
 			if addr >= r[0] && addr < r[1] {
-				return true
+				return i
 			}
 		}
-		return false
 	}
-	// Decode every function once.
-	type decoded struct {
-		sym  elfsym.Symbol
-		info arch.FuncInfo
+	return -1
+}
+
+func (c *iparaCheck) inPLT(addr uint64) bool {
+	for _, r := range c.plt {
+		if addr >= r[0] && addr < r[1] {
+			return true
+		}
 	}
-	var all []decoded
+	return false
+}
+
+// safe reports whether the compile unit of the function at addr was built
+// with -fipa-ra off.
+func (c *iparaCheck) safe(addr uint64) bool {
+	cu := c.cuOf(addr)
+	return cu >= 0 && safeProducer(c.cus[cu].Producer)
+}
+
+// uncheckable decides for a target whose callers cannot be seen: only
+// functions of safely built compile units pass, the others need force.
+func (c *iparaCheck) uncheckable(t *target, replaced []Func, force string) (forced string, err error) {
+	var unsafe []string
+	for _, r := range replaced {
+		if !c.safe(r.Addr) {
+			unsafe = append(unsafe, r.Name)
+		}
+	}
+	if len(unsafe) == 0 {
+		return "", nil
+	}
+	if force == "" {
+		return "", fmt.Errorf("%w: could not check the -fipa-ra hazard for %s: %s has only its exported symbols (stripped, no debug file found) and no .eh_frame function boundaries, so callers of %s in its own translation unit cannot be seen. Give hotpatch the debug file (--debug-file), or pass --force REASON if you know the target was built with -fno-ipa-ra or -flive-patching",
+			ErrUnsafeTarget, strings.Join(unsafe, ", "), t.path, strings.Join(unsafe, ", "))
+	}
+	return force, nil
+}
+
+// decodeAll decodes every function once (the first of the symbols at one
+// address); what cannot be read or decoded is left out.
+func (c *iparaCheck) decodeAll(t *target, funcs []elfsym.Symbol) {
 	seen := map[uint64]bool{}
-	funcs, checkable := callerFuncs(t, syms)
-	if !checkable {
-		var unsafe []string
-		for _, r := range replaced {
-			if cu := cuOf(r.Addr); cu < 0 || !safeProducer(cus[cu].Producer) {
-				unsafe = append(unsafe, r.Name)
-			}
-		}
-		if len(unsafe) == 0 {
-			return "", nil
-		}
-		if force == "" {
-			return "", fmt.Errorf("%w: could not check the -fipa-ra hazard for %s: %s has only its exported symbols (stripped, no debug file found) and no .eh_frame function boundaries, so callers of %s in its own translation unit cannot be seen. Give hotpatch the debug file (--debug-file), or pass --force REASON if you know the target was built with -fno-ipa-ra or -flive-patching",
-				ErrUnsafeTarget, strings.Join(unsafe, ", "), t.path, strings.Join(unsafe, ", "))
-		}
-		return force, nil
-	}
 	for _, s := range funcs {
 		if seen[s.Value] || s.Size == 0 {
 			continue
 		}
 		seen[s.Value] = true
-		code, err := ef.ReadVirt(s.Value, int(s.Size))
+		code, err := t.ef.ReadVirt(s.Value, int(s.Size))
 		if err != nil {
 			continue
 		}
-		info, err := a.Analyze(code, s.Value)
+		info, err := t.arch.Analyze(code, s.Value)
 		if err != nil {
 			continue
 		}
-		all = append(all, decoded{s, info})
+		c.all = append(c.all, decodedFunc{s, info})
 	}
-	for _, r := range replaced {
-		cu := cuOf(r.Addr)
-		if cu >= 0 && safeProducer(cus[cu].Producer) {
-			continue
-		}
-		var self *decoded
-		for i := range all {
-			if all[i].sym.Value == r.Addr {
-				self = &all[i]
-			}
-		}
-		if self == nil {
-			return "", fmt.Errorf("%w: cannot decode %s to check its callers", ErrUnsafeTarget, r.Name)
-		}
-		opaque := self.info.IndirectCalls > 0
-		for _, c := range append(append([]uint64(nil), self.info.Calls...), self.info.TailJumps...) {
-			if inPLT(c) {
-				opaque = true
-			}
-		}
-		if opaque {
-			continue
-		}
-		var bad []string
-		for _, d := range all {
-			calls := false
-			for _, c := range d.info.Calls {
-				if c == r.Addr {
-					calls = true
-				}
-			}
-			if !calls || d.sym.Value == r.Addr {
-				continue
-			}
-			same := true
-			switch {
-			case cu >= 0:
-				same = cuOf(d.sym.Value) == cu
-			case r.File != "" && d.sym.Bind == elf.STB_LOCAL && d.sym.File != "":
-				same = d.sym.File == r.File
-			}
-			if same {
-				bad = append(bad, d.sym.Name)
-			}
-		}
-		if len(bad) > 0 {
-			return "", fmt.Errorf("%w: %s is called directly by %s in its own translation unit, and the target was built with GCC's interprocedural register allocation (-fipa-ra, the -O2 default): those callers may keep values in registers the old %s never touched, which a separately compiled replacement may clobber. Rebuild the target with -flive-patching=inline-clone (or at least -fno-ipa-ra), and keep -g so hotpatch can see the flags in DW_AT_producer",
-				ErrUnsafeTarget, r.Name, strings.Join(bad, ", "), r.Name)
+}
+
+// check refuses the replaced function r if it is unsafe: built with
+// -fipa-ra, no opaque call, and direct callers in its translation unit.
+func (c *iparaCheck) check(r Func) error {
+	if c.safe(r.Addr) {
+		return nil
+	}
+	var self *decodedFunc
+	for i := range c.all {
+		if c.all[i].sym.Value == r.Addr {
+			self = &c.all[i]
 		}
 	}
-	return "", nil
+	if self == nil {
+		return fmt.Errorf("%w: cannot decode %s to check its callers", ErrUnsafeTarget, r.Name)
+	}
+	if c.opaque(self) {
+		return nil
+	}
+	if bad := c.sameUnitCallers(r); len(bad) > 0 {
+		return fmt.Errorf("%w: %s is called directly by %s in its own translation unit, and the target was built with GCC's interprocedural register allocation (-fipa-ra, the -O2 default): those callers may keep values in registers the old %s never touched, which a separately compiled replacement may clobber. Rebuild the target with -flive-patching=inline-clone (or at least -fno-ipa-ra), and keep -g so hotpatch can see the flags in DW_AT_producer",
+			ErrUnsafeTarget, r.Name, strings.Join(bad, ", "), r.Name)
+	}
+	return nil
+}
+
+// opaque reports whether f makes a call or tail call through a pointer or
+// the PLT, for which GCC records the full ABI clobber set.
+func (c *iparaCheck) opaque(f *decodedFunc) bool {
+	if f.info.IndirectCalls > 0 {
+		return true
+	}
+	for _, a := range append(append([]uint64(nil), f.info.Calls...), f.info.TailJumps...) {
+		if c.inPLT(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameUnitCallers names the functions that call r directly from r's
+// translation unit: by compile unit, else by the STT_FILE of local symbols;
+// a caller of unknown origin counts as same-unit.
+func (c *iparaCheck) sameUnitCallers(r Func) []string {
+	cu := c.cuOf(r.Addr)
+	var bad []string
+	for _, d := range c.all {
+		calls := false
+		for _, a := range d.info.Calls {
+			if a == r.Addr {
+				calls = true
+			}
+		}
+		if !calls || d.sym.Value == r.Addr {
+			continue
+		}
+		same := true
+		switch {
+		case cu >= 0:
+			same = c.cuOf(d.sym.Value) == cu
+		case r.File != "" && d.sym.Bind == elf.STB_LOCAL && d.sym.File != "":
+			same = d.sym.File == r.File
+		}
+		if same {
+			bad = append(bad, d.sym.Name)
+		}
+	}
+	return bad
 }
 
 // callerFuncs returns every function of the target that may call a
