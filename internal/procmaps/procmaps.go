@@ -10,7 +10,6 @@
 package procmaps
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -101,32 +100,35 @@ func Parse(r io.Reader) ([]Mapping, error) {
 // escaped.
 const maxLine = 1 << 20
 
-// ParseBytes is Parse of the whole contents of a maps file. It splits b in
-// place, without a line buffer of its own: a fleet apply parses the maps of
-// every process several times, and a 64 KiB scanner buffer per parse was
-// most of hotpatch's page faults.
+// ParseBytes is Parse of the whole contents of a maps file. It converts b
+// to one string and splits that in place (each Mapping's Perms, Dev and Path
+// are substrings of it), without a line buffer or a string per line: a
+// fleet apply parses the maps of every process several times, and a 64 KiB
+// scanner buffer per parse was most of hotpatch's page faults, a string per
+// line most of the allocations left.
 func ParseBytes(b []byte) (_ []Mapping, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("parse maps: %w: panic: %v", ErrMalformed, p)
 		}
 	}()
-	out := make([]Mapping, 0, bytes.Count(b, []byte{'\n'})+1)
-	for n := 1; len(b) > 0; n++ {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
+	s := string(b)
+	out := make([]Mapping, 0, strings.Count(s, "\n")+1)
+	for n := 1; len(s) > 0; n++ {
+		line := s
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			line, s = s[:i], s[i+1:]
 		} else {
-			b = nil
+			s = ""
 		}
 		if len(line) > maxLine {
 			return nil, fmt.Errorf("parse maps line %d: %w: %d bytes", n, ErrMalformed, len(line))
 		}
-		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if len(bytes.TrimSpace(line)) == 0 {
+		line = strings.TrimSuffix(line, "\r")
+		if len(strings.TrimSpace(line)) == 0 {
 			continue
 		}
-		m, err := parseLine(string(line))
+		m, err := parseLine(line)
 		if err != nil {
 			return nil, fmt.Errorf("parse maps line %d %q: %w", n, line, err)
 		}
@@ -138,14 +140,22 @@ func ParseBytes(b []byte) (_ []Mapping, err error) {
 	return out, nil
 }
 
-// field cuts the next space-separated field off s.
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+// field cuts the next space-separated field (runs of spaces and tabs
+// separate fields) off s.
 func field(s string) (f, rest string) {
-	s = strings.TrimLeft(s, " \t")
-	i := strings.IndexAny(s, " \t")
-	if i < 0 {
-		return s, ""
+	i := 0
+	for i < len(s) && isBlank(s[i]) {
+		i++
 	}
-	return s[:i], s[i:]
+	s = s[i:]
+	for j := 0; j < len(s); j++ {
+		if isBlank(s[j]) {
+			return s[:j], s[j:]
+		}
+	}
+	return s, ""
 }
 
 func parseLine(line string) (Mapping, error) {
@@ -169,7 +179,7 @@ func parseLine(line string) (Mapping, error) {
 	if m.End < m.Start {
 		return m, fmt.Errorf("%w: end %#x before start %#x", ErrMalformed, m.End, m.Start)
 	}
-	if len(perms) != 4 || strings.Trim(perms, "rwxps-") != "" {
+	if !isPerms(perms) {
 		return m, fmt.Errorf("%w: permissions %q", ErrMalformed, perms)
 	}
 	m.Perms = perms
@@ -183,7 +193,11 @@ func parseLine(line string) (Mapping, error) {
 	if m.Inode, err = strconv.ParseUint(ino, 10, 64); err != nil {
 		return m, fmt.Errorf("%w: inode: %w", ErrMalformed, err)
 	}
-	p := strings.TrimLeft(rest, " \t")
+	i := 0
+	for i < len(rest) && isBlank(rest[i]) {
+		i++
+	}
+	p := rest[i:]
 	if strings.HasSuffix(p, deletedSuffix) {
 		p = strings.TrimSuffix(p, deletedSuffix)
 		m.Deleted = true
@@ -192,12 +206,28 @@ func parseLine(line string) (Mapping, error) {
 	return m, nil
 }
 
+// isPerms: four of r, w, x, p, s and -.
+func isPerms(s string) bool {
+	if len(s) != 4 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case 'r', 'w', 'x', 'p', 's', '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func isHex(s string) bool {
 	if s == "" {
 		return false
 	}
-	for _, c := range s {
-		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
 			return false
 		}
 	}
