@@ -178,6 +178,20 @@ func (w *writer) target(to ref) (symRef, int64) {
 // finish writes the relocation sections, the symbol and string tables and
 // the headers.
 func (w *writer) finish(res *Result) error {
+	symtabIdx, err := w.addRelaSections()
+	if err != nil {
+		return err
+	}
+	w.addSymtab(symtabIdx)
+	w.addShstrtab()
+	res.Object = w.layout()
+	return nil
+}
+
+// addRelaSections adds a .rela section after the content sections for each
+// one with relocations, and returns the index the symbol table will have
+// (right after them).
+func (w *writer) addRelaSections() (symtabIdx uint32, err error) {
 	le := binary.LittleEndian
 	type pending struct {
 		content int
@@ -206,9 +220,9 @@ func (w *writer) finish(res *Result) error {
 	}
 	nContent := len(w.secs)
 	if nContent+len(relSecs)+4 >= int(elf.SHN_LORESERVE) {
-		return fmt.Errorf("%w: the object would have %d sections, more than ELF's %d without extended indices", ErrBadFile, nContent+len(relSecs)+4, elf.SHN_LORESERVE)
+		return 0, fmt.Errorf("%w: the object would have %d sections, more than ELF's %d without extended indices", ErrBadFile, nContent+len(relSecs)+4, elf.SHN_LORESERVE)
 	}
-	symtabIdx := uint32(nContent + len(relSecs) + 1)
+	symtabIdx = uint32(nContent + len(relSecs) + 1)
 	for k, p := range relSecs {
 		var b []byte
 		for j, r := range relData[k] {
@@ -221,6 +235,13 @@ func (w *writer) finish(res *Result) error {
 		w.secs = append(w.secs, &outSec{name: ".rela" + w.secs[p.content-1].name, typ: elf.SHT_RELA, flags: elf.SHF_INFO_LINK,
 			data: b, size: uint64(len(b)), link: symtabIdx, info: uint32(p.content), align: 8, ent: 24})
 	}
+	return symtabIdx, nil
+}
+
+// addSymtab adds .symtab (at symtabIdx: locals, then globals) and its
+// .strtab.
+func (w *writer) addSymtab(symtabIdx uint32) {
+	le := binary.LittleEndian
 	var strtab []byte
 	strtab = append(strtab, 0)
 	var symtab []byte
@@ -240,6 +261,11 @@ func (w *writer) finish(res *Result) error {
 	w.secs = append(w.secs,
 		&outSec{name: ".symtab", typ: elf.SHT_SYMTAB, data: symtab, size: uint64(len(symtab)), link: symtabIdx + 1, info: uint32(1 + len(w.locals)), align: 8, ent: 24},
 		&outSec{name: ".strtab", typ: elf.SHT_STRTAB, data: strtab, size: uint64(len(strtab)), align: 1})
+}
+
+// addShstrtab adds the section name table, last, and gives every section
+// its name's offset.
+func (w *writer) addShstrtab() {
 	shstr := []byte{0}
 	shs := &outSec{name: ".shstrtab", typ: elf.SHT_STRTAB, align: 1}
 	w.secs = append(w.secs, shs)
@@ -248,7 +274,12 @@ func (w *writer) finish(res *Result) error {
 		shstr = append(append(shstr, s.name...), 0)
 	}
 	shs.data, shs.size = shstr, uint64(len(shstr))
+}
 
+// layout writes the file: ELF header, the sections' contents, each at its
+// alignment, and the section headers (the last section is .shstrtab).
+func (w *writer) layout() []byte {
+	le := binary.LittleEndian
 	out := make([]byte, 64)
 	for _, s := range w.secs {
 		if s.typ == elf.SHT_NOBITS {
@@ -287,6 +318,5 @@ func (w *writer) finish(res *Result) error {
 	le.PutUint16(out[58:], 64)                    // e_shentsize
 	le.PutUint16(out[60:], uint16(len(w.secs)+1)) // e_shnum
 	le.PutUint16(out[62:], uint16(len(w.secs)))   // e_shstrndx
-	res.Object = out
-	return nil
+	return out
 }
