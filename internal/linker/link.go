@@ -50,7 +50,28 @@ func (p *Prepared) Link(base uint64) (_ *Image, err error) {
 	if base+p.size < base {
 		return nil, fmt.Errorf("link at %#x: region of %#x bytes wraps around the address space", base, p.size)
 	}
-	a := p.arch
+	img := p.newImage(base)
+	for i, dest := range p.stubs {
+		copy(img.bytesAt(p.stubAt[i]), p.arch.FarStub(dest))
+	}
+	p.fillGOT(img)
+	for k := range p.relocs {
+		if err := p.relocate(img, &p.relocs[k]); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range p.syms {
+		img.Symbols[s.key] = p.symLoc[s.sym].addr(base)
+	}
+	if e := p.o.ehFrame; e >= 0 && p.inImage(e) {
+		img.EHFrame = p.secLoc[e].addr(base) + EHFrameHeader
+	}
+	return img, nil
+}
+
+// newImage returns the image at base with a fresh copy of each segment's
+// template.
+func (p *Prepared) newImage(base uint64) *Image {
 	img := &Image{Base: base, Size: p.size, Symbols: make(map[string]uint64, len(p.syms))}
 	for _, sg := range p.segs {
 		img.Segments = append(img.Segments, Segment{
@@ -60,28 +81,29 @@ func (p *Prepared) Link(base uint64) (_ *Image, err error) {
 			Name:   sg.name,
 		})
 	}
-	// bytesAt returns the image bytes at region offset off.
-	bytesAt := func(off uint64) []byte {
-		for i := range img.Segments {
-			sg := &img.Segments[i]
-			if off >= sg.Offset && off-sg.Offset < uint64(len(sg.Data)) {
-				return sg.Data[off-sg.Offset:]
-			}
-		}
-		panic(fmt.Sprintf("linker: offset %#x outside every segment", off)) // layout bug
-	}
+	return img
+}
 
-	for i, dest := range p.stubs {
-		copy(bytesAt(p.stubAt[i]), a.FarStub(dest))
+// bytesAt returns the image bytes at region offset off.
+func (img *Image) bytesAt(off uint64) []byte {
+	for i := range img.Segments {
+		sg := &img.Segments[i]
+		if off >= sg.Offset && off-sg.Offset < uint64(len(sg.Data)) {
+			return sg.Data[off-sg.Offset:]
+		}
 	}
-	ptr := uint64(a.PtrSize())
-	gotAddr := base + p.gotOff
+	panic(fmt.Sprintf("linker: offset %#x outside every segment", off)) // layout bug
+}
+
+// fillGOT writes the value of every slot of the patch's GOT.
+func (p *Prepared) fillGOT(img *Image) {
+	ptr := uint64(p.arch.PtrSize())
 	for i, slot := range p.got {
 		l := p.symLoc[slot.sym]
 		var v uint64
 		switch slot.kind {
 		case slotAddr:
-			v = l.addr(base) + uint64(slot.addend)
+			v = l.addr(img.Base) + uint64(slot.addend)
 		case slotTPOff:
 			v = uint64(l.tpoff)
 		case slotModule:
@@ -89,57 +111,53 @@ func (p *Prepared) Link(base uint64) (_ *Image, err error) {
 		case slotDTPOff:
 			v = uint64(l.dtpoff)
 		}
-		b := bytesAt(p.gotOff + uint64(i)*ptr)
+		b := img.bytesAt(p.gotOff + uint64(i)*ptr)
 		if ptr == 4 {
 			binary.LittleEndian.PutUint32(b, uint32(v))
 		} else {
 			binary.LittleEndian.PutUint64(b, v)
 		}
 	}
+}
 
-	for k := range p.relocs {
-		pr := &p.relocs[k]
-		sec := &p.o.secs[pr.sec]
-		off := p.secLoc[pr.sec].v + pr.r.off
-		l := p.symLoc[pr.r.sym]
-		v := arch.RelocValues{
-			P:      base + off,
-			S:      l.addr(base),
-			A:      pr.r.addend,
-			GOT:    gotAddr,
-			TPOff:  l.tpoff,
-			DTPOff: l.dtpoff,
-		}
-		if pr.got >= 0 {
-			v.GOTEntry = gotAddr + uint64(pr.got)*ptr
-		}
-		place := bytesAt(off)
-		err := a.ApplyReloc(pr.r.typ, place, v)
-		if pr.stub >= 0 && errors.Is(err, arch.ErrRelocOverflow) {
-			// Out of direct reach: call the far stub instead, which jumps to
-			// the destination. The stub takes the symbol's place (S); the
-			// addend is the usual call bias (-4 on x86-64, 0 on arm64), so
-			// the call lands on the stub's first byte.
-			v.S = base + p.stubAt[pr.stub]
-			err = a.ApplyReloc(pr.r.typ, place, v)
-		}
-		if pr.far >= 0 && errors.Is(err, arch.ErrRelocOverflow) {
-			// The data symbol is out of the field's reach from this base:
-			// rewrite the instruction to take its address from the GOT.
-			err = p.writeFar(pr, base, bytesAt, gotAddr)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("link at %#x: relocation at %s+%#x against %s: %w", base, sec.name, pr.r.off, p.o.symName(pr.r.sym), err)
-		}
+// relocate applies relocation pr, through its far stub or far-data rewrite
+// when its destination is out of the field's reach.
+func (p *Prepared) relocate(img *Image, pr *preparedReloc) error {
+	a, base := p.arch, img.Base
+	gotAddr := base + p.gotOff
+	sec := &p.o.secs[pr.sec]
+	off := p.secLoc[pr.sec].v + pr.r.off
+	l := p.symLoc[pr.r.sym]
+	v := arch.RelocValues{
+		P:      base + off,
+		S:      l.addr(base),
+		A:      pr.r.addend,
+		GOT:    gotAddr,
+		TPOff:  l.tpoff,
+		DTPOff: l.dtpoff,
 	}
-
-	for _, s := range p.syms {
-		img.Symbols[s.key] = p.symLoc[s.sym].addr(base)
+	if pr.got >= 0 {
+		v.GOTEntry = gotAddr + uint64(pr.got)*uint64(a.PtrSize())
 	}
-	if e := p.o.ehFrame; e >= 0 && p.inImage(e) {
-		img.EHFrame = p.secLoc[e].addr(base) + EHFrameHeader
+	place := img.bytesAt(off)
+	err := a.ApplyReloc(pr.r.typ, place, v)
+	if pr.stub >= 0 && errors.Is(err, arch.ErrRelocOverflow) {
+		// Out of direct reach: call the far stub instead, which jumps to
+		// the destination. The stub takes the symbol's place (S); the
+		// addend is the usual call bias (-4 on x86-64, 0 on arm64), so
+		// the call lands on the stub's first byte.
+		v.S = base + p.stubAt[pr.stub]
+		err = a.ApplyReloc(pr.r.typ, place, v)
 	}
-	return img, nil
+	if pr.far >= 0 && errors.Is(err, arch.ErrRelocOverflow) {
+		// The data symbol is out of the field's reach from this base:
+		// rewrite the instruction to take its address from the GOT.
+		err = p.writeFar(pr, base, img.bytesAt, gotAddr)
+	}
+	if err != nil {
+		return fmt.Errorf("link at %#x: relocation at %s+%#x against %s: %w", base, sec.name, pr.r.off, p.o.symName(pr.r.sym), err)
+	}
+	return nil
 }
 
 // writeFar applies a far-data rewrite (arch.FarRef) of the instruction of
