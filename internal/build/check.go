@@ -9,8 +9,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/debuginfo"
 	"github.com/hotpatch/hotpatch/internal/diff"
+	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/linker"
 )
 
@@ -105,7 +107,7 @@ func checkRunPre(t *target, oldPath string, oldData []byte, res *diff.Result) er
 			continue
 		}
 		found++
-		why := t.differs(s.Value, s.Size, f)
+		why := Differs(t.ef, t.arch, s.Value, s.Size, f, "in the object")
 		switch {
 		case why == "":
 		case needed[f.Name] != "":
@@ -148,20 +150,25 @@ func (t *target) producerOf(file string) string {
 	return ""
 }
 
-// differs says how the target's code at addr differs from OLD.o's f, or "".
-func (t *target) differs(addr, size uint64, f diff.Func) string {
+// Differs is the run-pre comparison of one function at build time: it says
+// how the target's code at addr (size bytes of the file ef, for CPU a)
+// differs from f's run-pre bytes (diff.Func.Orig/OrigMask: relocated fields
+// masked, the static linker's relaxations accepted, arch.LinkedCode.Relaxed),
+// or "" when it is f's code. ours names f's side in the answer: "in the
+// object" for diff mode's OLD.o, "rebuilt" for build --src's original build.
+func Differs(ef *elfsym.File, a arch.Arch, addr, size uint64, f diff.Func, ours string) string {
 	if size != f.Size {
-		return fmt.Sprintf("%d bytes in the target, %d in the object", size, f.Size)
+		return fmt.Sprintf("%d bytes in the target, %d %s", size, f.Size, ours)
 	}
-	cur, err := t.ef.ReadVirt(addr, int(size))
+	cur, err := ef.ReadVirt(addr, int(size))
 	if err != nil {
 		return fmt.Sprintf("cannot read it in the target: %v", err)
 	}
 	for i := range cur {
-		if f.OrigMask[i] == 0 || cur[i] == f.Orig[i] || t.arch.Relaxed(f.Orig, f.OrigMask, cur, i) {
+		if f.OrigMask[i] == 0 || cur[i] == f.Orig[i] || a.Relaxed(f.Orig, f.OrigMask, cur, i) {
 			continue
 		}
-		return fmt.Sprintf("byte %d is %#02x in the target, %#02x in the object", i, cur[i], f.Orig[i])
+		return fmt.Sprintf("byte %d at %#x is %#02x in the target, %#02x %s", i, addr+uint64(i), cur[i], f.Orig[i], ours)
 	}
 	return ""
 }

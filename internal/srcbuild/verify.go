@@ -9,6 +9,7 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/arch"
 	_ "github.com/hotpatch/hotpatch/internal/arch/amd64" // register x86-64
+	"github.com/hotpatch/hotpatch/internal/build"
 	"github.com/hotpatch/hotpatch/internal/diff"
 	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
@@ -95,7 +96,7 @@ func (c *check) verify(objs []object, inv []invocation) (int, error) {
 			if !ok {
 				continue
 			}
-			if why := c.differs(s, f); why != "" {
+			if why := build.Differs(c.ef, c.arch, s.Value, s.Size, f, "rebuilt"); why != "" {
 				bad = append(bad, fmt.Sprintf("%s (%s: %s)", f.Name, file, why))
 				fileBad = true
 				continue
@@ -119,24 +120,6 @@ func (c *check) verify(objs []object, inv []invocation) (int, error) {
 		return 0, fmt.Errorf("%w %s: none of the rebuilt functions is in the target's symbol table (stripped?)", ErrNotReproduced, c.path)
 	}
 	return verified, nil
-}
-
-// differs says how the target's function s differs from the rebuilt f, or "".
-func (c *check) differs(s elfsym.Symbol, f diff.Func) string {
-	if s.Size != f.Size {
-		return fmt.Sprintf("%d bytes in the target, %d rebuilt", s.Size, f.Size)
-	}
-	cur, err := c.ef.ReadVirt(s.Value, int(s.Size))
-	if err != nil {
-		return fmt.Sprintf("cannot read it in the target: %v", err)
-	}
-	for i := range cur {
-		if f.OrigMask[i] == 0 || cur[i] == f.Orig[i] || c.arch.Relaxed(f.Orig, f.OrigMask, cur, i) {
-			continue
-		}
-		return fmt.Sprintf("byte %d at %#x is %#02x in the target, %#02x rebuilt", i, s.Value+uint64(i), cur[i], f.Orig[i])
-	}
-	return ""
 }
 
 // useTargetRunPre makes the run-pre bytes of every replaced function the
