@@ -160,6 +160,8 @@ type Process struct {
 	exited     bool
 	finished   bool // the loop must return
 	pauseStart time.Time
+	lastWake   time.Time  // the latest thread woken in this window (stoptime.go)
+	waitClock  *waitClock // this thread's run_delay (stoptime.go)
 	realtime   bool
 	gad        gadgets   // instruction sequences borrowed for injection
 	maps       []mapping // the mappings when gad was found or a stack checked
@@ -496,6 +498,8 @@ func (p *Process) loop(ready chan<- error) {
 	// terminates the thread, which detaches whatever is still attached.
 	runtime.LockOSThread()
 	p.tracerTID = unix.Gettid()
+	p.waitClock = openWaitClock()
+	defer p.waitClock.close()
 	// Our waits are short naps between polls of the tracees (nap): with the
 	// default 50 µs timer slack (prctl(2), PR_SET_TIMERSLACK) each would last
 	// at least that long, and the target stays stopped meanwhile. This
@@ -1065,10 +1069,12 @@ func (p *Process) replaceLost(deadline time.Time) error {
 }
 
 func (p *Process) interruptRunning() {
-	now := time.Now()
 	for _, t := range p.threads {
 		if t.state == running {
-			t.markStopping(now)
+			// Each thread's clock starts at its own interrupt: the ones
+			// before it (each a wake-up, perhaps a preemption of this
+			// thread) are time it still ran.
+			t.markStopping(time.Now())
 			ptrace(unix.PTRACE_INTERRUPT, t.tid, 0, 0) // ESRCH: exited; wait4 tells
 		}
 	}
@@ -1197,9 +1203,10 @@ func (p *Process) Resume() error {
 func (p *Process) endWindow() {
 	p.stopped = false
 	if !p.pauseStart.IsZero() {
-		p.notePause(time.Since(p.pauseStart))
+		p.notePause(p.endPause().Sub(p.pauseStart))
 		p.pauseStart = time.Time{}
 	}
+	p.lastWake = time.Time{}
 	p.setRealtime(false)
 }
 
@@ -1234,9 +1241,10 @@ func (p *Process) release(t *thread, detach bool) error {
 	case t.state == stopGroup:
 		req, name = unix.PTRACE_LISTEN, "PTRACE_LISTEN"
 	}
+	waited := p.waitClock.read() // as late as can be: see stoptime.go
 	err := ptrace(req, t.tid, 0, uintptr(sig))
 	t.state = running
-	p.noteResumed(t)
+	p.noteResumed(t, waited)
 	for _, s := range extra {
 		unix.Tgkill(p.pid, t.tid, unix.Signal(s))
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxOff asks the stopgap target for the longest time its spinning main
@@ -17,6 +19,24 @@ func (tg *target) maxOff(tb testing.TB) time.Duration {
 	fmt.Fprintln(tg.stdin)
 	line := tg.readUntil(tb, "maxoff ")
 	n, err := strconv.ParseInt(strings.TrimPrefix(line, "maxoff "), 10, 64)
+	if err != nil {
+		tb.Fatalf("target said %q", line)
+	}
+	tg.readUntil(tb, "v ")
+	return time.Duration(n)
+}
+
+// maxWall asks the stopgap target for the longest wall-clock time between
+// two of its spinning main thread's snapshots since the last question
+// (testdata/stopgap.c): it covers every stop of that thread from before the
+// stop began (a snapshot cannot be taken once the interrupt has stopped it)
+// to the thread's first snapshot after it was woken.
+func (tg *target) maxWall(tb testing.TB) time.Duration {
+	tb.Helper()
+	fmt.Fprintln(tg.stdin)
+	tg.readUntil(tb, "maxoff ")
+	line := tg.readUntil(tb, "maxwall ")
+	n, err := strconv.ParseInt(strings.TrimPrefix(line, "maxwall "), 10, 64)
 	if err != nil {
 		tb.Fatalf("target said %q", line)
 	}
@@ -129,5 +149,80 @@ func TestMeterChainsStopsNotRunBetween(t *testing.T) {
 	m.released(7, user, t0, t0.Add(5*time.Millisecond))
 	if m.Stall() != 5*time.Millisecond {
 		t.Errorf("stall %v, want 5ms", m.Stall())
+	}
+}
+
+// TestStallExcludesTracerWait: the stall ends when the thread is woken, not
+// when the tracer next gets a CPU. The spinning target and the ptrace thread
+// share one CPU, so the thread the detach wakes there usually preempts the
+// tracer before the request returns to it, for as long as its time slice
+// (1.5 ms here) runs, and it runs its own code meanwhile. The stall must not
+// count that: each session's stall (one stop, ended by the detach) may not
+// exceed the target's own largest wall-clock gap between two snapshots over
+// that session (which spans the stop, and the target's own wait for a CPU
+// after it) by more than a generous allowance. Before the fix most stops
+// here read 1–1.5 ms against the target's 50–130 µs.
+func TestStallExcludesTracerWait(t *testing.T) {
+	requirePtrace(t)
+	tg := start(t, "stopgap")
+	tg.readUntil(t, "ready")
+	var cpu unix.CPUSet
+	cpu.Set(0)
+	if err := unix.SchedSetaffinity(tg.pid(), &cpu); err != nil {
+		t.Skipf("pin the target to CPU 0: %v", err)
+	}
+	const cycles, allow = 20, 500 * time.Microsecond
+	worst := -time.Hour
+	for i := range cycles {
+		pr, err := Attach(tg.pid(), Options{OneThread: true, preferTID: tg.pid()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.SchedSetaffinity(pr.tracerTID, &cpu); err != nil {
+			pr.Detach()
+			t.Skipf("pin the ptrace thread to CPU 0: %v", err)
+		}
+		tg.maxWall(t)
+		err = pr.Stop()
+		if err == nil {
+			err = pr.Detach()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		wall := tg.maxWall(t)
+		if pr.Stall() > wall+allow || pr.Pause() > wall+allow {
+			t.Errorf("stop %d: stall %v, pause %v, but the target's largest gap, the stop included, was %v (allowed %v above)",
+				i, pr.Stall(), pr.Pause(), wall, allow)
+		}
+		worst = max(worst, pr.Stall()-wall)
+		if i == 0 {
+			t.Logf("stop 0: stall %v, pause %v, the target's gap %v", pr.Stall(), pr.Pause(), wall)
+		}
+	}
+	t.Logf("%d stops: stall minus the target's own gap at most %v", cycles, worst)
+}
+
+// TestSchedstatDelay: the run_delay field of /proc/thread-self/schedstat,
+// and refusals of anything else.
+func TestSchedstatDelay(t *testing.T) {
+	for in, want := range map[string]int64{
+		"33508971 904547 17\n": 904547,
+		"1 2 3":                2,
+		"0 0 0\n":              0,
+	} {
+		if d, ok := schedstatDelay([]byte(in)); !ok || int64(d) != want {
+			t.Errorf("%q: %v %v, want %v", in, d, ok, want)
+		}
+	}
+	for _, in := range []string{"", "12", "12 ", "x 1 2", "1 x 2", "1 2x 3", "1 99999999999999999999 3"} {
+		if d, ok := schedstatDelay([]byte(in)); ok {
+			t.Errorf("%q: %v accepted", in, d)
+		}
+	}
+	c := openWaitClock()
+	defer c.close()
+	if r := c.read(); c.fd >= 0 && !r.ok {
+		t.Error("/proc/thread-self/schedstat is open but does not parse")
 	}
 }

@@ -6,7 +6,9 @@
  * a tracer. It keeps the largest such gap. Each line on stdin makes a second
  * thread wait until the main thread has finished one more loop (so that a
  * stop just ended is counted), then print "maxoff NS" (the largest gap since
- * the last line, then reset) and "v N" with N = compute(1). */
+ * the last line, then reset), "maxwall NS" (the largest wall-clock time
+ * between two snapshots since the last line, then reset: it also counts the
+ * time spent running or waiting for a CPU) and "v N" with N = compute(1). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -18,7 +20,7 @@
 
 __attribute__((noinline)) long compute(long x) { return x * 2; }
 
-static atomic_long maxoff, asked, seen;
+static atomic_long maxoff, maxwall, asked, seen;
 static volatile long sink;
 
 static long ns(clockid_t c) {
@@ -61,6 +63,7 @@ static void *reporter(void *arg) {
 		while (atomic_load(&seen) != a)
 			usleep(100);
 		printf("maxoff %ld\n", atomic_exchange(&maxoff, 0));
+		printf("maxwall %ld\n", atomic_exchange(&maxwall, 0));
 		printf("v %ld\n", compute(1));
 	}
 	exit(0);
@@ -87,6 +90,8 @@ int main(void) {
 		off = (w - w0) - (c - c0) - (d - d0);
 		if (off > atomic_load(&maxoff))
 			atomic_store(&maxoff, off);
+		if (w - w0 > atomic_load(&maxwall))
+			atomic_store(&maxwall, w - w0);
 		w0 = w, c0 = c, d0 = d;
 		atomic_store(&seen, a); /* every gap before a snapshot taken after ask a is counted */
 	}
