@@ -561,37 +561,17 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	}
 	found = true
 	recs, _ := readRecords(pid, maps)
-	for _, r := range recs {
-		if r.InTransition() {
-			return nil, fmt.Errorf("%w: %w: patch %s is %s in process %d (a hotpatch command was interrupted): run `hotpatch recover --pid %d` first",
-				ErrBusy, ErrInTransition, r.ID, r.StateName, pid, pid)
-		}
+	if err := checkNoTransition(pid, recs); err != nil {
+		return nil, err
 	}
-	// Regions earlier reverts kept while threads were in them: free those
-	// no thread can reach any more (kept.go). A dry run leaves them.
-	var keptPause time.Duration
-	freed := false
-	if !opt.DryRun {
-		_, freed, keptPause, _ = freeKept(pid, recs, opt)
+	maps, recs, keptPause, err := freeKeptFirst(pid, maps, recs, opt)
+	if err != nil {
+		return nil, err
 	}
-	if freed {
-		if maps, err = procmaps.Read(pid); err != nil {
-			return nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
-		}
-		recs, _ = readRecords(pid, maps)
-	}
-	for _, r := range recs {
-		if r.ID == p.ID && r.State == record.StateApplied {
-			rep.AlreadyApplied = true
-			rep.Target = r.Target
-			rep.Region, rep.RegionSize = r.Base, r.Size
-			for _, rd := range r.Redirects {
-				rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind})
-			}
-			rep.Pause = max(rep.Pause, keptPause)
-			rep.Elapsed = time.Since(start)
-			return rep, nil
-		}
+	if reportApplied(rep, p, recs) {
+		rep.Pause = max(rep.Pause, keptPause)
+		rep.Elapsed = time.Since(start)
+		return rep, nil
 	}
 	if !opt.NoReady && opt.DryRun && wouldReapplyReady(pid, p, rep, recs) {
 		rep.Elapsed = time.Since(start)
@@ -605,13 +585,102 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		}
 		if ok {
 			tl.mark("flip entries (nothing stopped)")
-			rep.Phases = tl.phases
-			rep.Pause = max(rep.Pause, keptPause)
-			rep.Elapsed = time.Since(start)
-			return rep, nil
+			return rep.finish(tl, keptPause, start), nil
 		}
 	}
 	tl.mark("read records")
+	pp, err := prepareApply(pid, maps, p, opt, cons, recs, tl)
+	if err != nil {
+		return nil, err
+	}
+	rep.Target = pp.mod.Path
+	if opt.DryRun {
+		return dryApply(pp, p, rep, opt, tl, start)
+	}
+	// Patch-ready functions only: redirect without stopping the threads.
+	readyPossible := len(pp.funcs) > 0
+	for _, f := range pp.funcs {
+		readyPossible = readyPossible && f.pre != nil
+	}
+	// The region's address and the linked code, before any stop, from the
+	// maps read under the lock, unless the patch-ready path mapped (and
+	// released) a region since.
+	placeMaps := pp.t.maps
+	if readyPossible && !opt.NoReady {
+		ok, err := applyReady(pp, p, rep, recs, tl)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return rep.finish(tl, keptPause, start), nil
+		}
+		placeMaps = nil
+	}
+	if err := applyStopped(pid, pp, p, placeMaps, rep, tl); err != nil {
+		return nil, err
+	}
+	return rep.finish(tl, keptPause, start), nil
+}
+
+// finish completes a report of an apply that did its work: its phases, the
+// longest pause and the time it took.
+func (rep *ApplyReport) finish(tl *timeline, pause time.Duration, start time.Time) *ApplyReport {
+	rep.Phases = tl.phases
+	rep.Pause = max(rep.Pause, pause)
+	rep.Elapsed = time.Since(start)
+	return rep
+}
+
+// checkNoTransition refuses a process in which a patch is half applied or
+// half reverted: recover must run first.
+func checkNoTransition(pid int, recs []PatchStatus) error {
+	for _, r := range recs {
+		if r.InTransition() {
+			return fmt.Errorf("%w: %w: patch %s is %s in process %d (a hotpatch command was interrupted): run `hotpatch recover --pid %d` first",
+				ErrBusy, ErrInTransition, r.ID, r.StateName, pid, pid)
+		}
+	}
+	return nil
+}
+
+// freeKeptFirst frees the regions earlier reverts kept while threads were in
+// them that no thread can reach any more (kept.go), and reads the maps and
+// records again if it freed one. A dry run leaves them.
+func freeKeptFirst(pid int, maps []procmaps.Mapping, recs []PatchStatus, opt Options) (_ []procmaps.Mapping, _ []PatchStatus, pause time.Duration, err error) {
+	if opt.DryRun {
+		return maps, recs, 0, nil
+	}
+	_, freed, pause, _ := freeKept(pid, recs, opt)
+	if !freed {
+		return maps, recs, pause, nil
+	}
+	if maps, err = procmaps.Read(pid); err != nil {
+		return nil, nil, 0, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
+	}
+	recs, _ = readRecords(pid, maps)
+	return maps, recs, pause, nil
+}
+
+// reportApplied fills rep from the record of patch p if it is applied
+// already, and says whether it is.
+func reportApplied(rep *ApplyReport, p *patchfile.Patch, recs []PatchStatus) bool {
+	for _, r := range recs {
+		if r.ID == p.ID && r.State == record.StateApplied {
+			rep.AlreadyApplied = true
+			rep.Target = r.Target
+			rep.Region, rep.RegionSize = r.Base, r.Size
+			for _, rd := range r.Redirects {
+				rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind})
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// prepareApply does what needs no stop: symbols, linking, unwind tables and
+// the run-pre check.
+func prepareApply(pid int, maps []procmaps.Mapping, p *patchfile.Patch, opt Options, cons string, recs []PatchStatus, tl *timeline) (*prepared, error) {
 	pp, err := prepare(pid, maps, p, cons == ConsistencyStack)
 	if err != nil {
 		return nil, err
@@ -622,40 +691,21 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		pp.frames.guard = newCallGuard(pp.t, pp.unw)
 	}
 	tl.mark("symbols, link, unwind tables")
-	rep.Target = pp.mod.Path
 	if err := runPre(pp, recs); err != nil {
 		return nil, err
 	}
-	if opt.DryRun {
-		return dryApply(pp, p, rep, opt, tl, start)
-	}
-	// Patch-ready functions only: redirect without stopping the threads.
-	readyPossible := len(pp.funcs) > 0
-	for _, f := range pp.funcs {
-		readyPossible = readyPossible && f.pre != nil
-	}
-	if readyPossible && !opt.NoReady {
-		ok, err := applyReady(pp, p, rep, recs, tl)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			rep.Phases = tl.phases
-			rep.Pause = max(rep.Pause, keptPause)
-			rep.Elapsed = time.Since(start)
-			return rep, nil
-		}
-	}
-	// The region's address and the linked code, before any stop, from the
-	// maps read under the lock, unless the patch-ready path mapped (and
-	// released) a region since.
-	placeMaps := pp.t.maps
-	if readyPossible && !opt.NoReady {
-		placeMaps = nil
-	}
+	return pp, nil
+}
+
+// applyStopped applies the patch with the threads stopped: it places and
+// links the region (from placeMaps, or fresh maps if nil), maps it (phase 1,
+// one thread stopped, unless oneStop) and writes the jumps with every thread
+// stopped (phase 2). On an error the region it mapped is released.
+func applyStopped(pid int, pp *prepared, p *patchfile.Patch, placeMaps []procmaps.Mapping, rep *ApplyReport, tl *timeline) (err error) {
+	opt := pp.opt
 	im, err := pp.placeIn(p, placeMaps)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tl.mark("place and link")
 	installed, mapped := false, false
@@ -671,7 +721,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		// running. Nothing can reach the region until the jumps are written.
 		allocPause, err := pp.allocateAt(p, im)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		mapped = true
 		rep.AllocPause = allocPause
@@ -682,7 +732,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	// oneStop, the region is mapped in that same stop (applyOnce).
 	pr, err := proc.Attach(pid, opt.attachOptions(false))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer pr.Detach()
 	tl.mark("attach")
@@ -723,26 +773,24 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		return busy, err
 	}
 	if err = retry(opt.timeout(), &rep.Attempts, attempt); err != nil {
-		return nil, err
+		return err
 	}
 	if detachErr != nil {
-		return nil, fmt.Errorf("patch %s applied to process %d, but detach: %w", p.ID, pid, detachErr)
+		return fmt.Errorf("patch %s applied to process %d, but detach: %w", p.ID, pid, detachErr)
 	}
 	if oneStop {
 		tl.mark(phaseOneStop)
 	} else {
 		tl.mark("stop, check, write jumps, detach")
 	}
-	rep.Phases = tl.phases
-	rep.Pause = max(pr.Pause(), keptPause)
+	rep.Pause = pr.Pause()
 	rep.Moved = im.moved
 	rep.Region, rep.RegionSize = im.base, pp.size
 	for i, r := range im.plans {
 		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Aliases: pp.funcs[i].names(), Entry: pp.funcs[i].fn.Addr,
 			At: r.Addr, New: im.rec.Redirects[i].New, Kind: r.Kind, Path: "stop"})
 	}
-	rep.Elapsed = time.Since(start)
-	return rep, nil
+	return nil
 }
 
 // phaseOneStop names the one stop of an apply that maps the region in the
