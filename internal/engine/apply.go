@@ -886,54 +886,38 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image, mapFirst func() error)
 	if err := pr.Stop(); err != nil {
 		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)
 	}
-	if err := mapFirst(); err != nil {
+	// Every refusal and error of the stop resumes the process.
+	if busy, err := applyInStop(pr, pp, im, mapFirst, maps, applied); busy != nil || err != nil {
 		pr.Resume()
+		return busy, err
+	}
+	if im.dry {
+		// Every check passed in this stop window: a dry run stops here
+		// and resumes the process as it was (nothing was written).
+		return nil, pr.Resume()
+	}
+	return nil, nil
+}
+
+// applyInStop is applyOnce's stop, the process stopped: it maps the region
+// if that is to happen in this stop (mapFirst), checks the entries and the
+// threads, moves the threads out of the bytes being overwritten and writes
+// the jumps (not in a dry run). The caller resumes the process on a busy
+// refusal or an error.
+func applyInStop(pr *proc.Process, pp *prepared, im *image, mapFirst func() error, maps []procmaps.Mapping, applied []PatchStatus) (*busyError, error) {
+	if err := mapFirst(); err != nil {
 		return nil, err
 	}
-	// The bytes about to be replaced must be the ones the patch was planned
-	// against, or the jump of an applied patch of ours: then this patch
-	// stacks on top of it, and reverting it restores that jump.
-	if im.stacked == nil {
-		im.stacked = make([]bool, len(im.plans))
-	}
-	for i := range im.plans {
-		r := &im.plans[i]
-		cur := make([]byte, len(r.Orig))
-		if err := pr.ReadMem(r.Addr, cur); err != nil {
-			pr.Resume()
-			return nil, fmt.Errorf("read %s at %#x: %w", pp.funcs[i].spec.Name, r.Addr, err)
-		}
-		if string(cur) == string(r.Orig) {
-			continue
-		}
-		if below := jumpOwner(applied, r.Addr, cur); below != nil {
-			if im.padded[i] != nil {
-				// Both patches would share the entry's short jump and differ
-				// only in the padding: reverting the newer would leave the
-				// padding pointing at its code, reverting the older would
-				// switch both off. Refuse rather than stack.
-				pr.Resume()
-				return nil, fmt.Errorf("%w: %s is patch-ready and already redirected by patch %s; revert %s first (patch-ready functions do not stack)",
-					ErrStacked, pp.funcs[i].spec.Name, below.ID, below.ID)
-			}
-			r.Orig = cur
-			im.rec.Redirects[i].Orig = cur
-			im.stacked[i] = true
-			continue
-		}
-		pr.Resume()
-		return nil, fmt.Errorf("%w: %s at %#x holds % x, expected % x (changed by another tool?)",
-			ErrMismatch, pp.funcs[i].spec.Name, r.Addr, cur, r.Orig)
+	if err := checkEntries(pr, pp, im, applied); err != nil {
+		return nil, err
 	}
 	if err := checkSlots(pr, pp, im, applied); err != nil {
-		pr.Resume()
 		return nil, err
 	}
 	if hdr, err := record.Encode(im.rec, record.StateApplying); err == nil && !im.dry && uint64(len(hdr)) <= pp.hdrSize && string(hdr) != string(im.hdr) {
 		// Stacked: the record must say which jump each redirect replaced.
 		im.hdr = hdr
 		if err := pr.WriteMem(im.base, hdr); err != nil {
-			pr.Resume()
 			return nil, fmt.Errorf("update record: %w", err)
 		}
 	}
@@ -941,10 +925,69 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image, mapFirst func() error)
 	// them (entrymove.go); the checks below see them where they will resume.
 	moves, busy, err := pp.planMoves(im, pr.Threads(), im.stacked, pp.unw == nil)
 	if busy != nil || err != nil {
-		pr.Resume()
 		return busy, err
 	}
-	stopped := pr.Threads()
+	if busy := checkThreads(pr, pp, im, pr.Threads(), moves, maps); busy != nil {
+		return busy, nil
+	}
+	if im.dry {
+		im.moved = len(moves)
+		return nil, nil
+	}
+	if err := setMoves(pr, moves); err != nil {
+		return nil, err
+	}
+	if err := writeJumps(pr, pp, im); err != nil {
+		if !errors.Is(err, errSimulatedCrash) { // a crash leaves the moved threads where they are
+			unsetMoves(pr, moves)
+		}
+		return nil, err
+	}
+	im.moved = len(moves)
+	return nil, nil
+}
+
+// checkEntries checks, with the process stopped, that the bytes about to be
+// replaced are the ones the patch was planned against, or the jump of an
+// applied patch of ours: then this patch stacks on top of it (im.stacked),
+// and reverting it restores that jump.
+func checkEntries(pr *proc.Process, pp *prepared, im *image, applied []PatchStatus) error {
+	if im.stacked == nil {
+		im.stacked = make([]bool, len(im.plans))
+	}
+	for i := range im.plans {
+		r := &im.plans[i]
+		cur := make([]byte, len(r.Orig))
+		if err := pr.ReadMem(r.Addr, cur); err != nil {
+			return fmt.Errorf("read %s at %#x: %w", pp.funcs[i].spec.Name, r.Addr, err)
+		}
+		if string(cur) == string(r.Orig) {
+			continue
+		}
+		below := jumpOwner(applied, r.Addr, cur)
+		if below == nil {
+			return fmt.Errorf("%w: %s at %#x holds % x, expected % x (changed by another tool?)",
+				ErrMismatch, pp.funcs[i].spec.Name, r.Addr, cur, r.Orig)
+		}
+		if im.padded[i] != nil {
+			// Both patches would share the entry's short jump and differ
+			// only in the padding: reverting the newer would leave the
+			// padding pointing at its code, reverting the older would
+			// switch both off. Refuse rather than stack.
+			return fmt.Errorf("%w: %s is patch-ready and already redirected by patch %s; revert %s first (patch-ready functions do not stack)",
+				ErrStacked, pp.funcs[i].spec.Name, below.ID, below.ID)
+		}
+		r.Orig = cur
+		im.rec.Redirects[i].Orig = cur
+		im.stacked[i] = true
+	}
+	return nil
+}
+
+// checkThreads is the consistency check of the stopped threads, where they
+// will resume (moves applied): none may be inside a replaced function (the stack check,
+// with unwind tables) or use the words being overwritten.
+func checkThreads(pr *proc.Process, pp *prepared, im *image, stopped []proc.Thread, moves []move, maps []procmaps.Mapping) *busyError {
 	sc := newStackCopies(pr, stopped, &maps) // of the registers as stopped: see stackCopies.from
 	threads := movedThreads(stopped, moves)
 	if pp.unw != nil {
@@ -955,33 +998,10 @@ func applyOnce(pr *proc.Process, pp *prepared, im *image, mapFirst func() error)
 			spans = append(spans, span{f.fn.Addr, f.fn.Addr + uint64(len(f.fn.Code)), f.spec.Name, im.plans[i].Addr})
 		}
 		if busy := pp.t.activeOnStacks(pr, pp.unw, threads, sc, spans); busy != nil {
-			pr.Resume()
-			return busy, nil
+			return busy
 		}
 	}
-	if busy := pp.wordsInUse(im, threads, sc, pp.unw == nil); busy != nil {
-		pr.Resume()
-		return busy, nil
-	}
-	if im.dry {
-		// Every check passed in this stop window: a dry run stops here
-		// and resumes the process as it was (nothing was written).
-		im.moved = len(moves)
-		return nil, pr.Resume()
-	}
-	if err := setMoves(pr, moves); err != nil {
-		pr.Resume()
-		return nil, err
-	}
-	if err := writeJumps(pr, pp, im); err != nil {
-		if !errors.Is(err, errSimulatedCrash) { // a crash leaves the moved threads where they are
-			unsetMoves(pr, moves)
-		}
-		pr.Resume()
-		return nil, err
-	}
-	im.moved = len(moves)
-	return nil, nil
+	return pp.wordsInUse(im, threads, sc, pp.unw == nil)
 }
 
 // checkSlots checks, with the process stopped, that each slot still holds
