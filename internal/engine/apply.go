@@ -422,6 +422,16 @@ type image struct {
 	// dry: linked for a base that was never mapped (a dry run); applyOnce
 	// checks and writes nothing.
 	dry bool
+	// atLock: the maps and records Apply read under the lock, for the first
+	// applyOnce to use instead of reading them again (nil: read them); see
+	// there.
+	atLock *lockView
+}
+
+// lockView is what Apply read of the process under the lock.
+type lockView struct {
+	maps []procmaps.Mapping
+	recs []PatchStatus
 }
 
 type segment struct {
@@ -605,7 +615,7 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	// The region's address and the linked code, before any stop, from the
 	// maps read under the lock, unless the patch-ready path mapped (and
 	// released) a region since.
-	placeMaps := pp.t.maps
+	atLock := &lockView{maps: pp.t.maps, recs: recs}
 	if readyPossible && !opt.NoReady {
 		ok, err := applyReady(pp, p, rep, recs, tl)
 		if err != nil {
@@ -614,9 +624,9 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		if ok {
 			return rep.finish(tl, keptPause, start), nil
 		}
-		placeMaps = nil
+		atLock = nil
 	}
-	if err := applyStopped(pid, pp, p, placeMaps, rep, tl); err != nil {
+	if err := applyStopped(pid, pp, p, atLock, rep, tl); err != nil {
 		return nil, err
 	}
 	return rep.finish(tl, keptPause, start), nil
@@ -698,11 +708,15 @@ func prepareApply(pid int, maps []procmaps.Mapping, p *patchfile.Patch, opt Opti
 }
 
 // applyStopped applies the patch with the threads stopped: it places and
-// links the region (from placeMaps, or fresh maps if nil), maps it (phase 1,
+// links the region (from atLock's maps, or fresh maps if nil), maps it (phase 1,
 // one thread stopped, unless oneStop) and writes the jumps with every thread
 // stopped (phase 2). On an error the region it mapped is released.
-func applyStopped(pid int, pp *prepared, p *patchfile.Patch, placeMaps []procmaps.Mapping, rep *ApplyReport, tl *timeline) (err error) {
+func applyStopped(pid int, pp *prepared, p *patchfile.Patch, atLock *lockView, rep *ApplyReport, tl *timeline) (err error) {
 	opt := pp.opt
+	var placeMaps []procmaps.Mapping
+	if atLock != nil {
+		placeMaps = atLock.maps
+	}
 	im, err := pp.placeIn(p, placeMaps)
 	if err != nil {
 		return err
@@ -715,6 +729,11 @@ func applyStopped(pid int, pp *prepared, p *patchfile.Patch, placeMaps []procmap
 		}
 	}()
 	oneStop := pp.oneStop(im)
+	if oneStop {
+		// Nothing of ours was mapped since the lock-time read (the region
+		// is mapped in applyOnce's stop): its view serves the first stop.
+		im.atLock = atLock
+	}
 	if !oneStop {
 		// Phase 1: map the region and write the code with one thread
 		// stopped (its registers run the system calls); the others keep
@@ -874,14 +893,29 @@ func retry(timeout time.Duration, attempts *int, attempt func() (*busyError, err
 func applyOnce(pr *proc.Process, pp *prepared, im *image, mapFirst func() error) (*busyError, error) {
 	// Read before the stop, to keep it short: the records change only under
 	// the lock we hold, and the maps serve to find thread stacks (a stack
-	// missing from this view makes activeOnStacks read them again).
-	maps, err := procmaps.Read(pr.Pid())
-	if err != nil {
-		return nil, fmt.Errorf("read maps: %w", err)
-	}
-	applied, err := readRecords(pr.Pid(), maps)
-	if err != nil {
-		return nil, err
+	// missing from this view makes activeOnStacks read them again). The
+	// first attempt of a one-stop apply takes the view Apply read under the
+	// lock (im.atLock) instead: the records are the same for the reason
+	// above, and nothing of ours was mapped since; the process may have
+	// mapped or unmapped something in between, as it may between a read
+	// here and the stop, so this view is no less current for what it is
+	// used for: only to bound each stack copy (a stack pointer outside it
+	// makes stackMapping read the maps again, with the process stopped),
+	// while the region's address is checked by MAP_FIXED_NOREPLACE in the
+	// stop (mapPlaced). Later attempts read both again.
+	var maps []procmaps.Mapping
+	var applied []PatchStatus
+	if v := im.atLock; v != nil {
+		im.atLock = nil
+		maps, applied = v.maps, v.recs
+	} else {
+		var err error
+		if maps, err = procmaps.Read(pr.Pid()); err != nil {
+			return nil, fmt.Errorf("read maps: %w", err)
+		}
+		if applied, err = readRecords(pr.Pid(), maps); err != nil {
+			return nil, err
+		}
 	}
 	if err := pr.Stop(); err != nil {
 		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)

@@ -52,7 +52,7 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 		return nil, err
 	}
 	defer unlock()
-	st, err := Status(pid)
+	st, maps, err := statusMaps(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 		_, freed, keptPause, _ = freeKept(pid, st.Patches, opt)
 	}
 	if freed {
-		if st, err = Status(pid); err != nil {
+		if st, maps, err = statusMaps(pid); err != nil {
 			return nil, err
 		}
 	}
@@ -108,7 +108,7 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	var unw *unwind.Unwinder
 	if cons == ConsistencyStack {
 		// Walk stacks with call frame information parsed before the stop.
-		if t, err = readTargetArch(pid); err != nil {
+		if t, err = readTargetArchFrom(pid, maps); err != nil {
 			return nil, err
 		}
 		if t.arch != nil {
@@ -125,10 +125,15 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	tl.mark("attach")
 	oneStop := oneThread(pid)
 	freedInStop := false
+	// The first attempt takes the maps and records read under the lock
+	// (nothing of ours was mapped since; see revertOnce).
+	view := &lockView{maps: maps, recs: st.Patches}
 	attempt := func() (busy *busyError, err error) { // inside proc.Window, as apply's
 		err = pr.Window(func() error {
 			var err error
-			if busy, err = revertOnce(pr, base, rep, t, unw); busy != nil || err != nil {
+			first := view
+			view = nil
+			if busy, err = revertOnce(pr, base, rep, t, unw, first); busy != nil || err != nil {
 				return err
 			}
 			if rep.free != nil && oneStop {
@@ -160,15 +165,29 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	return rep, nil
 }
 
-func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw *unwind.Unwinder) (*busyError, error) {
-	// Read before the stop (records change only under our lock; see applyOnce).
-	maps, err := procmaps.Read(pr.Pid())
-	if err != nil {
-		return nil, fmt.Errorf("read maps: %w", err)
-	}
-	others, err := readRecords(pr.Pid(), maps)
-	if err != nil {
-		return nil, err
+// revertOnce is one stop window of a revert. atLock, when not nil, is the
+// view of the maps and records Revert read under the lock, used instead of
+// reading them again (see below).
+func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw *unwind.Unwinder, atLock *lockView) (*busyError, error) {
+	// Read before the stop (records change only under our lock; see
+	// applyOnce), or taken from atLock: the records are the same for that
+	// reason, and the maps only bound the stack copies, which a view from
+	// before the stop does whenever it was read. A stack pointer in no
+	// mapping of the view makes stackMapping read them again (stopped); a
+	// mapping grown since (merged with a neighbour) only holds more than
+	// the thread's frames; one shrunk since makes the copy fail, and a
+	// stack that cannot be read keeps the region (regionInUseIn).
+	maps, others := []procmaps.Mapping(nil), []PatchStatus(nil)
+	if atLock != nil {
+		maps, others = atLock.maps, atLock.recs
+	} else {
+		var err error
+		if maps, err = procmaps.Read(pr.Pid()); err != nil {
+			return nil, fmt.Errorf("read maps: %w", err)
+		}
+		if others, err = readRecords(pr.Pid(), maps); err != nil {
+			return nil, err
+		}
 	}
 	if err := pr.Stop(); err != nil {
 		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)

@@ -58,16 +58,22 @@ type StatusReport struct {
 // stop the process.
 func Status(pid int) (_ *StatusReport, err error) {
 	defer recoverPanic(&err, "status")
+	st, _, err := statusMaps(pid)
+	return st, err
+}
+
+// statusMaps is Status, also returning the maps it read the records from.
+func statusMaps(pid int) (*StatusReport, []procmaps.Mapping, error) {
 	maps, err := procmaps.Read(pid)
 	if err != nil {
-		return nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
+		return nil, nil, fmt.Errorf("%w: process %d: %v", proc.ErrNoProcess, pid, err)
 	}
 	recs, err := readRecords(pid, maps)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	setKept(pid, recs)
-	return &StatusReport{PID: pid, Patches: recs}, nil
+	return &StatusReport{PID: pid, Patches: recs}, maps, nil
 }
 
 // readRecords finds patch regions by their memfd name and decodes and

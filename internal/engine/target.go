@@ -116,8 +116,12 @@ func readTargetFrom(pid int, maps []procmaps.Mapping) (*target, error) {
 // readTargetArch is readTarget with t.arch set from the executable's
 // machine (left nil when it is unknown), for the paths that have no patch
 // to take it from: revert and the freeing of regions.
-func readTargetArch(pid int) (*target, error) {
-	t, err := readTarget(pid)
+func readTargetArch(pid int) (*target, error) { return readTargetArchFrom(pid, nil) }
+
+// readTargetArchFrom is readTargetArch from maps the caller has just read
+// (nil: read them now; see readTargetFrom).
+func readTargetArchFrom(pid int, maps []procmaps.Mapping) (*target, error) {
+	t, err := readTargetFrom(pid, maps)
 	if err != nil {
 		return nil, err
 	}
