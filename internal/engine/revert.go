@@ -57,27 +57,13 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 		return nil, err
 	}
 	exists = true
-	// Free the regions earlier reverts kept, where no thread can reach
-	// them any more (kept.go). A dry run leaves them.
-	var keptPause time.Duration
-	freed := false
-	if !opt.DryRun {
-		_, freed, keptPause, _ = freeKept(pid, st.Patches, opt)
+	st, maps, keptPause, err := freeKeptBeforeRevert(pid, st, maps, opt)
+	if err != nil {
+		return nil, err
 	}
-	if freed {
-		if st, maps, err = statusMaps(pid); err != nil {
-			return nil, err
-		}
-	}
-	var base uint64
-	var found PatchStatus
-	for _, p := range st.Patches {
-		if p.ID == id && p.State == record.StateApplied {
-			base, found = p.Base, p
-		}
-	}
-	if base == 0 {
-		return nil, fmt.Errorf("%w: process %d has no applied patch %q", ErrNotApplied, pid, id)
+	found, err := appliedPatch(pid, st, id)
+	if err != nil {
+		return nil, err
 	}
 	if allPadded(found) && !opt.NoReady {
 		// Patch-ready: revert without stopping any thread. (Patch-ready
@@ -93,10 +79,8 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 			return nil, err
 		}
 		tl.mark("restore entries (nothing stopped)")
-		rep.Phases = tl.phases
 		rep.Pause = max(rep.Pause, keptPause)
-		rep.Elapsed = time.Since(start)
-		return rep, nil
+		return rep.finish(tl, start), nil
 	}
 	cons, err := opt.consistency()
 	if err != nil {
@@ -104,30 +88,99 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 	}
 	rep := &RevertReport{PatchID: id, PID: pid, Consistency: cons, DryRun: opt.DryRun}
 	tl.mark("lock, read records")
-	var t *target
-	var unw *unwind.Unwinder
-	if cons == ConsistencyStack {
-		// Walk stacks with call frame information parsed before the stop.
-		if t, err = readTargetArchFrom(pid, maps); err != nil {
-			return nil, err
-		}
-		if t.arch != nil {
-			unw = t.unwinder()
-			t.prewarm(unw)
-		}
-	}
-	tl.mark("unwind tables")
-	pr, err := proc.Attach(pid, opt.attachOptions(false))
+	t, unw, err := revertUnwinder(pid, maps, cons)
 	if err != nil {
 		return nil, err
+	}
+	tl.mark("unwind tables")
+	// The first attempt takes the maps and records read under the lock
+	// (nothing of ours was mapped since; see revertOnce).
+	view := &lockView{maps: maps, recs: st.Patches}
+	freedInStop, err := revertStopped(pid, found.Base, rep, t, unw, view, opt, tl)
+	if err != nil {
+		return nil, err
+	}
+	rep.Pause = max(rep.Pause, keptPause)
+	if freedInStop {
+		rep.Freed = rep.Retained == ""
+	} else if rep.free != nil {
+		if rep.Retained = freeRegion(pid, rep.free, opt); rep.Retained == "" {
+			rep.Freed = true
+		}
+		tl.mark("free region (one thread stopped)")
+	}
+	return rep.finish(tl, start), nil
+}
+
+// finish completes the report of a revert that did its work: its phases
+// and the time it took.
+func (rep *RevertReport) finish(tl *timeline, start time.Time) *RevertReport {
+	rep.Phases = tl.phases
+	rep.Elapsed = time.Since(start)
+	return rep
+}
+
+// freeKeptBeforeRevert frees the regions earlier reverts kept, where no
+// thread can reach them any more (kept.go), and reads the status and maps
+// again if it freed one. A dry run leaves them.
+func freeKeptBeforeRevert(pid int, st *StatusReport, maps []procmaps.Mapping, opt Options) (_ *StatusReport, _ []procmaps.Mapping, pause time.Duration, err error) {
+	if opt.DryRun {
+		return st, maps, 0, nil
+	}
+	_, freed, pause, _ := freeKept(pid, st.Patches, opt)
+	if freed {
+		if st, maps, err = statusMaps(pid); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+	return st, maps, pause, nil
+}
+
+// appliedPatch returns the record of patch id, applied in process pid.
+func appliedPatch(pid int, st *StatusReport, id string) (PatchStatus, error) {
+	var found PatchStatus
+	for _, p := range st.Patches {
+		if p.ID == id && p.State == record.StateApplied {
+			found = p
+		}
+	}
+	if found.Base == 0 {
+		return PatchStatus{}, fmt.Errorf("%w: process %d has no applied patch %q", ErrNotApplied, pid, id)
+	}
+	return found, nil
+}
+
+// revertUnwinder returns, for the stack model, the target and its stack
+// walker with the call frame information parsed before the stop; nil
+// otherwise.
+func revertUnwinder(pid int, maps []procmaps.Mapping, cons string) (*target, *unwind.Unwinder, error) {
+	if cons != ConsistencyStack {
+		return nil, nil, nil
+	}
+	t, err := readTargetArchFrom(pid, maps)
+	if err != nil {
+		return nil, nil, err
+	}
+	var unw *unwind.Unwinder
+	if t.arch != nil {
+		unw = t.unwinder()
+		t.prewarm(unw)
+	}
+	return t, unw, nil
+}
+
+// revertStopped restores the entries of the patch at base with every thread
+// stopped, retrying while threads are busy; a process of one thread has
+// its region freed in that same stop (freedInStop). The first attempt takes
+// view, the maps and records read under the lock.
+func revertStopped(pid int, base uint64, rep *RevertReport, t *target, unw *unwind.Unwinder, view *lockView, opt Options, tl *timeline) (freedInStop bool, err error) {
+	pr, err := proc.Attach(pid, opt.attachOptions(false))
+	if err != nil {
+		return false, err
 	}
 	defer pr.Detach()
 	tl.mark("attach")
 	oneStop := oneThread(pid)
-	freedInStop := false
-	// The first attempt takes the maps and records read under the lock
-	// (nothing of ours was mapped since; see revertOnce).
-	view := &lockView{maps: maps, recs: st.Patches}
 	attempt := func() (busy *busyError, err error) { // inside proc.Window, as apply's
 		err = pr.Window(func() error {
 			var err error
@@ -144,25 +197,15 @@ func Revert(pid int, id string, opt Options) (res *RevertReport, err error) {
 		return busy, err
 	}
 	if err := retry(opt.timeout(), &rep.Attempts, attempt); err != nil {
-		return nil, err
+		return false, err
 	}
 	if freedInStop {
 		tl.mark(phaseRevertOneStop)
 	} else {
 		tl.mark("stop, check, restore, detach")
 	}
-	rep.Pause = max(pr.Pause(), keptPause)
-	if freedInStop {
-		rep.Freed = rep.Retained == ""
-	} else if rep.free != nil {
-		if rep.Retained = freeRegion(pid, rep.free, opt); rep.Retained == "" {
-			rep.Freed = true
-		}
-		tl.mark("free region (one thread stopped)")
-	}
-	rep.Phases = tl.phases
-	rep.Elapsed = time.Since(start)
-	return rep, nil
+	rep.Pause = pr.Pause()
+	return freedInStop, nil
 }
 
 // revertOnce is one stop window of a revert. atLock, when not nil, is the
@@ -192,43 +235,38 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 	if err := pr.Stop(); err != nil {
 		return nil, fmt.Errorf("stop process %d: %w", pr.Pid(), err)
 	}
-	resumeErr := func(err error) (*busyError, error) { pr.Resume(); return nil, err }
+	// Every refusal and error of the stop resumes the process.
+	if busy, err := revertInStop(pr, base, rep, t, unw, maps, others); busy != nil || err != nil {
+		pr.Resume()
+		return busy, err
+	}
+	if rep.DryRun {
+		return nil, pr.Resume()
+	}
+	return nil, nil
+}
+
+// revertInStop is revertOnce's stop, the process stopped: it checks the
+// record, the entries and the threads, restores the entries (all or
+// nothing) and decides the region's fate (rep.free, rep.Retained). A dry
+// run only reports. The caller resumes the process on a busy refusal or an
+// error.
+func revertInStop(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw *unwind.Unwinder, maps []procmaps.Mapping, others []PatchStatus) (*busyError, error) {
 	// Re-read the record with the process stopped: it is the truth.
 	rec, state, err := readRecord(pr.ReadMem, base)
 	if err != nil {
-		return resumeErr(err)
+		return nil, err
 	}
 	if state != record.StateApplied {
-		return resumeErr(fmt.Errorf("%w: patch %s is %s", ErrNotApplied, rec.ID, state))
+		return nil, fmt.Errorf("%w: patch %s is %s", ErrNotApplied, rec.ID, state)
 	}
-	for _, rd := range rec.Redirects {
-		cur := make([]byte, len(rd.Jump))
-		if err := pr.ReadMem(rd.Addr, cur); err != nil {
-			return resumeErr(fmt.Errorf("read %s at %#x: %w", rd.Func, rd.Addr, err))
-		}
-		if string(cur) != string(rd.Jump) {
-			{
-				for _, o := range others {
-					for _, ord := range o.Redirects {
-						if o.State == record.StateApplied && ord.Addr == rd.Addr && string(ord.Orig) == string(rd.Jump) {
-							return resumeErr(fmt.Errorf("%w: patch %s replaced %s again after %s; revert %s first (last in, first out)",
-								ErrStacked, o.ID, rd.Func, rec.ID, o.ID))
-						}
-					}
-				}
-			}
-			return resumeErr(fmt.Errorf("%w: %s at %#x holds % x, not this patch's jump % x: something else changed it; not reverting",
-				ErrMismatch, rd.Func, rd.Addr, cur, rd.Jump))
-		}
-		if err := checkSlotJump(pr, rd, rec.ID, others); err != nil {
-			return resumeErr(err)
-		}
+	if err := checkJumps(pr, rec, others); err != nil {
+		return nil, err
 	}
 	threads := pr.Threads()
 	for _, th := range threads {
 		for _, rd := range rec.Redirects {
 			if pc := th.Regs.PC(); pc > rd.Addr && pc < rd.Addr+uint64(len(rd.Jump)) {
-				pr.Resume()
 				return &busyError{fmt.Sprintf("thread %d is inside the jump of %s (pc %#x)", th.TID, rd.Func, pc)}, nil
 			}
 		}
@@ -237,7 +275,6 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 	// the entry before the slot's padding returns (entrymove.go).
 	moves, why := offSlots(threads, rec.Redirects)
 	if why != "" {
-		pr.Resume()
 		return &busyError{why}, nil
 	}
 	sc := newStackCopies(pr, threads, &maps) // before the moves: see stackCopies.from
@@ -246,7 +283,6 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 	// long jump in the padding goes into the region next, whatever the
 	// entry holds: wait until it is through.
 	if busy := padInUse(threads, rec.Redirects); busy != "" {
-		pr.Resume()
 		return &busyError{busy}, nil
 	}
 	if unw != nil {
@@ -254,32 +290,15 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 		// the patch's code when the old code comes back.
 		spans := []span{{rec.TextStart, rec.TextEnd, "the code of patch " + rec.ID, 0}}
 		if busy := t.activeOnStacks(pr, unw, threads, sc, spans); busy != nil {
-			pr.Resume()
 			return busy, nil
 		}
 	}
 	if rep.DryRun {
 		dryReverted(pr, rep, rec, threads, maps)
-		return nil, pr.Resume()
+		return nil, nil
 	}
-	if err := setMoves(pr, moves); err != nil {
-		return resumeErr(err)
-	}
-	if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverting)); err != nil {
-		unsetMoves(pr, moves)
-		return resumeErr(fmt.Errorf("mark reverting: %w", err))
-	}
-	for i := len(rec.Redirects) - 1; i >= 0; i-- {
-		rd := rec.Redirects[i]
-		if err := restoreRedirect(pr, rd); err != nil {
-			// Put back the jumps restored so far: all or nothing.
-			for j := i + 1; j < len(rec.Redirects); j++ {
-				redoRedirect(pr, rec.Redirects[j])
-			}
-			unsetMoves(pr, moves)
-			pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateApplied))
-			return resumeErr(fmt.Errorf("restore %s at %#x: %w", rd.Func, rd.Addr, err))
-		}
+	if err := restoreAll(pr, base, rec, moves); err != nil {
+		return nil, err
 	}
 	// The padding above a patch-ready entry goes back too (see
 	// restorePadding); a failure leaves only a dead jump there.
@@ -290,22 +309,75 @@ func revertOnce(pr *proc.Process, base uint64, rep *RevertReport, t *target, unw
 	}
 	// The region can go only if no thread can still execute in it: not
 	// running there now and no return address into it on any stack.
-	if why := regionInUseIn(sc, threads, rec.Base, rec.Base+rec.Size); why != "" {
-		rep.Retained = why
-		if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted)); err != nil {
-			return resumeErr(fmt.Errorf("mark reverted: %w", err))
-		}
-		return nil, nil
-	}
-	// Free it after the resume, with one thread stopped: no thread is in it
-	// or due to return into it, and with the jumps gone none can enter it.
-	// Marked reverted first, so that a crash before the munmap leaves a
-	// region recover frees.
+	why = regionInUseIn(sc, threads, rec.Base, rec.Base+rec.Size)
+	// Otherwise free it after the resume, with one thread stopped: no
+	// thread is in it or due to return into it, and with the jumps gone
+	// none can enter it. Marked reverted first, so that a crash before the
+	// munmap leaves a region recover frees.
 	if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverted)); err != nil {
-		return resumeErr(fmt.Errorf("mark reverted: %w", err))
+		return nil, fmt.Errorf("mark reverted: %w", err)
 	}
-	rep.free = &regionRef{rec.Base, rec.Size}
+	if why != "" {
+		rep.Retained = why
+	} else {
+		rep.free = &regionRef{rec.Base, rec.Size}
+	}
 	return nil, nil
+}
+
+// checkJumps checks, with the process stopped, that every entry of the
+// patch still holds its jump (and its slot its slot jump): a patch stacked
+// on top must be reverted first, and bytes something else changed are left
+// alone.
+func checkJumps(pr *proc.Process, rec *record.Record, others []PatchStatus) error {
+	for _, rd := range rec.Redirects {
+		cur := make([]byte, len(rd.Jump))
+		if err := pr.ReadMem(rd.Addr, cur); err != nil {
+			return fmt.Errorf("read %s at %#x: %w", rd.Func, rd.Addr, err)
+		}
+		if string(cur) != string(rd.Jump) {
+			for _, o := range others {
+				for _, ord := range o.Redirects {
+					if o.State == record.StateApplied && ord.Addr == rd.Addr && string(ord.Orig) == string(rd.Jump) {
+						return fmt.Errorf("%w: patch %s replaced %s again after %s; revert %s first (last in, first out)",
+							ErrStacked, o.ID, rd.Func, rec.ID, o.ID)
+					}
+				}
+			}
+			return fmt.Errorf("%w: %s at %#x holds % x, not this patch's jump % x: something else changed it; not reverting",
+				ErrMismatch, rd.Func, rd.Addr, cur, rd.Jump)
+		}
+		if err := checkSlotJump(pr, rd, rec.ID, others); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restoreAll moves the threads off the slots, marks the record reverting
+// and puts back every entry's original bytes, last first; on a failure it
+// puts back the jumps restored so far, the threads and the record: all or
+// nothing.
+func restoreAll(pr *proc.Process, base uint64, rec *record.Record, moves []move) error {
+	if err := setMoves(pr, moves); err != nil {
+		return err
+	}
+	if err := pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateReverting)); err != nil {
+		unsetMoves(pr, moves)
+		return fmt.Errorf("mark reverting: %w", err)
+	}
+	for i := len(rec.Redirects) - 1; i >= 0; i-- {
+		rd := rec.Redirects[i]
+		if err := restoreRedirect(pr, rd); err != nil {
+			for j := i + 1; j < len(rec.Redirects); j++ {
+				redoRedirect(pr, rec.Redirects[j])
+			}
+			unsetMoves(pr, moves)
+			pr.WriteMem(base+record.StateOffset, record.StateBytes(record.StateApplied))
+			return fmt.Errorf("restore %s at %#x: %w", rd.Func, rd.Addr, err)
+		}
+	}
+	return nil
 }
 
 type regionRef struct{ base, size uint64 }
