@@ -65,7 +65,8 @@ func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
 	for _, p := range todo {
 		regions = append(regions, [2]uint64{p.Base, p.Size})
 	}
-	ff, ffErr := frameFuncsToFree(pid, regions...)
+	rc := &recovery{pid: pid}
+	rc.ff, rc.ffErr = frameFuncsToFree(pid, regions...)
 	pr, err := proc.Attach(pid, opt.attachOptions(false))
 	if err != nil {
 		return nil, err
@@ -74,74 +75,11 @@ func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
 	if err := pr.Stop(); err != nil {
 		return nil, fmt.Errorf("stop process %d: %w", pid, err)
 	}
-	threads := pr.Threads()
+	rc.pr, rc.threads = pr, pr.Threads()
 	for _, p := range todo {
-		a := RecoverAction{PatchID: p.ID, Was: p.StateName}
-		free := func() {
-			if err := restorePadding(pr, threads, p.Redirects); err != nil {
-				a.Action, a.Detail = "kept", err.Error()
-				return
-			}
-			why := padInUse(threads, p.Redirects)
-			if why == "" {
-				why = regionInUse(pr, threads, mustMaps(pid), p.Base, p.Base+p.Size)
-			}
-			if why == "" {
-				why = munmapAllowed(pr, p.Base, p.Size)
-			}
-			if why == "" && p.StateName != StateIncomplete {
-				if why = deregisterEHFrames(pr, p.Base, p.Base+p.Size, ff); why != "" && ffErr != nil {
-					why += fmt.Sprintf(" (%v)", ffErr)
-				}
-			}
-			if why != "" {
-				a.Action, a.Detail = "kept", why
-				if p.StateName != StateIncomplete {
-					pr.WriteMem(p.Base+record.StateOffset, record.StateBytes(record.StateReverted))
-				}
-				return
-			}
-			if err := pr.Munmap(p.Base, p.Size); err != nil {
-				a.Action, a.Detail = "kept", err.Error()
-				return
-			}
-			if a.Action == "" {
-				a.Action = "freed"
-			}
-		}
-		switch {
-		case p.StateName == StateIncomplete || p.State == record.StateReverted:
-			free()
-		case p.State == record.StateApplying:
-			all := true
-			for _, rd := range p.Redirects {
-				cur := make([]byte, len(rd.Jump))
-				if pr.ReadMem(rd.Addr, cur) != nil || string(cur) != string(rd.Jump) {
-					all = false
-				}
-				slot := make([]byte, len(rd.SlotJump))
-				if rd.HasSlot() && (pr.ReadMem(rd.SlotAddr, slot) != nil || string(slot) != string(rd.SlotJump)) {
-					all = false
-				}
-			}
-			if all {
-				if err := pr.WriteMem(p.Base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
-					return nil, fmt.Errorf("finish %s: %w", p.ID, err)
-				}
-				a.Action = "finished"
-				break
-			}
-			if err := restoreJumps(pr, p.Redirects); err != nil {
-				return nil, fmt.Errorf("roll back %s: %w", p.ID, err)
-			}
-			a.Action = "rolled back"
-			free()
-		case p.State == record.StateReverting:
-			if err := restoreJumps(pr, p.Redirects); err != nil {
-				return nil, fmt.Errorf("finish revert of %s: %w", p.ID, err)
-			}
-			a.Action = "rolled back"
-			free()
+		a, err := rc.recoverPatch(p)
+		if err != nil {
+			return nil, err
 		}
 		rep.Actions = append(rep.Actions, a)
 	}
@@ -150,6 +88,100 @@ func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
 	}
 	rep.Pause, rep.Stall = pr.Pause(), pr.Stall()
 	return rep, nil
+}
+
+// recovery is Recover's one stop of every thread.
+type recovery struct {
+	pid     int
+	pr      *proc.Process
+	threads []proc.Thread
+	ff      frameFuncs // to deregister the regions' unwind tables
+	ffErr   error      // why ff could not be found, if so
+}
+
+// recoverPatch finishes or rolls back the half-done patch p (or frees its
+// reverted region) and says what it did.
+func (rc *recovery) recoverPatch(p PatchStatus) (RecoverAction, error) {
+	pr := rc.pr
+	a := RecoverAction{PatchID: p.ID, Was: p.StateName}
+	switch {
+	case p.StateName == StateIncomplete || p.State == record.StateReverted:
+		rc.free(p, &a)
+	case p.State == record.StateApplying:
+		if rc.allJumpsWritten(p) {
+			if err := pr.WriteMem(p.Base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
+				return a, fmt.Errorf("finish %s: %w", p.ID, err)
+			}
+			a.Action = "finished"
+			break
+		}
+		if err := restoreJumps(pr, p.Redirects); err != nil {
+			return a, fmt.Errorf("roll back %s: %w", p.ID, err)
+		}
+		a.Action = "rolled back"
+		rc.free(p, &a)
+	case p.State == record.StateReverting:
+		if err := restoreJumps(pr, p.Redirects); err != nil {
+			return a, fmt.Errorf("finish revert of %s: %w", p.ID, err)
+		}
+		a.Action = "rolled back"
+		rc.free(p, &a)
+	}
+	return a, nil
+}
+
+// allJumpsWritten reports whether every entry (and slot) of p holds its
+// jump: the interrupted apply got as far as the last one.
+func (rc *recovery) allJumpsWritten(p PatchStatus) bool {
+	all := true
+	for _, rd := range p.Redirects {
+		cur := make([]byte, len(rd.Jump))
+		if rc.pr.ReadMem(rd.Addr, cur) != nil || string(cur) != string(rd.Jump) {
+			all = false
+		}
+		slot := make([]byte, len(rd.SlotJump))
+		if rd.HasSlot() && (rc.pr.ReadMem(rd.SlotAddr, slot) != nil || string(slot) != string(rd.SlotJump)) {
+			all = false
+		}
+	}
+	return all
+}
+
+// free unmaps the region of p, whose jumps are gone, unless a thread may
+// still run in it (then it is kept, marked reverted so that a later command
+// frees it); a says which.
+func (rc *recovery) free(p PatchStatus, a *RecoverAction) {
+	pr, threads := rc.pr, rc.threads
+	if err := restorePadding(pr, threads, p.Redirects); err != nil {
+		a.Action, a.Detail = "kept", err.Error()
+		return
+	}
+	why := padInUse(threads, p.Redirects)
+	if why == "" {
+		why = regionInUse(pr, threads, mustMaps(rc.pid), p.Base, p.Base+p.Size)
+	}
+	if why == "" {
+		why = munmapAllowed(pr, p.Base, p.Size)
+	}
+	if why == "" && p.StateName != StateIncomplete {
+		if why = deregisterEHFrames(pr, p.Base, p.Base+p.Size, rc.ff); why != "" && rc.ffErr != nil {
+			why += fmt.Sprintf(" (%v)", rc.ffErr)
+		}
+	}
+	if why != "" {
+		a.Action, a.Detail = "kept", why
+		if p.StateName != StateIncomplete {
+			pr.WriteMem(p.Base+record.StateOffset, record.StateBytes(record.StateReverted))
+		}
+		return
+	}
+	if err := pr.Munmap(p.Base, p.Size); err != nil {
+		a.Action, a.Detail = "kept", err.Error()
+		return
+	}
+	if a.Action == "" {
+		a.Action = "freed"
+	}
 }
 
 // restoreJumps puts back the original bytes wherever the jump is still in
