@@ -578,25 +578,11 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	if err != nil {
 		return nil, err
 	}
-	if reportApplied(rep, p, recs) {
-		rep.Pause = max(rep.Pause, keptPause)
-		rep.Elapsed = time.Since(start)
-		return rep, nil
-	}
-	if !opt.NoReady && opt.DryRun && wouldReapplyReady(pid, p, rep, recs) {
-		rep.Elapsed = time.Since(start)
-		return rep, nil
-	}
-	if !opt.NoReady && !opt.DryRun {
-		// A patch-ready patch reverted earlier: flip it back on in place.
-		ok, err := reapplyReady(pid, p, rep, recs)
+	if done, err := applyAgain(pid, p, rep, recs, opt, tl, keptPause, start); done || err != nil {
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			tl.mark("flip entries (nothing stopped)")
-			return rep.finish(tl, keptPause, start), nil
-		}
+		return rep, nil
 	}
 	tl.mark("read records")
 	pp, err := prepareApply(pid, maps, p, opt, cons, recs, tl)
@@ -607,16 +593,12 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 	if opt.DryRun {
 		return dryApply(pp, p, rep, opt, tl, start)
 	}
-	// Patch-ready functions only: redirect without stopping the threads.
-	readyPossible := len(pp.funcs) > 0
-	for _, f := range pp.funcs {
-		readyPossible = readyPossible && f.pre != nil
-	}
 	// The region's address and the linked code, before any stop, from the
 	// maps read under the lock, unless the patch-ready path mapped (and
 	// released) a region since.
 	atLock := &lockView{maps: pp.t.maps, recs: recs}
-	if readyPossible && !opt.NoReady {
+	if pp.allReady() && !opt.NoReady {
+		// Patch-ready functions only: redirect without stopping the threads.
 		ok, err := applyReady(pp, p, rep, recs, tl)
 		if err != nil {
 			return nil, err
@@ -630,6 +612,35 @@ func Apply(pid int, p *patchfile.Patch, opt Options) (_ *ApplyReport, err error)
 		return nil, err
 	}
 	return rep.finish(tl, keptPause, start), nil
+}
+
+// applyAgain handles a patch the process has a record of: applied already
+// (reported as it is), or patch-ready and reverted earlier (flipped back on
+// in place, or in a dry run, reported as what would be). It says whether
+// that was all there was to do.
+func applyAgain(pid int, p *patchfile.Patch, rep *ApplyReport, recs []PatchStatus, opt Options, tl *timeline, keptPause time.Duration, start time.Time) (done bool, err error) {
+	if reportApplied(rep, p, recs) {
+		rep.Pause = max(rep.Pause, keptPause)
+		rep.Elapsed = time.Since(start)
+		return true, nil
+	}
+	if !opt.NoReady && opt.DryRun && wouldReapplyReady(pid, p, rep, recs) {
+		rep.Elapsed = time.Since(start)
+		return true, nil
+	}
+	if !opt.NoReady && !opt.DryRun {
+		// A patch-ready patch reverted earlier: flip it back on in place.
+		ok, err := reapplyReady(pid, p, rep, recs)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			tl.mark("flip entries (nothing stopped)")
+			rep.finish(tl, keptPause, start)
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // finish completes a report of an apply that did its work: its phases, the
@@ -707,6 +718,17 @@ func prepareApply(pid int, maps []procmaps.Mapping, p *patchfile.Patch, opt Opti
 	return pp, nil
 }
 
+// allReady reports whether every function of the patch is patch-ready
+// (f.pre), so that it can be redirected without stopping the threads.
+func (pp *prepared) allReady() bool {
+	for _, f := range pp.funcs {
+		if f.pre == nil {
+			return false
+		}
+	}
+	return len(pp.funcs) > 0
+}
+
 // applyStopped applies the patch with the threads stopped: it places and
 // links the region (from atLock's maps, or fresh maps if nil), maps it (phase 1,
 // one thread stopped, unless oneStop) and writes the jumps with every thread
@@ -733,8 +755,7 @@ func applyStopped(pid int, pp *prepared, p *patchfile.Patch, atLock *lockView, r
 		// Nothing of ours was mapped since the lock-time read (the region
 		// is mapped in applyOnce's stop): its view serves the first stop.
 		im.atLock = atLock
-	}
-	if !oneStop {
+	} else {
 		// Phase 1: map the region and write the code with one thread
 		// stopped (its registers run the system calls); the others keep
 		// running. Nothing can reach the region until the jumps are written.
@@ -769,8 +790,24 @@ func applyStopped(pid int, pp *prepared, p *patchfile.Patch, atLock *lockView, r
 		rep.NotSelfRestoring = pr.NotSelfRestoring()
 		return nil
 	}
-	// Each attempt's stop runs inside proc.Window: its requests run on the
-	// ptrace thread directly, without a hand-over (two thread wake-ups) each.
+	if err := applyInStops(pr, pp, p, im, mapFirst, &installed, &rep.Attempts); err != nil {
+		return err
+	}
+	if oneStop {
+		tl.mark(phaseOneStop)
+	} else {
+		tl.mark("stop, check, write jumps, detach")
+	}
+	rep.stopped(pr, pp, im)
+	return nil
+}
+
+// applyInStops runs applyOnce's stops until the patch is installed
+// (*installed, set before the detach that ends the last stop), retrying
+// while threads are busy. Each attempt's stop runs inside proc.Window: its
+// requests run on the ptrace thread directly, without a hand-over (two
+// thread wake-ups) each.
+func applyInStops(pr *proc.Process, pp *prepared, p *patchfile.Patch, im *image, mapFirst func() error, installed *bool, attempts *int) error {
 	var detachErr error
 	attempt := func() (busy *busyError, err error) {
 		err = pr.Window(func() error {
@@ -783,7 +820,7 @@ func applyStopped(pid int, pp *prepared, p *patchfile.Patch, atLock *lockView, r
 			// on a detach error would unmap code the entries jump to (and
 			// that threads moved into a relocated copy are running): every
 			// caller would then die. The detach ends the window, in it.
-			installed = true
+			*installed = true
 			if detachErr = faultHook("detach"); detachErr == nil {
 				detachErr = pr.Detach()
 			}
@@ -791,17 +828,17 @@ func applyStopped(pid int, pp *prepared, p *patchfile.Patch, atLock *lockView, r
 		})
 		return busy, err
 	}
-	if err = retry(opt.timeout(), &rep.Attempts, attempt); err != nil {
+	if err := retry(pp.opt.timeout(), attempts, attempt); err != nil {
 		return err
 	}
 	if detachErr != nil {
-		return fmt.Errorf("patch %s applied to process %d, but detach: %w", p.ID, pid, detachErr)
+		return fmt.Errorf("patch %s applied to process %d, but detach: %w", p.ID, pr.Pid(), detachErr)
 	}
-	if oneStop {
-		tl.mark(phaseOneStop)
-	} else {
-		tl.mark("stop, check, write jumps, detach")
-	}
+	return nil
+}
+
+// stopped reports an apply installed with the threads stopped.
+func (rep *ApplyReport) stopped(pr *proc.Process, pp *prepared, im *image) {
 	rep.Pause = pr.Pause()
 	rep.Moved = im.moved
 	rep.Region, rep.RegionSize = im.base, pp.size
@@ -809,7 +846,6 @@ func applyStopped(pid int, pp *prepared, p *patchfile.Patch, atLock *lockView, r
 		rep.Functions = append(rep.Functions, FuncReport{Name: pp.funcs[i].spec.Name, Aliases: pp.funcs[i].names(), Entry: pp.funcs[i].fn.Addr,
 			At: r.Addr, New: im.rec.Redirects[i].New, Kind: r.Kind, Path: "stop"})
 	}
-	return nil
 }
 
 // phaseOneStop names the one stop of an apply that maps the region in the
