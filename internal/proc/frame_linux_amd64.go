@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"unsafe"
@@ -115,7 +114,7 @@ func (p *Process) writeFrame(t *thread) (uint64, error) {
 	if g.syscallRet == 0 || g.restorer == 0 {
 		return 0, errNoGadget
 	}
-	if shadowStack(p.pid, t.tid) {
+	if p.shadowStack(t) {
 		return 0, errShstk
 	}
 	xs, err := getXstate(t.tid)
@@ -180,9 +179,10 @@ func (p *Process) checkStack(t *thread, lo, sp uint64) error {
 }
 
 // shadowStack reports whether the thread runs with a user shadow stack
-// (/proc/PID/status "x86_Thread_features: shstk ...", Linux 6.6+).
-func shadowStack(pid, tid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
+// (/proc/PID/status "x86_Thread_features: shstk ...", Linux 6.6+), from its
+// status as read in this stop window (windowStatus).
+func (p *Process) shadowStack(t *thread) bool {
+	data, err := p.windowStatus(t)
 	if err != nil {
 		return false
 	}

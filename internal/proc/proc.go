@@ -125,6 +125,10 @@ type thread struct {
 	frameErr     error
 	frameChecked bool // the seccomp check of its rt_sigreturn done
 	xstate       []byte
+	// status is /proc/PID/task/TID/status as read in stop window
+	// statusWindow (Process.window); see windowStatus.
+	status       []byte
+	statusWindow uint64
 	// stopSince is when we first asked the thread to stop (its
 	// PTRACE_INTERRUPT, or when we first saw it stopped if it came stopped,
 	// as a new clone does); zero while it runs free. release turns it into a
@@ -745,6 +749,31 @@ func (p *Process) scanTasks(first bool) (int, error) {
 		added++
 	}
 	return added, nil
+}
+
+// freshStatus reads thread t's /proc/PID/task/TID/status now and keeps it
+// for windowStatus.
+func (p *Process) freshStatus(t *thread) ([]byte, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", p.pid, t.tid))
+	if err != nil {
+		return nil, err
+	}
+	t.status, t.statusWindow = data, p.window
+	return data, nil
+}
+
+// windowStatus is thread t's status file as read once in this stop window
+// (freshStatus when it was not): a stopped thread's writeFrame (its shadow
+// stack) and seccomp check read it once instead of once each. Only for
+// fields that cannot change while t is stopped in this window: its shadow
+// stack features change only by its own arch_prctl(2) (ARCH_SHSTK_*, acting
+// on the calling thread), and the code injected on it never makes that call;
+// its seccomp state, only in a window of every thread (see seccompOf).
+func (p *Process) windowStatus(t *thread) ([]byte, error) {
+	if t.status != nil && p.stopped && t.statusWindow == p.window {
+		return t.status, nil
+	}
+	return p.freshStatus(t)
 }
 
 func (p *Process) tracedByUs(tid int) bool {

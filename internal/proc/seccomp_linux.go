@@ -3,7 +3,6 @@
 package proc
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -66,10 +65,37 @@ func seccompStatus(pid, tid int) (mode, count int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	mode, count = parseSeccompStatus(data)
+	return mode, count, nil
+}
+
+// threadSeccompStatus is seccompStatus of stopped thread t. In a window of
+// every thread (not OneThread) the status read earlier in the window serves
+// (windowStatus: no thread runs its own code, the reason seccompOf's cache
+// holds for the window); with OneThread the other threads run, and it is
+// read now.
+func (p *Process) threadSeccompStatus(t *thread) (mode, count int, err error) {
+	var data []byte
+	if p.opt.OneThread {
+		data, err = p.freshStatus(t)
+	} else {
+		data, err = p.windowStatus(t)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	mode, count = parseSeccompStatus(data)
+	return mode, count, nil
+}
+
+// parseSeccompStatus returns the Seccomp: and Seccomp_filters: values of a
+// status file (count -1 when the kernel does not say).
+func parseSeccompStatus(data []byte) (mode, count int) {
 	count = -1
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		k, v, ok := bytes.Cut(sc.Bytes(), []byte(":"))
+	for len(data) > 0 {
+		var line []byte
+		line, data, _ = bytes.Cut(data, []byte("\n"))
+		k, v, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			continue
 		}
@@ -80,7 +106,7 @@ func seccompStatus(pid, tid int) (mode, count int, err error) {
 			count, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
 		}
 	}
-	return mode, count, nil
+	return mode, count
 }
 
 // seccompOf returns thread t's seccomp state (on the ptrace goroutine, t
@@ -104,7 +130,7 @@ func (p *Process) seccompOf(t *thread) (*threadSeccomp, error) {
 		c.window = p.window
 		return c, nil
 	}
-	mode, count, err := seccompStatus(p.pid, t.tid)
+	mode, count, err := p.threadSeccompStatus(t)
 	if err != nil {
 		return nil, fmt.Errorf("read the seccomp state of thread %d: %w", t.tid, err)
 	}
