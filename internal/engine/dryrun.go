@@ -135,28 +135,13 @@ func readyUsable(pp *prepared, im *image) bool {
 // wouldReapplyReady says whether reapplyReady would flip a reverted
 // patch-ready region of p back on, and fills rep as it would.
 func wouldReapplyReady(pid int, p *patchfile.Patch, rep *ApplyReport, recs []PatchStatus) bool {
-	digest := patchDigest(p)
-	for _, r := range recs {
-		if r.ID != p.ID || r.Digest != digest || r.State != record.StateReverted {
-			continue
-		}
-		mem, err := proc.OpenMem(pid)
-		if err != nil {
-			return false
-		}
-		intact := readyRecordIntact(mem, r.Record)
-		mem.Close()
-		if !intact {
-			continue
-		}
-		rep.Target = r.Target
-		for _, rd := range r.Redirects {
-			rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind, Path: "patch-ready"})
-		}
-		rep.Consistency = ConsistencyEntry + " (implied by the patch-ready path)"
-		return true
+	r, mem, ok, err := reapplicable(pid, p, recs)
+	if err != nil || !ok {
+		return false
 	}
-	return false
+	mem.Close()
+	rep.readyFunctions(r)
+	return true
 }
 
 // dryRevertReady fills rep as revertReady would (it stops nothing and

@@ -145,6 +145,32 @@ func applyReady(pp *prepared, p *patchfile.Patch, rep *ApplyReport, recs []Patch
 // patch-ready revert kept: its padding jumps are still in place, so flipping
 // the entries is all there is to do. Nothing is stopped and nothing parsed.
 func reapplyReady(pid int, p *patchfile.Patch, rep *ApplyReport, recs []PatchStatus) (bool, error) {
+	r, mem, ok, err := reapplicable(pid, p, recs)
+	if err != nil || !ok {
+		return false, err
+	}
+	defer mem.Close()
+	if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateApplying)); err != nil {
+		return false, err
+	}
+	for _, rd := range r.Redirects {
+		if err := flipEntry(mem, rd.Addr, rd.Jump, rd.Order); err != nil {
+			return true, fmt.Errorf("redirect %s: %w (run hotpatch recover)", rd.Func, err)
+		}
+	}
+	if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
+		return true, err
+	}
+	rep.readyFunctions(r)
+	rep.Region, rep.RegionSize = r.Base, r.Size
+	return true, nil
+}
+
+// reapplicable finds the region of p that an earlier patch-ready revert
+// kept and that can be flipped back on (readyRecordIntact), and returns it
+// with the process's memory open (the caller closes it); ok is false when
+// there is none.
+func reapplicable(pid int, p *patchfile.Patch, recs []PatchStatus) (_ PatchStatus, _ *proc.Mem, ok bool, err error) {
 	digest := patchDigest(p)
 	for _, r := range recs {
 		if r.ID != p.ID || r.Digest != digest || r.State != record.StateReverted {
@@ -152,32 +178,24 @@ func reapplyReady(pid int, p *patchfile.Patch, rep *ApplyReport, recs []PatchSta
 		}
 		mem, err := proc.OpenMem(pid)
 		if err != nil {
-			return false, err
+			return PatchStatus{}, nil, false, err
 		}
-		defer mem.Close()
-		if !readyRecordIntact(mem, r.Record) {
-			continue
+		if readyRecordIntact(mem, r.Record) {
+			return r, mem, true, nil
 		}
-		if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateApplying)); err != nil {
-			return false, err
-		}
-		for _, rd := range r.Redirects {
-			if err := flipEntry(mem, rd.Addr, rd.Jump, rd.Order); err != nil {
-				return true, fmt.Errorf("redirect %s: %w (run hotpatch recover)", rd.Func, err)
-			}
-		}
-		if err := mem.Write(r.Base+record.StateOffset, record.StateBytes(record.StateApplied)); err != nil {
-			return true, err
-		}
-		rep.Target = r.Target
-		rep.Region, rep.RegionSize = r.Base, r.Size
-		for _, rd := range r.Redirects {
-			rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind, Path: "patch-ready"})
-		}
-		rep.Consistency = ConsistencyEntry + " (implied by the patch-ready path)"
-		return true, nil
+		mem.Close()
 	}
-	return false, nil
+	return PatchStatus{}, nil, false, nil
+}
+
+// readyFunctions reports the functions of the patch-ready region r as
+// redirected by the patch-ready path.
+func (rep *ApplyReport) readyFunctions(r PatchStatus) {
+	rep.Target = r.Target
+	for _, rd := range r.Redirects {
+		rep.Functions = append(rep.Functions, FuncReport{Name: rd.Func, Entry: rd.Entry, At: rd.Addr, New: rd.New, Kind: rd.Kind, Path: "patch-ready"})
+	}
+	rep.Consistency = ConsistencyEntry + " (implied by the patch-ready path)"
 }
 
 // readyRecordIntact checks a retained patch-ready region can be re-applied:
