@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -246,20 +245,13 @@ func prepare(pid int, maps []procmaps.Mapping, p *patchfile.Patch, stacks bool) 
 		pp.funcs = append(pp.funcs, pf)
 	}
 	pp.frames = findFrameFuncs(t, mod)
-	// The header: its size depends only on the number of redirects and names,
-	// so encode a worst case once to size it.
-	dry := &record.Record{ID: p.ID, Description: p.Description, Target: mod.Path, BuildID: p.Target.BuildID,
-		AppliedAt: math.MaxInt64, Base: math.MaxUint64, Size: math.MaxUint64, TextStart: math.MaxUint64, TextEnd: math.MaxUint64}
-	for _, f := range pp.funcs {
-		dry.Redirects = append(dry.Redirects, record.Redirect{Func: f.spec.Name, Addr: math.MaxUint64, Entry: math.MaxUint64,
-			New: math.MaxUint64, Orig: make([]byte, 16), Jump: make([]byte, 16), Kind: strings.Repeat("x", 64),
-			SlotAddr: math.MaxUint64, SlotOrig: make([]byte, 16), SlotJump: make([]byte, 16)})
+	names := make([]string, len(pp.funcs))
+	for i, f := range pp.funcs {
+		names[i] = f.spec.Name
 	}
-	hdr, err := record.Encode(dry, record.StateApplied)
-	if err != nil {
+	if pp.hdrSize, err = headerSize(p, mod.Path, names); err != nil {
 		return nil, err
 	}
-	pp.hdrSize = roundUp(uint64(len(hdr)), pageSize)
 	pp.size = pp.hdrSize
 	for _, o := range pp.objs {
 		pp.size += roundUp(o.Size(), pageSize)
