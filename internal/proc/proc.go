@@ -189,10 +189,11 @@ func Attach(pid int, opt Options) (*Process, error) {
 	if pid == os.Getpid() {
 		return nil, fmt.Errorf("attach to process %d: cannot trace ourselves: %w", pid, ErrPermission)
 	}
-	if err := checkAttachable(pid); err != nil {
+	leaderLive, err := checkAttachable(pid)
+	if err != nil {
 		return nil, err
 	}
-	memTID, mem, err := openTaskMem(pid)
+	memTID, mem, err := openTaskMem(pid, leaderLive)
 	if err != nil {
 		return nil, err
 	}
@@ -234,10 +235,21 @@ func Attach(pid int, opt Options) (*Process, error) {
 // exits: it holds a reference to the address space, not to the thread
 // (proc_mem_open takes the mm; mem_rw needs only mm_users > 0, i.e. some
 // live thread, fs/proc/base.c).
-func openTaskMem(pid int) (int, *os.File, error) {
+//
+// leaderLive says that checkAttachable has just seen the main thread alive:
+// the first try then opens its file without reading its state again. It
+// may have called pthread_exit since (the status read of checkTracer lies
+// between), as it may between liveTask's read and the open: then the file
+// has no address space (proc_mem_open finds no mm), every read and write
+// through it fails (mem_rw returns 0), and the operation ends with an error
+// before anything is written; it never reaches other memory.
+func openTaskMem(pid int, leaderLive bool) (int, *os.File, error) {
 	var err error
 	for try := 0; try < 100; try++ {
-		tid := liveTask(pid)
+		tid := pid
+		if try > 0 || !leaderLive {
+			tid = liveTask(pid)
+		}
 		var f *os.File
 		f, err = os.OpenFile(fmt.Sprintf("/proc/%d/task/%d/mem", pid, tid), os.O_RDWR, 0)
 		if err == nil {
@@ -270,31 +282,33 @@ func goneErr(pid int) error {
 }
 
 // checkAttachable refuses zombies, kernel threads and already traced
-// processes before anything is done to them.
-func checkAttachable(pid int) error {
+// processes before anything is done to them. It reports whether the main
+// thread was alive (the state in /proc/PID/stat is the leader's).
+func checkAttachable(pid int) (leaderLive bool, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("process %d does not exist: %w", pid, ErrNoProcess)
+			return false, fmt.Errorf("process %d does not exist: %w", pid, ErrNoProcess)
 		}
-		return fmt.Errorf("read /proc/%d/stat: %w", pid, err)
+		return false, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
 	}
 	st, err := parseStat(data)
 	if err != nil {
-		return fmt.Errorf("process %d: %w", pid, err)
+		return false, fmt.Errorf("process %d: %w", pid, err)
 	}
 	if st.Flags&pfKthread != 0 {
-		return fmt.Errorf("process %d: %w", pid, ErrKernelThread)
+		return false, fmt.Errorf("process %d: %w", pid, ErrKernelThread)
 	}
 	if st.State == 'Z' || st.State == 'X' {
 		// The leader of a live multi-threaded process is a zombie when it
 		// called pthread_exit; the process is a zombie only when no task
 		// is left alive.
 		if !anyLiveTask(pid) {
-			return fmt.Errorf("process %d is a zombie (it exited and waits for its parent to reap it): %w", pid, ErrExited)
+			return false, fmt.Errorf("process %d is a zombie (it exited and waits for its parent to reap it): %w", pid, ErrExited)
 		}
+		return false, checkTracer(pid, pid, 0)
 	}
-	return checkTracer(pid, pid, 0)
+	return true, checkTracer(pid, pid, 0)
 }
 
 // liveTask returns pid if its main thread is alive, else the live thread
@@ -716,19 +730,24 @@ func (p *Process) scanTasks(first bool) (int, error) {
 		if _, ok := p.threads[tid]; ok {
 			continue
 		}
-		st, err := taskState(p.pid, tid)
-		if err != nil || st == 'Z' || st == 'X' {
-			continue // exited, or a zombie leader (main thread called pthread_exit)
-		}
-		err = ptrace(unix.PTRACE_SEIZE, tid, 0, seizeOptions)
+		// No state read before the seize: PTRACE_SEIZE refuses an exited
+		// task with ESRCH and a zombie (exit_state set) with EPERM
+		// (ptrace_attach, kernel/ptrace.c), and the EPERM case reads the
+		// state below, so a zombie is skipped as it was by a read here:
+		// one /proc read less per thread and session.
+		err := ptrace(unix.PTRACE_SEIZE, tid, 0, seizeOptions)
 		switch {
 		case err == nil:
 		case errors.Is(err, unix.ESRCH):
 			continue // the thread exited meanwhile
 		case errors.Is(err, unix.EPERM):
-			// Already traced: by us when the kernel attached it as the child
-			// of a seized thread (PTRACE_O_TRACECLONE); by someone else
-			// otherwise. A zombie also gives EPERM.
+			// A zombie (a zombie leader: the main thread called
+			// pthread_exit), skipped. Otherwise already traced: by us when
+			// the kernel attached it as the child of a seized thread
+			// (PTRACE_O_TRACECLONE); by someone else otherwise.
+			if st, err := taskState(p.pid, tid); err != nil || st == 'Z' || st == 'X' {
+				continue
+			}
 			if terr := checkTracer(p.pid, tid, p.tracerTID); terr != nil {
 				if errors.Is(terr, ErrNoProcess) {
 					continue
