@@ -1368,19 +1368,33 @@ func (p *Process) setRealtime(on bool) {
 	}
 }
 
-// ReadMem reads len(b) bytes at addr of the process.
-func (p *Process) ReadMem(addr uint64, b []byte) error {
+// useMem makes the process's memory file safe to use for the caller:
+// inside a Window, where p.mu is held for it, at once; elsewhere under p.mu.
+// It fails once the process is detached. The caller calls release when done.
+func (p *Process) useMem() (release func(), err error) {
+	release = func() {}
 	if p.inWindowHere() {
 		if p.finished {
-			return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
+			return nil, fmt.Errorf("process %d: %w", p.pid, ErrDetached)
 		}
 	} else {
 		p.mu.Lock()
-		defer p.mu.Unlock()
+		release = p.mu.Unlock
 	}
 	if p.detached {
-		return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
+		release()
+		return nil, fmt.Errorf("process %d: %w", p.pid, ErrDetached)
 	}
+	return release, nil
+}
+
+// ReadMem reads len(b) bytes at addr of the process.
+func (p *Process) ReadMem(addr uint64, b []byte) error {
+	release, err := p.useMem()
+	if err != nil {
+		return err
+	}
+	defer release()
 	return readMem(p.memTID, p.mem, addr, b)
 }
 
@@ -1451,17 +1465,11 @@ func (p *Process) ReadMemv(segs []Segment) error {
 // succeed on read-only mappings such as program text, breaking
 // copy-on-write for private file mappings, as a debugger's breakpoints do.
 func (p *Process) WriteMem(addr uint64, b []byte) error {
-	if p.inWindowHere() {
-		if p.finished {
-			return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
-		}
-	} else {
-		p.mu.Lock()
-		defer p.mu.Unlock()
+	release, err := p.useMem()
+	if err != nil {
+		return err
 	}
-	if p.detached {
-		return fmt.Errorf("process %d: %w", p.pid, ErrDetached)
-	}
+	defer release()
 	return writeMem(p.mem, addr, b)
 }
 

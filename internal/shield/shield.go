@@ -54,12 +54,7 @@ func NewCell() (*Cell, error) {
 	if err != nil {
 		return nil, err
 	}
-	parent := root
-	if p := os.Getenv(ParentEnv); p != "" {
-		parent = filepath.Join(root, strings.TrimPrefix(filepath.Clean("/"+p), root))
-	}
-	removeStale(parent)
-	dir := filepath.Join(parent, fmt.Sprintf("%s%d", cgroupPrefix, os.Getpid()))
+	dir := cellDir(root)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -129,12 +124,7 @@ func Protect() *Shield {
 		s.cgroup, s.root = filepath.Join(root, rel), root
 		return s
 	}
-	parent := root
-	if p := os.Getenv(ParentEnv); p != "" {
-		parent = filepath.Join(root, strings.TrimPrefix(filepath.Clean("/"+p), root))
-	}
-	removeStale(parent)
-	dir := filepath.Join(parent, fmt.Sprintf("%s%d", cgroupPrefix, os.Getpid()))
+	dir := cellDir(root)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		s.Notes = append(s.Notes, fmt.Sprintf("cgroup: %v", err))
 		return s
@@ -248,4 +238,16 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// cellDir is the cgroup this process makes for itself under the cgroup v2
+// root (or under $HOTPATCH_WORKER_CGROUP_PARENT within it), after removing the
+// empty ones that killed workers left there.
+func cellDir(root string) string {
+	parent := root
+	if p := os.Getenv(ParentEnv); p != "" {
+		parent = filepath.Join(root, strings.TrimPrefix(filepath.Clean("/"+p), root))
+	}
+	removeStale(parent)
+	return filepath.Join(parent, fmt.Sprintf("%s%d", cgroupPrefix, os.Getpid()))
 }
