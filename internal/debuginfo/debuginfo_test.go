@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
@@ -32,20 +31,6 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-func openELF(t *testing.T, path string) *elfsym.File {
-	t.Helper()
-	fh, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ef, err := elfsym.Open(fh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ef.Close() })
-	return ef
-}
-
 // TestFind places the debug file of a stripped library in each supported
 // location in turn (under a temporary root) and checks that Find finds it
 // there, that the symbols it gives include the static function, and that a
@@ -59,7 +44,7 @@ func TestFind(t *testing.T) {
 	other := filepath.Join(src, "other")
 	os.MkdirAll(other, 0o755)
 	otherDbg := testutil.SplitDebug(t, build(t, other, "-DSCALE=5")) // same name, another build
-	bid, err := openELF(t, stripped).BuildID()
+	bid, err := testutil.OpenELF(t, stripped).BuildID()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +110,7 @@ func TestFind(t *testing.T) {
 				copyFile(t, c.debug, where)
 			}
 			opt.Root, opt.DebuginfodCache = root, cache
-			ef := openELF(t, target)
+			ef := testutil.OpenELF(t, target)
 			syms, fd, err := Symbols(target, ef, opt)
 			if c.wantErr != nil {
 				if !errors.Is(err, c.wantErr) {

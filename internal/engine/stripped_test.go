@@ -13,7 +13,6 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/build"
 	"github.com/hotpatch/hotpatch/internal/debuginfo"
-	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/runpre"
 	"github.com/hotpatch/hotpatch/internal/testutil"
@@ -70,16 +69,7 @@ func moveFile(t *testing.T, from, to string) {
 
 func buildIDOf(t *testing.T, path string) string {
 	t.Helper()
-	fh, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ef, err := elfsym.Open(fh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ef.Close()
-	id, err := ef.BuildID()
+	id, err := testutil.OpenELF(t, path).BuildID()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/hotpatch/hotpatch/internal/arch"
 	_ "github.com/hotpatch/hotpatch/internal/arch/amd64"
 	"github.com/hotpatch/hotpatch/internal/diff"
-	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 	"github.com/hotpatch/hotpatch/internal/unwind"
 )
@@ -26,7 +25,7 @@ func locate(t *testing.T, tflags []string, defs ...string) (*Match, map[string]u
 	obj := testutil.Compile(t, filepath.Join(dir, "old.o"), append(append([]string{"testdata/twins.c", "-c", "-ffunction-sections", "-fdata-sections"}, flags...), defs...)...)
 	// The truth, before stripping.
 	want := map[string]uint64{}
-	ef := open(t, lib)
+	ef := testutil.OpenELF(t, lib)
 	syms, err := ef.Symbols()
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +38,7 @@ func locate(t *testing.T, tflags []string, defs ...string) (*Match, map[string]u
 	if b, err := exec.Command("strip", "--strip-all", lib).CombinedOutput(); err != nil {
 		t.Fatalf("strip: %v\n%s", err, b)
 	}
-	ef = open(t, lib)
+	ef = testutil.OpenELF(t, lib)
 	dyn, err := ef.Symbols()
 	if err != nil {
 		t.Fatal(err)
@@ -62,20 +61,6 @@ func locate(t *testing.T, tflags []string, defs ...string) (*Match, map[string]u
 		t.Fatal(err)
 	}
 	return m, want
-}
-
-func open(t *testing.T, path string) *elfsym.File {
-	t.Helper()
-	fh, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ef, err := elfsym.Open(fh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ef.Close() })
-	return ef
 }
 
 // TestLocate: identical static functions are told apart by the calls of

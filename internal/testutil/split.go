@@ -1,10 +1,13 @@
 package testutil
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hotpatch/hotpatch/internal/elfsym"
 )
 
 // SplitDebug does to bin what a distribution's packaging does: its
@@ -35,4 +38,19 @@ func SplitDebug(t testing.TB, bin string) string {
 		t.Fatalf("objcopy --add-gnu-debuglink: %v\n%s", err, b)
 	}
 	return dbg
+}
+
+// OpenELF opens the ELF file at path for the rest of the test.
+func OpenELF(t testing.TB, path string) *elfsym.File {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ef, err := elfsym.Open(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ef.Close() })
+	return ef
 }
