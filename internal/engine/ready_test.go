@@ -243,38 +243,6 @@ func TestPatchReadyThreadBetweenEntryNOPs(t *testing.T) {
 	}
 }
 
-// parkAt stops thread tid when it is about to execute addr, by
-// single-stepping it (PTRACE_SINGLESTEP) until its pc is addr. (Hardware
-// breakpoints would be quicker, but virtual machines often lack them.)
-func parkAt(tid int, addr uint64) error {
-	if err := unix.PtraceSeize(tid); err != nil {
-		return fmt.Errorf("seize: %w", err)
-	}
-	if err := unix.PtraceInterrupt(tid); err != nil {
-		return err
-	}
-	var ws unix.WaitStatus
-	if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil {
-		return err
-	}
-	for i := 0; i < 1_000_000; i++ {
-		var regs unix.PtraceRegs
-		if err := unix.PtraceGetRegs(tid, &regs); err != nil {
-			return err
-		}
-		if regs.Rip == addr {
-			return nil
-		}
-		if err := unix.PtraceSingleStep(tid); err != nil {
-			return err
-		}
-		if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("thread never reached %#x", addr)
-}
-
 // TestPatchReadyNoStacking: a second patch of a patch-ready function is
 // refused (the two would share the entry's short jump), and the first stays
 // in effect, revertible.
