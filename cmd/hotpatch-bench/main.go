@@ -377,13 +377,13 @@ func printTable(w io.Writer, r *Results) {
 	if len(r.Scale) > 0 {
 		fmt.Fprintf(w, "SCALE (host-wide apply/revert of 1-thread idle processes mapping one file, internal/fleet with %d jobs)\n", r.Scale[0].Jobs)
 		fmt.Fprintf(w, "%-10s %6s %11s %11s %11s %11s %11s %11s %11s %11s %11s %11s %11s\n", "file", "procs", "dry run", "apply all",
-			"apply/proc", "apply cpu", "revert all", "revert/proc", "revert cpu", "pause p50", "pause p99", "rv p50", "rv p99")
+			"apply/proc", "apply cpu", "revert all", "revert/proc", "revert cpu", "stall p50", "stall p99", "rv p50", "rv p99")
 		for _, s := range r.Scale {
 			fmt.Fprintf(w, "%-10s %6d %11s %11s %11s %11s %11s %11s %11s %11s %11s %11s %11s\n", s.Kind, s.Procs, us(s.DryRun), us(s.Apply),
 				us(s.ApplyPerProcess), us(s.ApplyCPU), us(s.Revert), us(s.RevertPerProcess), us(s.RevertCPU),
-				us(s.PausePerProcess.Median), us(s.PausePerProcess.P99), us(s.RevertPausePerProcess.Median), us(s.RevertPausePerProcess.P99))
+				us(s.StallPerProcess.Median), us(s.StallPerProcess.P99), us(s.RevertStallPerProcess.Median), us(s.RevertStallPerProcess.P99))
 		}
-		fmt.Fprintln(w, "  (cpu: hotpatch's own CPU time per process; rv: the revert's pauses)")
+		fmt.Fprintln(w, "  (cpu: hotpatch's own CPU time per process; stall: the longest time one thread of a process was stopped, what it felt; rv: the revert's stalls; pauses in --json)")
 		fmt.Fprintln(w)
 	}
 	if o := r.Overhead; o != nil {

@@ -326,6 +326,21 @@ type ScaleRow struct {
 	// pauses (longest all-threads stop) of the apply and the revert.
 	PausePerProcess       Summary `json:"apply_pause_per_process"`
 	RevertPausePerProcess Summary `json:"revert_pause_per_process"`
+	// StallPerProcess and RevertStallPerProcess summarise what each process
+	// felt: the longest time any one of its threads was stopped, over every
+	// stop of the operation (stall_ns).
+	StallPerProcess       Summary `json:"apply_stall_per_process"`
+	RevertStallPerProcess Summary `json:"revert_stall_per_process"`
+}
+
+// stopsOf summarises the pauses and the stalls of a host-wide run's
+// processes.
+func stopsOf(rs []fleet.Result) (pause, stall Summary) {
+	var ps, ss []time.Duration
+	for _, r := range rs {
+		ps, ss = append(ps, r.Pause), append(ss, r.Stall)
+	}
+	return summarize(ps), summarize(ss)
 }
 
 // scaleTarget is what the scale rows patch: an executable to start n
@@ -448,11 +463,7 @@ func (b *bench) scale(kind string, n, jobs int) (ScaleRow, error) {
 	}
 	row.Scan = ar.Scan.Elapsed
 	row.ApplyPerProcess = row.Apply / time.Duration(n)
-	var pauses []time.Duration
-	for _, r := range ar.Results {
-		pauses = append(pauses, r.Pause)
-	}
-	row.PausePerProcess = summarize(pauses)
+	row.PausePerProcess, row.StallPerProcess = stopsOf(ar.Results)
 	c0 = cpuTime()
 	t0 = time.Now()
 	rr, err := fleet.Revert(st.patch.ID, opt)
@@ -468,11 +479,7 @@ func (b *bench) scale(kind string, n, jobs int) (ScaleRow, error) {
 		return row, fmt.Errorf("fleet revert: %d of %d processes reverted: %+v", rr.Summary.Reverted, n, rr.Summary)
 	}
 	row.RevertPerProcess = row.Revert / time.Duration(n)
-	pauses = pauses[:0]
-	for _, r := range rr.Results {
-		pauses = append(pauses, r.Pause)
-	}
-	row.RevertPausePerProcess = summarize(pauses)
+	row.RevertPausePerProcess, row.RevertStallPerProcess = stopsOf(rr.Results)
 	for _, p := range ps {
 		if p.exited() {
 			return row, p.exitErr()
