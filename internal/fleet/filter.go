@@ -5,7 +5,6 @@ package fleet
 // process's maps, so a filtered-out process costs one small read.
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -115,18 +114,13 @@ func (s *selector) sameExe(dir string) bool {
 	return err == nil && strings.TrimSuffix(l, " (deleted)") == s.f.Exe
 }
 
-// procUID returns the effective user id of pid.
+// procUID returns the effective user id of pid (readStatus).
 func procUID(pid int) (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return -1, err
+	uid, _, err := readStatus(pid)
+	if err == nil && uid < 0 {
+		err = fmt.Errorf("process %d: no Uid line in status", pid)
 	}
-	for _, l := range bytes.Split(b, []byte("\n")) {
-		if f := strings.Fields(string(l)); len(f) >= 3 && f[0] == "Uid:" {
-			return strconv.Atoi(f[2])
-		}
-	}
-	return -1, fmt.Errorf("process %d: no Uid line in status", pid)
+	return uid, err
 }
 
 // procCgroup returns pid's cgroup v2 path (the "0::PATH" line of
@@ -145,12 +139,17 @@ func procCgroup(pid int) (string, error) {
 }
 
 // pidOwner returns the effective uid of pid, or -1 when it cannot be read
-// (the uid owning /proc/PID is a fallback: it is the effective uid unless the
-// process is not dumpable, proc(5)).
+// (statOwner is the fallback).
 func pidOwner(pid int) int {
 	if uid, err := procUID(pid); err == nil {
 		return uid
 	}
+	return statOwner(pid)
+}
+
+// statOwner returns the uid owning /proc/PID, -1 when it cannot be read: it
+// is the effective uid unless the process is not dumpable (proc(5)).
+func statOwner(pid int) int {
 	if st, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			return int(sys.Uid)

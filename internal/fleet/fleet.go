@@ -396,33 +396,43 @@ func comm(pid int) string {
 // opened through /proc/PID/map_files (or /proc/PID/root), never through the
 // host's path of the same name; this pid is what its owner sees.
 func NamespacePID(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	return parseNSpid(b)
+	_, nspid, _ := readStatus(pid)
+	return nspid
 }
 
 // procIDs returns pid's effective uid (as pidOwner: -1 unknown) and its pid
 // in its PID namespace (as NamespacePID), from one read of its status.
 func procIDs(pid int) (uid, nspid int) {
+	uid, nspid, _ = readStatus(pid)
+	if uid < 0 {
+		uid = statOwner(pid)
+	}
+	return uid, nspid
+}
+
+// readStatus reads /proc/PID/status once: the effective uid (the second
+// field of "Uid:", proc(5); -1 when the line is missing or malformed) and
+// the innermost NSpid (parseNSpid). The file is the kernel's, but of a
+// process of any user: nothing in it is trusted beyond these two numbers.
+func readStatus(pid int) (uid, nspid int, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return pidOwner(pid), 0
+		return -1, 0, err
 	}
-	uid = -1
-	for _, l := range strings.Split(string(b), "\n") {
+	return parseUID(b), parseNSpid(b), nil
+}
+
+// parseUID returns the effective uid of a status file, -1 when it has none.
+func parseUID(status []byte) int {
+	for _, l := range strings.Split(string(status), "\n") {
 		if f := strings.Fields(l); len(f) >= 3 && f[0] == "Uid:" {
-			if u, err := strconv.Atoi(f[2]); err == nil {
-				uid = u
+			if u, err := strconv.Atoi(f[2]); err == nil && u >= 0 {
+				return u
 			}
-			break
+			return -1
 		}
 	}
-	if uid < 0 {
-		uid = pidOwner(pid)
-	}
-	return uid, parseNSpid(b)
+	return -1
 }
 
 // parseNSpid returns the innermost pid of the NSpid line of a status file,
@@ -525,7 +535,9 @@ func Apply(p *patchfile.Patch, opt Options) (*Report, error) {
 		rep.Results = append(rep.Results, Result{PID: pid, UID: -1, Result: Gone, Reason: "no such process"})
 	}
 	for pid, e := range bad {
-		rep.Results = append(rep.Results, Result{PID: pid, NSPID: NamespacePID(pid), Command: comm(pid), UID: pidOwner(pid), Result: Failed, Reason: e.Error(), Err: e})
+		r := Result{PID: pid, Command: comm(pid), Result: Failed, Reason: e.Error(), Err: e}
+		r.UID, r.NSPID = procIDs(pid)
+		rep.Results = append(rep.Results, r)
 	}
 	var failed atomic.Bool
 	failed.Store(len(bad) > 0)
@@ -659,7 +671,9 @@ func Revert(id string, opt Options) (*Report, error) {
 	for _, pid := range uniq(sel) {
 		if !found[pid] && !contains(gone, pid) {
 			e := fmt.Errorf("%w: process %d has no region of patch %q", engine.ErrNotApplied, pid, id)
-			rep.Results = append(rep.Results, Result{PID: pid, NSPID: NamespacePID(pid), Command: comm(pid), UID: pidOwner(pid), Result: NotApplied, Reason: e.Error()})
+			r := Result{PID: pid, Command: comm(pid), Result: NotApplied, Reason: e.Error()}
+			r.UID, r.NSPID = procIDs(pid)
+			rep.Results = append(rep.Results, r)
 		}
 	}
 	pids := make([]int, 0, len(found))
