@@ -66,6 +66,20 @@ func (e gadgetEntry) covers(want [numGadgets]bool) bool {
 	return true
 }
 
+// fits reports whether every gadget e places lies wholly inside a mapping
+// of size bytes. gadgetsHold reads a gadget's bytes back, but not where they
+// are: an offset past the mapping (an entry of the state directory's cache
+// is a file, anything may be in it) could name the same bytes in memory
+// that is not executable, and an injected call jumping there would fault.
+func (e gadgetEntry) fits(size uint64) bool {
+	for i, pat := range gadgetPatterns() {
+		if e.known[i] && e.offs[i] >= 0 && uint64(e.offs[i])+uint64(len(pat)) > size {
+			return false
+		}
+	}
+	return true
+}
+
 type gadgetMap struct {
 	mu sync.Mutex
 	m  map[string]gadgetEntry

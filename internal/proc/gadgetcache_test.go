@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -92,5 +93,63 @@ func TestGadgetKeyMemfd(t *testing.T) {
 		if got := gadgetKey(tc.m) != ""; got != tc.want {
 			t.Errorf("gadgetKey(%+v) = %q", tc.m, gadgetKey(tc.m))
 		}
+	}
+}
+
+// TestGadgetCacheOutOfMapping: a cached offset that lies past its mapping is
+// not used, even where the bytes it names are a gadget's: they may be in
+// memory that is not executable.
+func TestGadgetCacheOutOfMapping(t *testing.T) {
+	requirePtrace(t)
+	a := start(t, "threads", "1")
+	a.readUntil(t, "ready")
+	p, err := Attach(a.pid(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maps []mapping
+	p.do(func() error {
+		err := p.readMaps()
+		maps = p.maps
+		return err
+	})
+	p.Detach()
+	// The first candidate mapping (the [vdso], else the first r-x one) and a
+	// `syscall` in readable memory that is not executable.
+	var first *mapping
+	for i, m := range maps {
+		if strings.Contains(m.Perms, "r") && strings.Contains(m.Perms, "x") && (first == nil || m.Path == "[vdso]") && m.Path != "[vsyscall]" {
+			first = &maps[i]
+		}
+	}
+	var bad uint64
+	for _, m := range maps {
+		if bad != 0 || !strings.Contains(m.Perms, "r") || strings.Contains(m.Perms, "x") || m.Start < first.Start || m.End-m.Start > 1<<24 {
+			continue
+		}
+		b := make([]byte, m.End-m.Start)
+		if ReadMem(a.pid(), m.Start, b) != nil {
+			continue
+		}
+		if k := bytes.Index(b, syscallInsn); k >= 0 {
+			bad = m.Start + uint64(k)
+		}
+	}
+	if first == nil || gadgetKey(*first) == "" || bad == 0 {
+		t.Skip("no cacheable executable mapping, or no syscall bytes in non-executable memory above it")
+	}
+	var e gadgetEntry
+	e.known = [numGadgets]bool{true, true, true}
+	e.offs = [numGadgets]int64{int64(bad - first.Start), -1, -1} // the others: found further on
+	gadgetCache.mu.Lock()
+	gadgetCache.m = map[string]gadgetEntry{gadgetKey(*first): e}
+	gadgetCache.mu.Unlock()
+	defer func() {
+		gadgetCache.mu.Lock()
+		gadgetCache.m = nil
+		gadgetCache.mu.Unlock()
+	}()
+	if g := gadgetsOf(t, a.pid()); g.syscall == bad {
+		t.Fatalf("the cached syscall gadget %#x, outside %s's mapping and not executable, was used", bad, first.Path)
 	}
 }

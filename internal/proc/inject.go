@@ -363,7 +363,7 @@ func (p *Process) findGadgets(cached bool) gadgets {
 		}
 		key := gadgetKey(m)
 		var offs [numGadgets]int64
-		if e, ok := gadgetCache.get(key); cached && ok && e.covers(want) {
+		if e, ok := gadgetCache.get(key); cached && ok && e.covers(want) && e.fits(m.End-m.Start) {
 			offs, g.fromCache = e.offs, true
 		} else {
 			// No bigger than the mapping: the one usually read here is a
