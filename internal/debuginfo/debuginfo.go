@@ -120,7 +120,18 @@ func (f *Found) Close() {
 func Find(path string, ef *elfsym.File, opt Options) (*Found, error) {
 	bid, _ := ef.BuildID()
 	if opt.File != "" {
-		d, err := open(opt.File, path, bid, nil)
+		// Without a build-id only the .gnu_debuglink CRC ties a debug file
+		// to its file; with neither, nothing does, and an explicit file is
+		// refused rather than trusted blindly.
+		var crc *uint32
+		if len(bid) == 0 {
+			_, c, ok := Debuglink(ef)
+			if !ok {
+				return nil, fmt.Errorf("--debug-file: %w: %s has neither a build-id nor a .gnu_debuglink CRC to check %s against", ErrMismatch, path, opt.File)
+			}
+			crc = &c
+		}
+		d, err := open(opt.File, path, bid, crc)
 		if err != nil {
 			return nil, fmt.Errorf("--debug-file: %w", err)
 		}

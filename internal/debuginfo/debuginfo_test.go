@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -171,4 +172,43 @@ func FuzzParseDebuglink(f *testing.F) {
 			t.Fatalf("bad name %q from %q", name, data)
 		}
 	})
+}
+
+// TestFindExplicitWithoutBuildID: --debug-file for a target without a
+// build-id is checked against the target's .gnu_debuglink CRC (the only tie
+// left), so the debug file of another build is refused and the right one
+// accepted; with neither a build-id nor a debuglink, it is refused.
+func TestFindExplicitWithoutBuildID(t *testing.T) {
+	mk := func(name string, flags ...string) (string, string) {
+		dir := filepath.Join(t.TempDir(), name)
+		os.MkdirAll(dir, 0o755)
+		bin := build(t, dir, append(flags, "-Wl,--build-id=none")...)
+		return bin, testutil.SplitDebug(t, bin)
+	}
+	target, dbg := mk("a")
+	_, otherDbg := mk("b", "-O0") // other code sizes: another .symtab
+	if _, err := testutil.OpenELF(t, target).BuildID(); err == nil {
+		t.Fatal("target has a build-id")
+	}
+	if fd, err := Find(target, testutil.OpenELF(t, target), Options{File: otherDbg}); !errors.Is(err, ErrMismatch) {
+		fd.Close()
+		t.Fatalf("another build's debug file: err = %v, want %v", err, ErrMismatch)
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	fd, err := Find(target, testutil.OpenELF(t, target), Options{File: dbg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd.Close()
+
+	nolink := filepath.Join(t.TempDir(), "libt.so")
+	copyFile(t, target, nolink)
+	if b, err := exec.Command("objcopy", "--remove-section=.gnu_debuglink", nolink).CombinedOutput(); err != nil {
+		t.Fatalf("objcopy: %v\n%s", err, b)
+	}
+	if fd, err := Find(nolink, testutil.OpenELF(t, nolink), Options{File: otherDbg}); !errors.Is(err, ErrMismatch) {
+		fd.Close()
+		t.Fatalf("no build-id, no debuglink: err = %v, want %v", err, ErrMismatch)
+	}
 }
