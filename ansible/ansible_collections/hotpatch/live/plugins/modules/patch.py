@@ -148,7 +148,11 @@ def already(module, binary, patch_id):
         if not p["pids"] or any(states.get(pid, {}).get(patch_id) != "applied" for pid in p["pids"]):
             return None
         return [{"pid": pid, "state": "already-applied", "stall": 0, "pause": 0, "error": ""} for pid in p["pids"]]
-    if any(s.get(patch_id) == "applied" for s in states.values()):
+    # Only a process without the patch, or with it reverted, is in the wanted
+    # state: one left half applied or half reverted ("applying",
+    # "reverting": an interrupted command) goes to the CLI, which refuses it
+    # with its way out (hotpatch recover) instead of a silent changed=false.
+    if any(s.get(patch_id, "reverted") != "reverted" for s in states.values()):
         return None
     return [{"pid": pid, "state": "not-applied", "stall": 0, "pause": 0, "error": ""} for pid in (p["pids"] or [])]
 
