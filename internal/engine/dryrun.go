@@ -32,7 +32,9 @@ import (
 // run-pre bytes checked: place and link, then the checks of the stop
 // window (the seccomp check of the mapping calls among them).
 func dryApply(pp *prepared, p *patchfile.Patch, rep *ApplyReport, opt Options, tl *timeline, start time.Time) (*ApplyReport, error) {
-	im, err := pp.place(p)
+	// The maps Apply read under the lock, as the real apply's first
+	// placement takes them (placeIn): one read of /proc/PID/maps less.
+	im, err := pp.placeIn(p, pp.t.maps)
 	if err != nil {
 		return nil, err
 	}
