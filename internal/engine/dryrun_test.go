@@ -13,11 +13,13 @@ import (
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
-// procSnapshot is what a dry run must not change in a process: its mappings
-// and the bytes of every executable mapping.
+// procSnapshot is what a dry run must not change in a process: its mappings,
+// the bytes of every executable mapping, and its open descriptors (a
+// memfd_create run in the target and not mapped would show only there).
 type procSnapshot struct {
 	maps string
 	code []byte
+	fds  string
 }
 
 func takeProcSnapshot(t *testing.T, pid int) procSnapshot {
@@ -48,6 +50,14 @@ func takeProcSnapshot(t *testing.T, pid int) procSnapshot {
 		s.code = append(s.code, b...)
 	}
 	s.maps = strings.Join(lines, "\n")
+	fds, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		l, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + fd.Name())
+		s.fds += fd.Name() + " " + l + "\n"
+	}
 	return s
 }
 
@@ -59,6 +69,9 @@ func (s procSnapshot) same(t *testing.T, pid int, when string) {
 	}
 	if !bytes.Equal(now.code, s.code) {
 		t.Errorf("%s: the code of the process changed", when)
+	}
+	if now.fds != s.fds {
+		t.Errorf("%s: the open descriptors changed:\nbefore:\n%s\nafter:\n%s", when, s.fds, now.fds)
 	}
 	assertRunning(t, pid)
 }
