@@ -117,6 +117,9 @@ func (p *Process) letRun(d time.Duration) error {
 		p.detachAll()
 		return err
 	}
+	// The threads ran their own code: what was read of them in this window
+	// (windowStatus, seccompOf's state) holds no more.
+	p.window++
 	return nil
 }
 

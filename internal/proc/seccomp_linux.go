@@ -126,7 +126,7 @@ func (p *Process) seccompOf(t *thread) (*threadSeccomp, error) {
 	if c := p.seccomp[t.tid]; c != nil && !p.opt.OneThread && p.stopped && c.window == p.window {
 		return c, c.err
 	}
-	if c := p.seccomp[t.tid]; c != nil && c.err == nil && seccompUnchanged(t.tid, c) {
+	if c := p.seccomp[t.tid]; c != nil && c.err == nil && seccompUnchanged(t.tid, c, c.window == p.window) {
 		c.window = p.window
 		return c, nil
 	}
@@ -158,14 +158,20 @@ func (p *Process) seccompOf(t *thread) (*threadSeccomp, error) {
 // the first filter of a thread's own come from the thread itself, and
 // filters are never removed). The kernel's get_nth_filter (kernel/seccomp.c)
 // answers EINVAL for a thread not in filter mode and ENOENT for an index
-// past its chain: for a thread we saw without filters EINVAL means it still
-// has none, and for one with count filters ENOENT at index count means no
-// filter was added. Anything else (a filter there, EACCES without
-// CAP_SYS_ADMIN, EIO on a kernel without the request) is answered by
-// reading the status file as before.
-func seccompUnchanged(tid int, c *threadSeccomp) bool {
+// past its chain: for one with count filters ENOENT at index count means no
+// filter was added. EINVAL answers strict mode too, which the thread enters
+// itself (prctl(2) PR_SET_SECCOMP): for a thread we saw without filters it
+// means it still has none only if the thread has not run since (sameWindow:
+// c was read in this stop window); a thread in strict mode is killed by the
+// kernel at any other call injected. Anything else (a filter there, EACCES
+// without CAP_SYS_ADMIN, EIO on a kernel without the request) is answered
+// by reading the status file as before.
+func seccompUnchanged(tid int, c *threadSeccomp, sameWindow bool) bool {
 	switch {
 	case c.mode == 0:
+		if !sameWindow {
+			return false
+		}
 		_, err := getFilter(tid, 0, nil)
 		return errors.Is(err, unix.EINVAL)
 	case c.mode == 2 && c.count >= 0:

@@ -226,3 +226,39 @@ func TestSeccompFilterAddedWhileStopped(t *testing.T) {
 		t.Fatalf("memfd_create: %v, want ErrSeccomp (not injected)", err)
 	}
 }
+
+// TestSeccompStrictBetweenWindows: a thread seen without seccomp in one stop
+// window enters strict mode while it runs; in the next window a check sees
+// it (an injected call other than read/write/exit would make the kernel kill
+// the process).
+func TestSeccompStrictBetweenWindows(t *testing.T) {
+	requirePtrace(t)
+	tg := start(t, "strictlate")
+	tg.readUntil(t, "ready")
+	pid := tg.pid()
+	p, err := Attach(pid, Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Detach()
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SeccompCheck(unix.SYS_GETPID); err != nil {
+		t.Fatalf("before strict mode: %v", err)
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(tg.stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	tg.readUntil(t, "strict")
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var se *SeccompError
+	if err := p.SeccompCheck(unix.SYS_GETPID); !errors.As(err, &se) || !se.Strict {
+		t.Fatalf("after the thread entered strict mode: %v, want a strict-mode SeccompError", err)
+	}
+}
