@@ -129,7 +129,7 @@ func ByName(opt Options) (*patchfile.Patch, *Report, error) {
 		members = append(members, patchfile.NamedData{Name: member, Kind: "object", Data: data})
 		h.Write(data)
 		for _, fn := range o.Functions() {
-			old, found, err := findFunc(syms, fn, o.SourceFile())
+			old, found, err := FindFunc(syms, fn, o.SourceFile())
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", objPath, err)
 			}
@@ -183,8 +183,11 @@ func absPath(p string) string {
 	return p
 }
 
-// findFunc finds the target's function that fn replaces.
-func findFunc(syms *elfsym.Table, fn linker.ObjSymbol, srcFile string) (elfsym.Symbol, bool, error) {
+// FindFunc finds the target's function that fn replaces (or, for build --src,
+// the one an object's function was linked into): a static of srcFile by
+// name, else a global; ok false when there is none, an error when several
+// addresses or a symbol without a size leave it unknown.
+func FindFunc(syms *elfsym.Table, fn linker.ObjSymbol, srcFile string) (elfsym.Symbol, bool, error) {
 	isFunc := func(s elfsym.Symbol) bool {
 		return (s.Type == elf.STT_FUNC || s.Type == elf.STT_GNU_IFUNC) && s.Section != elf.SHN_UNDEF && s.Value != 0
 	}

@@ -96,7 +96,7 @@ func checkRunPre(t *target, oldPath string, oldData []byte, res *diff.Result) er
 	var bad, missing []string
 	found, otherBad := 0, 0
 	for _, f := range funcs {
-		s, ok, err := findFunc(t.syms, linker.ObjSymbol{Name: f.Name, Local: f.Local}, file)
+		s, ok, err := FindFunc(t.syms, linker.ObjSymbol{Name: f.Name, Local: f.Local}, file)
 		if err != nil || !ok {
 			// Without symbols beyond the exported ones, run-pre
 			// matching (locate.go) locates a function by its code or

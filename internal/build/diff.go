@@ -169,7 +169,7 @@ func (b *diffBuild) reportUnchanged(res *diff.Result, member string) {
 // redirect finds the target's function that the changed function f replaces:
 // by its symbol, or, without one, by run-pre matching of its code (mt).
 func (b *diffBuild) redirect(mt *match, f diff.Func, srcFile, member, newPath string) (patchfile.Function, error) {
-	old, found, err := findFunc(b.tg.syms, linker.ObjSymbol{Name: f.Name, Local: f.Local}, srcFile)
+	old, found, err := FindFunc(b.tg.syms, linker.ObjSymbol{Name: f.Name, Local: f.Local}, srcFile)
 	if err != nil {
 		return patchfile.Function{}, fmt.Errorf("%s: %w", newPath, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/build"
 	"github.com/hotpatch/hotpatch/internal/diff"
 	"github.com/hotpatch/hotpatch/internal/elfsym"
+	"github.com/hotpatch/hotpatch/internal/linker"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 )
 
@@ -47,34 +48,6 @@ func openCheck(path string) (*check, error) {
 
 func (c *check) close() { c.fh.Close() }
 
-// lookup finds the target's function of an object's function: a static by
-// name within its source file, a global by name; ok is false when the
-// target has none or several candidates.
-func (c *check) lookup(name string, local bool, file string) (elfsym.Symbol, bool) {
-	var cands []elfsym.Symbol
-	if local {
-		cands = c.syms.LookupLocal(name, file)
-	}
-	if len(cands) == 0 {
-		// A global, or a static of an object made from a linked output
-		// (unlink), whose STT_FILE names the output, not a source file.
-		cands = c.syms.Lookup(name)
-	}
-	uniq := map[uint64]elfsym.Symbol{}
-	for _, s := range cands {
-		if s.IsFunc() && s.Defined() && s.Value != 0 {
-			uniq[s.Value] = s
-		}
-	}
-	if len(uniq) != 1 {
-		return elfsym.Symbol{}, false
-	}
-	for _, s := range uniq {
-		return s, true
-	}
-	return elfsym.Symbol{}, false
-}
-
 // verify is the run-pre check at build time, over every function of every
 // object the original build linked into the target's counterpart: the
 // target's bytes must equal the object's, except where a relocation will
@@ -92,8 +65,12 @@ func (c *check) verify(objs []object, inv []invocation) (int, error) {
 		}
 		fileBad := false
 		for _, f := range funcs {
-			s, ok := c.lookup(f.Name, f.Local, file)
-			if !ok {
+			// A function the target has no (unique, sized) symbol for is
+			// not proven here; a static of an object made from a linked
+			// output (unlink), whose STT_FILE names the output, is found
+			// as a global.
+			s, ok, err := build.FindFunc(c.syms, linker.ObjSymbol{Name: f.Name, Local: f.Local}, file)
+			if err != nil || !ok {
 				continue
 			}
 			if why := build.Differs(c.ef, c.arch, s.Value, s.Size, f, "rebuilt"); why != "" {
