@@ -152,6 +152,35 @@ func waitOverflowState(t *testing.T, tg *testutil.Target, want string, n int) {
 	}
 }
 
+// zlibBuildArgs is `hotpatch build --src` of the pristine zlib tree with the
+// two CVE fixes against target, followed by more (its other flags).
+func zlibBuildArgs(target string, more ...string) []string {
+	args := []string{"build", "--src", sharedZlib.src, "--target", target}
+	for _, f := range zlibFixes() {
+		args = append(args, "--fix", f)
+	}
+	return append(args, more...)
+}
+
+// overflowCycle checks hp on running reproducers: they overflow, apply
+// stops the overflow in every one, revert brings it back.
+func overflowCycle(t *testing.T, hp string, procs ...*testutil.Target) {
+	t.Helper()
+	pidArgs := []string{}
+	for _, p := range procs {
+		waitOverflowState(t, p, "overflow", 2)
+		pidArgs = append(pidArgs, "--pid", fmt.Sprint(p.Pid))
+	}
+	mustCLI(t, append([]string{"apply", hp, "--allow-unsigned"}, pidArgs...)...)
+	for _, p := range procs {
+		waitOverflowState(t, p, "ok", 5)
+	}
+	mustCLI(t, append([]string{"revert", hp}, pidArgs...)...)
+	for _, p := range procs {
+		waitOverflowState(t, p, "overflow", 2)
+	}
+}
+
 // TestBuildSrcZlibCVE: one `hotpatch build --src` of zlib 1.2.12 (its
 // defaults, -O3) with the two upstream CVE-2022-37434 commits; the patch
 // stops the overflow in running processes, and revert brings it back.
@@ -161,10 +190,7 @@ func TestBuildSrcZlibCVE(t *testing.T) {
 	z := &sharedZlib
 	d := t.TempDir()
 	hp := filepath.Join(d, "zlib-cve.hp")
-	args := []string{"build", "--src", z.src, "--target", z.lib, "-o", hp, "--id", fmt.Sprintf("zlib-cve-%d", os.Getpid()), "--json"}
-	for _, f := range zlibFixes() {
-		args = append(args, "--fix", f)
-	}
+	args := zlibBuildArgs(z.lib, "-o", hp, "--id", fmt.Sprintf("zlib-cve-%d", os.Getpid()), "--json")
 	out, errs, code := runCLI(t, append(args, append([]string{"--"}, zlibBuild...)...)...)
 	if code != 0 {
 		t.Fatalf("build --src: exit %d\n%s%s", code, out, errs)
@@ -194,20 +220,7 @@ func TestBuildSrcZlibCVE(t *testing.T) {
 	}
 
 	t.Setenv("LD_LIBRARY_PATH", filepath.Dir(z.lib))
-	procs := []*testutil.Target{testutil.Start(t, z.repro), testutil.Start(t, z.repro)}
-	pidArgs := []string{}
-	for _, p := range procs {
-		waitOverflowState(t, p, "overflow", 2)
-		pidArgs = append(pidArgs, "--pid", fmt.Sprint(p.Pid))
-	}
-	mustCLI(t, append([]string{"apply", hp, "--allow-unsigned"}, pidArgs...)...)
-	for _, p := range procs {
-		waitOverflowState(t, p, "ok", 5)
-	}
-	mustCLI(t, append([]string{"revert", hp}, pidArgs...)...)
-	for _, p := range procs {
-		waitOverflowState(t, p, "overflow", 2)
-	}
+	overflowCycle(t, hp, testutil.Start(t, z.repro), testutil.Start(t, z.repro))
 }
 
 // TestBuildSrcZlibLTO: zlib 1.2.12 built with CFLAGS="-O2 -flto": its
@@ -219,10 +232,7 @@ func TestBuildSrcZlibLTO(t *testing.T) {
 	testutil.NeedPtrace(t)
 	z := &sharedZlib
 	hp := filepath.Join(t.TempDir(), "zlib-lto.hp")
-	args := []string{"build", "--src", z.src, "--target", z.ltoLib, "-o", hp, "--id", fmt.Sprintf("zlib-lto-%d", os.Getpid()), "--json"}
-	for _, f := range zlibFixes() {
-		args = append(args, "--fix", f)
-	}
+	args := zlibBuildArgs(z.ltoLib, "-o", hp, "--id", fmt.Sprintf("zlib-lto-%d", os.Getpid()), "--json")
 	out, errs, code := runCLI(t, append(args, "--", "sh", "-c", "CFLAGS='"+zlibLTOFlags+"' ./configure && make -j2 libz.so.1.2.12")...)
 	if code != 0 {
 		t.Fatalf("build --src: exit %d\n%s%s", code, out, errs)
@@ -244,20 +254,7 @@ func TestBuildSrcZlibLTO(t *testing.T) {
 		t.Fatalf("want >= 100 verified functions and the linked library the changed unit: %s", out)
 	}
 	t.Setenv("LD_LIBRARY_PATH", filepath.Dir(z.ltoLib))
-	procs := []*testutil.Target{testutil.Start(t, z.repro), testutil.Start(t, z.repro)}
-	pidArgs := []string{}
-	for _, p := range procs {
-		waitOverflowState(t, p, "overflow", 2)
-		pidArgs = append(pidArgs, "--pid", fmt.Sprint(p.Pid))
-	}
-	mustCLI(t, append([]string{"apply", hp, "--allow-unsigned"}, pidArgs...)...)
-	for _, p := range procs {
-		waitOverflowState(t, p, "ok", 5)
-	}
-	mustCLI(t, append([]string{"revert", hp}, pidArgs...)...)
-	for _, p := range procs {
-		waitOverflowState(t, p, "overflow", 2)
-	}
+	overflowCycle(t, hp, testutil.Start(t, z.repro), testutil.Start(t, z.repro))
 }
 
 // TestBuildSrcOtherFlags: the target was built with -O3; a tree built with
@@ -267,10 +264,7 @@ func TestBuildSrcOtherFlags(t *testing.T) {
 	needZlib(t)
 	z := &sharedZlib
 	d := t.TempDir()
-	args := []string{"build", "--src", z.src, "--target", z.lib, "-o", filepath.Join(d, "x.hp"), "--work", filepath.Join(d, "work")}
-	for _, f := range zlibFixes() {
-		args = append(args, "--fix", f)
-	}
+	args := zlibBuildArgs(z.lib, "-o", filepath.Join(d, "x.hp"), "--work", filepath.Join(d, "work"))
 	errs := wantExit(t, exitRefused, append(args, "--", "sh", "-c", "CFLAGS=-O2 ./configure && make -j2 libz.so.1.2.12")...)
 	for _, want := range []string{"does not reproduce the target", "differ", "the target has -O3", "the original build -O2", "work directory kept"} {
 		if !strings.Contains(errs, want) {
@@ -290,19 +284,26 @@ func TestBuildSrcOtherFlags(t *testing.T) {
 func srcProject(t *testing.T) (src, prog string) {
 	t.Helper()
 	testutil.NeedGCC(t)
-	d := t.TempDir()
-	src = filepath.Join(d, "src")
-	if err := run(".", nil, "cp", "-r", "testdata/srcproj", src); err != nil {
-		t.Fatal(err)
-	}
-	inst := filepath.Join(d, "installed")
-	if err := run(".", nil, "cp", "-r", src, inst); err != nil {
-		t.Fatal(err)
-	}
-	if err := run(inst, nil, "make"); err != nil {
-		t.Fatal(err)
-	}
+	src, inst := installProject(t, "testdata/srcproj", nil, "make")
 	return src, filepath.Join(inst, "prog")
+}
+
+// installProject copies the project testdata twice into a temporary
+// directory: src, the tree to patch, and inst, built there with build (run
+// with env added) as the running program is.
+func installProject(t *testing.T, testdata string, env []string, build ...string) (src, inst string) {
+	t.Helper()
+	d := t.TempDir()
+	src, inst = filepath.Join(d, "src"), filepath.Join(d, "installed")
+	for _, to := range []string{src, inst} {
+		if err := run(".", nil, "cp", "-r", testdata, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := run(inst, env, build[0], build[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	return src, inst
 }
 
 // TestBuildSrcNewStaticAndVariable: a fix that adds a static function and a
@@ -387,20 +388,12 @@ func TestBuildSrcZlibStatic(t *testing.T) {
 	}
 	prog := filepath.Join(inst, "zlib_extra")
 	hp := filepath.Join(d, "fix.hp")
-	args := []string{"build", "--src", z.src, "--target", prog, "-o", hp, "--id", fmt.Sprintf("zlib-static-%d", os.Getpid())}
-	for _, f := range zlibFixes() {
-		args = append(args, "--fix", f)
-	}
+	args := zlibBuildArgs(prog, "-o", hp, "--id", fmt.Sprintf("zlib-static-%d", os.Getpid()))
 	out := mustCLI(t, append(args, append([]string{"--"}, command...)...)...)
 	if !strings.Contains(out, "replace inflate ") || !strings.Contains(out, "1 translation unit(s) changed") {
 		t.Fatalf("want inflate replaced, from one changed object of libz.a:\n%s", out)
 	}
-	tg := testutil.Start(t, prog)
-	waitOverflowState(t, tg, "overflow", 2)
-	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
-	waitOverflowState(t, tg, "ok", 5)
-	mustCLI(t, "revert", hp, "--pid", fmt.Sprint(tg.Pid))
-	waitOverflowState(t, tg, "overflow", 2)
+	overflowCycle(t, hp, testutil.Start(t, prog))
 }
 
 // TestBuildSrcLTOIPARA: a target built with -O2 -flto, patched through the
@@ -413,18 +406,9 @@ func TestBuildSrcZlibStatic(t *testing.T) {
 func TestBuildSrcLTOIPARA(t *testing.T) {
 	testutil.NeedPtrace(t)
 	testutil.NeedGCC(t)
-	d := t.TempDir()
-	src, inst := filepath.Join(d, "src"), filepath.Join(d, "installed")
-	for _, to := range []string{src, inst} {
-		if err := run(".", nil, "cp", "-r", "testdata/srcproj-lto", to); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := run(inst, nil, "make"); err != nil {
-		t.Fatal(err)
-	}
+	src, inst := installProject(t, "testdata/srcproj-lto", nil, "make")
 	prog := filepath.Join(inst, "prog")
-	hp := filepath.Join(d, "fix.hp")
+	hp := filepath.Join(t.TempDir(), "fix.hp")
 	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-lto.patch", "--target", prog, "-o", hp, "--", "make")
 	for _, want := range []string{"replace mix ", "replace combine ", "1 translation unit(s) changed"} {
 		if !strings.Contains(out, want) {
@@ -452,18 +436,9 @@ func TestBuildSrcCXX(t *testing.T) {
 	if _, err := exec.LookPath("g++"); err != nil {
 		t.Skip("no g++")
 	}
-	d := t.TempDir()
-	src, inst := filepath.Join(d, "src"), filepath.Join(d, "installed")
-	for _, to := range []string{src, inst} {
-		if err := run(".", nil, "cp", "-r", "testdata/srcproj-cxx", to); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := run(inst, nil, "make"); err != nil {
-		t.Fatal(err)
-	}
+	src, inst := installProject(t, "testdata/srcproj-cxx", nil, "make")
 	prog := filepath.Join(inst, "prog")
-	hp := filepath.Join(d, "fix.hp")
+	hp := filepath.Join(t.TempDir(), "fix.hp")
 	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-cxx.patch", "--target", prog, "-o", hp, "--cold", "--", "make")
 	for _, want := range []string{"replace _ZNK5Shape4areaEv", "(Shape::area() const)", "coldpatch"} {
 		if !strings.Contains(out, want) {
@@ -484,18 +459,10 @@ func TestBuildSrcRust(t *testing.T) {
 	if _, err := exec.LookPath("cargo"); err != nil {
 		t.Skip("no cargo")
 	}
-	d := t.TempDir()
-	src, inst := filepath.Join(d, "src"), filepath.Join(d, "installed")
-	for _, to := range []string{src, inst} {
-		if err := run(".", nil, "cp", "-r", "testdata/srcproj-rust", to); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := run(inst, []string{"CARGO_TARGET_DIR=" + filepath.Join(inst, "target")}, "cargo", "build", "--release", "--offline"); err != nil {
-		t.Fatal(err)
-	}
+	// CARGO_TARGET_DIR, relative, is taken from the built tree (inst).
+	src, inst := installProject(t, "testdata/srcproj-rust", []string{"CARGO_TARGET_DIR=target"}, "cargo", "build", "--release", "--offline")
 	prog := filepath.Join(inst, "target", "release", "prog")
-	hp := filepath.Join(d, "fix.hp")
+	hp := filepath.Join(t.TempDir(), "fix.hp")
 	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-rust.patch", "--target", prog, "-o", hp, "--", "cargo", "build", "--release", "--offline")
 	if !strings.Contains(out, "replace _ZN4prog7compute") || !strings.Contains(out, "(prog::compute::h") {
 		t.Fatalf("want prog::compute replaced:\n%s", out)
@@ -530,13 +497,7 @@ func TestBuildSrcBuildFails(t *testing.T) {
 func TestBuildObjectModesLTOTarget(t *testing.T) {
 	testutil.NeedGCC(t)
 	d := t.TempDir()
-	inst := filepath.Join(d, "installed")
-	if err := run(".", nil, "cp", "-r", "testdata/srcproj-lto", inst); err != nil {
-		t.Fatal(err)
-	}
-	if err := run(inst, nil, "make"); err != nil {
-		t.Fatal(err)
-	}
+	_, inst := installProject(t, "testdata/srcproj-lto", nil, "make")
 	obj := filepath.Join(d, "callee.o")
 	if err := run(inst, nil, "gcc", "-O2", "-g", "-ffunction-sections", "-fdata-sections", "-c", "callee.c", "-o", obj); err != nil {
 		t.Fatal(err)
