@@ -32,17 +32,8 @@ func TestDryRunCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	src := func(n string) string { return filepath.Join("..", "..", "internal", "fleet", "testdata", n) }
-	flags := []string{"-O2", "-g", "-flive-patching=inline-clone", "-Wl,--build-id"}
-	lib := testutil.Compile(t, filepath.Join(d, "libfleet.so"), append([]string{src("libfleet.c"), "-fPIC", "-shared", `-DSALT="` + d + `"`}, flags...)...)
-	app := testutil.Compile(t, filepath.Join(d, "app"), append([]string{src("app.c"), "-L" + d, "-lfleet", "-Wl,-rpath," + d}, flags...)...)
-	tracer := testutil.Compile(t, filepath.Join(d, "tracer"), src("tracer.c"))
-	obj := testutil.Compile(t, filepath.Join(d, "new.o"), src("libfleet_new.c"), "-O2", "-fPIC", "-ffunction-sections", "-fdata-sections", "-c")
-	hp := filepath.Join(d, "fix.hp")
 	id := fmt.Sprintf("dry-run-cli-%d", os.Getpid())
-	if out, errs, code := runCLI(t, "build", "--target", lib, "--new", obj, "-o", hp, "--id", id); code != 0 {
-		t.Fatalf("build: %d %s %s", code, out, errs)
-	}
+	app, tracer, hp := fleetFixture(t, d, id)
 	mine := testutil.Start(t, app)
 	held := testutil.Start(t, app)
 	other := testutil.Start(t, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", app)

@@ -26,25 +26,32 @@ func runCLI(t *testing.T, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// TestFleetCLI drives apply, status and revert without --pid and with
-// several, in text and JSON, against real processes sharing a library.
-func TestFleetCLI(t *testing.T) {
-	testutil.NeedGCC(t)
-	testutil.NeedPtrace(t)
-	d := t.TempDir()
+// fleetFixture builds, in d, internal/fleet's app with its library, the
+// tracer that holds a process, and the patch id of the library.
+func fleetFixture(t *testing.T, d, id string) (app, tracer, hp string) {
+	t.Helper()
 	src := func(n string) string { return filepath.Join("..", "..", "internal", "fleet", "testdata", n) }
 	flags := []string{"-O2", "-g", "-flive-patching=inline-clone", "-Wl,--build-id"}
 	// SALT: a build-id of this run's own (host-wide applies of parallel test
 	// runs must not find each other's processes).
 	lib := testutil.Compile(t, filepath.Join(d, "libfleet.so"), append([]string{src("libfleet.c"), "-fPIC", "-shared", `-DSALT="` + d + `"`}, flags...)...)
-	app := testutil.Compile(t, filepath.Join(d, "app"), append([]string{src("app.c"), "-L" + d, "-lfleet", "-Wl,-rpath," + d}, flags...)...)
-	tracer := testutil.Compile(t, filepath.Join(d, "tracer"), src("tracer.c"))
+	app = testutil.Compile(t, filepath.Join(d, "app"), append([]string{src("app.c"), "-L" + d, "-lfleet", "-Wl,-rpath," + d}, flags...)...)
+	tracer = testutil.Compile(t, filepath.Join(d, "tracer"), src("tracer.c"))
 	obj := testutil.Compile(t, filepath.Join(d, "new.o"), src("libfleet_new.c"), "-O2", "-fPIC", "-ffunction-sections", "-fdata-sections", "-c")
-	hp := filepath.Join(d, "fix.hp")
-	id := fmt.Sprintf("fleet-cli-fix-%d", os.Getpid())
+	hp = filepath.Join(d, "fix.hp")
 	if out, errs, code := runCLI(t, "build", "--target", lib, "--new", obj, "-o", hp, "--id", id); code != 0 {
 		t.Fatalf("build: %d %s %s", code, out, errs)
 	}
+	return app, tracer, hp
+}
+
+// TestFleetCLI drives apply, status and revert without --pid and with
+// several, in text and JSON, against real processes sharing a library.
+func TestFleetCLI(t *testing.T) {
+	testutil.NeedGCC(t)
+	testutil.NeedPtrace(t)
+	id := fmt.Sprintf("fleet-cli-fix-%d", os.Getpid())
+	app, tracer, hp := fleetFixture(t, t.TempDir(), id)
 
 	var ts []*testutil.Target
 	var pidArgs []string
