@@ -67,6 +67,10 @@ func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
 	}
 	rc := &recovery{pid: pid}
 	rc.ff, rc.ffErr = frameFuncsToFree(pid, regions...)
+	// Read before the stop: the maps only bound the stack copies (a stack
+	// pointer in no mapping of this view makes stackMapping read them again,
+	// see revertOnce), and freeing a region unmaps no stack.
+	maps := mustMaps(pid)
 	pr, err := proc.Attach(pid, opt.attachOptions(false))
 	if err != nil {
 		return nil, err
@@ -76,6 +80,7 @@ func Recover(pid int, opt Options) (_ *RecoverReport, err error) {
 		return nil, fmt.Errorf("stop process %d: %w", pid, err)
 	}
 	rc.pr, rc.threads = pr, pr.Threads()
+	rc.stacks = newStackCopies(pr, rc.threads, &maps) // one copy of each stack for every region's check
 	for _, p := range todo {
 		a, err := rc.recoverPatch(p)
 		if err != nil {
@@ -97,6 +102,7 @@ type recovery struct {
 	threads []proc.Thread
 	ff      frameFuncs // to deregister the regions' unwind tables
 	ffErr   error      // why ff could not be found, if so
+	stacks  *stackCopies
 }
 
 // recoverPatch finishes or rolls back the half-done patch p (or frees its
@@ -158,7 +164,7 @@ func (rc *recovery) free(p PatchStatus, a *RecoverAction) {
 	}
 	why := padInUse(threads, p.Redirects)
 	if why == "" {
-		why = regionInUse(pr, threads, mustMaps(rc.pid), p.Base, p.Base+p.Size)
+		why = regionInUseIn(rc.stacks, threads, p.Base, p.Base+p.Size)
 	}
 	if why == "" {
 		why = munmapAllowed(pr, p.Base, p.Size)
