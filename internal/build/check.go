@@ -176,14 +176,25 @@ func Differs(ef *elfsym.File, a arch.Arch, addr, size uint64, f diff.Func, ours 
 // checkLTOObject refuses an object that holds GCC's LTO bytecode (compiled
 // with -flto): it has no machine code to load or compare.
 func checkLTOObject(path string, data []byte) error {
+	if sec := LTOSection(data); sec != "" {
+		return fmt.Errorf("%w: %s holds GCC's LTO bytecode (compiled with -flto, section %s), not machine code; %s", ErrLTOTarget, path, sec, srcHint)
+	}
+	return nil
+}
+
+// LTOSection returns the name of a GCC LTO bytecode section (.gnu.lto_*) of
+// the ELF object data, "" when it has none or is not ELF (the object
+// parsers report that). A fat LTO object (-ffat-lto-objects) has one too:
+// its code is not what an LTO link runs.
+func LTOSection(data []byte) string {
 	f, err := elf.NewFile(bytes.NewReader(data))
 	if err != nil {
-		return nil // the object parsers report it
+		return ""
 	}
 	for _, s := range f.Sections {
 		if strings.HasPrefix(s.Name, ".gnu.lto_") {
-			return fmt.Errorf("%w: %s holds GCC's LTO bytecode (compiled with -flto, section %s), not machine code; %s", ErrLTOTarget, path, s.Name, srcHint)
+			return s.Name
 		}
 	}
-	return nil
+	return ""
 }

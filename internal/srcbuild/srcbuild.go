@@ -649,26 +649,12 @@ func pair(orig, fixed []object) []object {
 	return out
 }
 
-// anyLTO reports whether one of the objects is LTO bytecode.
+// anyLTO reports whether one of the objects holds GCC LTO bytecode
+// (build.LTOSection): a slim LTO object has no code; a fat one's code is not
+// what the link runs.
 func anyLTO(objs []object) bool {
 	for _, o := range objs {
-		if isLTO(o.old) {
-			return true
-		}
-	}
-	return false
-}
-
-// isLTO reports whether an object holds GCC LTO bytecode (.gnu.lto_*
-// sections) and no code: a slim LTO object. Fat LTO objects
-// (-ffat-lto-objects) hold both; their code is not what the link runs.
-func isLTO(b []byte) bool {
-	f, err := elf.NewFile(bytes.NewReader(b))
-	if err != nil {
-		return false
-	}
-	for _, s := range f.Sections {
-		if strings.HasPrefix(s.Name, ".gnu.lto_") {
+		if build.LTOSection(o.old) != "" {
 			return true
 		}
 	}
