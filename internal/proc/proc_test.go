@@ -1066,18 +1066,26 @@ func TestZombieLeader(t *testing.T) {
 	countersAdvance(t, pid, tg.addr(t, "counters"), 2)
 }
 
+// attachThreads starts testdata/threads with n counting threads, waits for
+// it to be ready and attaches with opts; the test's end detaches.
+func attachThreads(tb testing.TB, n int, opts Options) (*target, *Process) {
+	tb.Helper()
+	tg := start(tb, "threads", strconv.Itoa(n))
+	tg.readUntil(tb, "ready")
+	p, err := Attach(tg.pid(), opts)
+	if err != nil {
+		tb.Fatalf("Attach: %v", err)
+	}
+	tb.Cleanup(func() { p.Detach() })
+	return tg, p
+}
+
 // BenchmarkInjectedSyscall measures one system call run inside a stopped
 // target (getppid): set the registers, resume to the syscall-exit stop, read
 // the result, restore the registers.
 func BenchmarkInjectedSyscall(b *testing.B) {
 	requirePtrace(b)
-	tg := start(b, "threads", "1")
-	tg.readUntil(b, "ready")
-	p, err := Attach(tg.pid(), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Detach()
+	_, p := attachThreads(b, 1, Options{})
 	if err := p.Stop(); err != nil {
 		b.Fatal(err)
 	}
@@ -1095,15 +1103,9 @@ func BenchmarkInjectedSyscall(b *testing.B) {
 func TestWindow(t *testing.T) {
 	requirePtrace(t)
 	const n = 4
-	tg := start(t, "threads", strconv.Itoa(n))
-	tg.readUntil(t, "ready")
+	tg, p := attachThreads(t, n, Options{})
 	counters := tg.addr(t, "counters")
-	p, err := Attach(tg.pid(), Options{})
-	if err != nil {
-		t.Fatalf("Attach: %v", err)
-	}
-	defer p.Detach()
-	err = p.Window(func() error {
+	err := p.Window(func() error {
 		if err := p.Stop(); err != nil {
 			return err
 		}
@@ -1150,24 +1152,7 @@ func TestWindow(t *testing.T) {
 	if err := p.Detach(); err != nil {
 		t.Fatalf("Detach again: %v", err)
 	}
-	before := readU64s(t, tg.pid(), counters, n)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		after := readU64s(t, tg.pid(), counters, n)
-		moved := 0
-		for i := range before {
-			if after[i] != before[i] {
-				moved++
-			}
-		}
-		if moved == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after detach only %d of %d threads run", moved, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	countersAdvance(t, tg.pid(), counters, n)
 }
 
 // TestReadMemv: the segments read in one call hold what ReadMem reads one
@@ -1175,14 +1160,8 @@ func TestWindow(t *testing.T) {
 func TestReadMemv(t *testing.T) {
 	requirePtrace(t)
 	const n = 4
-	tg := start(t, "threads", strconv.Itoa(n))
-	tg.readUntil(t, "ready")
+	tg, p := attachThreads(t, n, Options{})
 	counters := tg.addr(t, "counters")
-	p, err := Attach(tg.pid(), Options{})
-	if err != nil {
-		t.Fatalf("Attach: %v", err)
-	}
-	defer p.Detach()
 	if err := p.Stop(); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
@@ -1210,14 +1189,8 @@ func TestReadMemv(t *testing.T) {
 // region): no hand-over per call (compare BenchmarkInjectedSyscall).
 func BenchmarkInjectedSyscallOneThread(b *testing.B) {
 	requirePtrace(b)
-	tg := start(b, "threads", "1")
-	tg.readUntil(b, "ready")
-	p, err := Attach(tg.pid(), Options{OneThread: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Detach()
-	err = p.Window(func() error {
+	_, p := attachThreads(b, 1, Options{OneThread: true})
+	err := p.Window(func() error {
 		if err := p.Stop(); err != nil {
 			return err
 		}
