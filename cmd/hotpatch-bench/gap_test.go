@@ -6,12 +6,9 @@ import (
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
-// TestGap runs the gap measurement briefly on a 2-thread idle target: the
-// target must survive every apply and revert, and report a gap for each
-// window (its threads did loop). It asserts no speed.
-func TestGap(t *testing.T) {
-	testutil.NeedGCC(t)
-	testutil.NeedPtrace(t)
+// testBench is a bench in a temporary work directory, with no options.
+func testBench(t *testing.T) *bench {
+	t.Helper()
 	w, err := newWorkdir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -20,6 +17,16 @@ func TestGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// TestGap runs the gap measurement briefly on a 2-thread idle target: the
+// target must survive every apply and revert, and report a gap for each
+// window (its threads did loop). It asserts no speed.
+func TestGap(t *testing.T) {
+	testutil.NeedGCC(t)
+	testutil.NeedPtrace(t)
+	b := testBench(t)
 	row, err := b.gap(2, "idle", 1000, 3, false)
 	if err != nil {
 		t.Fatal(err)

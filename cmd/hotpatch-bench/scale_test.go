@@ -13,14 +13,7 @@ import (
 func TestScaleRows(t *testing.T) {
 	testutil.NeedGCC(t)
 	testutil.NeedPtrace(t)
-	w, err := newWorkdir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := newBench(w, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testBench(t)
 	for _, kind := range []string{"executable", "library"} {
 		row, err := b.scale(kind, 5, 2)
 		if err != nil {
