@@ -80,10 +80,7 @@ func (s procSnapshot) same(t *testing.T, pid int, when string) {
 // for the real checks, report what they would do, and leave its mappings,
 // its code and its records as they were.
 func TestDryRunChangesNothing(t *testing.T) {
-	dir := setup(t)
-	bin := compileTarget(t, dir, "basic.c")
-	p := buildPatch(t, bin, compileObj(t, dir, "basic_new.c"))
-	tg := testutil.Start(t, bin)
+	tg, p := startWithPatch(t, "basic.c", "basic_new.c")
 	tg.WaitLine(t, 5*time.Second, ratio(2))
 	before := takeProcSnapshot(t, tg.Pid)
 
@@ -99,8 +96,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if st, err := Status(tg.Pid); err != nil || len(st.Patches) != 0 {
 		t.Fatalf("status after the dry apply: %+v %v", st, err)
 	}
-	tg.Drain()
-	tg.WaitLine(t, time.Second, ratio(2)) // the old code still runs
+	freshRatio(t, tg, time.Second, 2) // the old code still runs
 
 	// A dry revert of a patch that is not applied fails as the real one.
 	if _, err := Revert(tg.Pid, p.ID, Options{DryRun: true}); !errors.Is(err, ErrNotApplied) {
@@ -110,8 +106,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if _, err := Apply(tg.Pid, p, Options{}); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	tg.Drain()
-	tg.WaitLine(t, time.Second, ratio(3))
+	freshRatio(t, tg, time.Second, 3)
 	again, err := Apply(tg.Pid, p, Options{DryRun: true})
 	if err != nil || !again.AlreadyApplied || !again.DryRun {
 		t.Fatalf("dry apply of an applied patch: %+v %v", again, err)
@@ -128,13 +123,11 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if st, err := Status(tg.Pid); err != nil || len(st.Patches) != 1 || st.Patches[0].StateName != "applied" {
 		t.Fatalf("status after the dry revert: %+v %v", st, err)
 	}
-	tg.Drain()
-	tg.WaitLine(t, time.Second, ratio(3)) // the new code still runs
+	freshRatio(t, tg, time.Second, 3) // the new code still runs
 	if _, err := Revert(tg.Pid, p.ID, Options{}); err != nil {
 		t.Fatalf("revert: %v", err)
 	}
-	tg.Drain()
-	tg.WaitLine(t, time.Second, ratio(2))
+	freshRatio(t, tg, time.Second, 2)
 }
 
 // TestDryRunRefuses: a dry run refuses what the real apply would refuse,

@@ -65,6 +65,16 @@ func buildPatch(t *testing.T, target string, objs ...string) *patchfile.Patch {
 	return q
 }
 
+// startWithPatch compiles testdata/src as the target and newSrc as its
+// fix, builds the patch and starts the target.
+func startWithPatch(t *testing.T, src, newSrc string) (*testutil.Target, *patchfile.Patch) {
+	t.Helper()
+	dir := setup(t)
+	bin := compileTarget(t, dir, src)
+	p := buildPatch(t, bin, compileObj(t, dir, newSrc))
+	return testutil.Start(t, bin), p
+}
+
 // parsePair parses "a b" lines printed by basic.c.
 func parsePair(l string) (int64, int64, bool) {
 	f := strings.Fields(l)
@@ -81,6 +91,14 @@ func ratio(k int64) func(string) bool {
 		a, b, ok := parsePair(l)
 		return ok && b == a*k
 	}
+}
+
+// freshRatio drops the lines read so far and waits up to d for a line of
+// the running code: i and k*i.
+func freshRatio(t *testing.T, tg *testutil.Target, d time.Duration, k int64) {
+	t.Helper()
+	tg.Drain()
+	tg.WaitLine(t, d, ratio(k))
 }
 
 func TestApplyRevertSingleThread(t *testing.T) {

@@ -42,8 +42,7 @@ func TestConsistencyStackAndEntry(t *testing.T) {
 	if rep.Consistency != ConsistencyEntry {
 		t.Errorf("report says %q", rep.Consistency)
 	}
-	tg.Drain()
-	tg.WaitLine(t, 2*time.Second, ratio(3))
+	freshRatio(t, tg, 2*time.Second, 3)
 	if _, err := Revert(tg.Pid, p.ID, Options{Consistency: ConsistencyEntry}); err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +55,7 @@ func TestConsistencyStackAndEntry(t *testing.T) {
 	if rep.Consistency != ConsistencyStack {
 		t.Errorf("report says %q", rep.Consistency)
 	}
-	tg.Drain()
-	tg.WaitLine(t, 2*time.Second, ratio(3))
+	freshRatio(t, tg, 2*time.Second, 3)
 }
 
 func parseThree(l string) (a, b, c int, ok bool) {
@@ -66,10 +64,7 @@ func parseThree(l string) (a, b, c int, ok bool) {
 }
 
 func TestAllOrNothingThreeFunctions(t *testing.T) {
-	dir := setup(t)
-	bin := compileTarget(t, dir, "three.c")
-	p := buildPatch(t, bin, compileObj(t, dir, "three_new.c"))
-	tg := testutil.Start(t, bin)
+	tg, p := startWithPatch(t, "three.c", "three_new.c")
 	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "1 2 3" })
 	type fault struct {
 		step string
@@ -130,30 +125,25 @@ func TestStackingLIFO(t *testing.T) {
 	if _, err := Apply(tg.Pid, p3, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	tg.Drain()
-	tg.WaitLine(t, time.Second, ratio(3))
+	freshRatio(t, tg, time.Second, 3)
 	if _, err := Apply(tg.Pid, p4, Options{}); err != nil {
 		t.Fatalf("stacked apply: %v", err)
 	}
-	tg.Drain()
-	tg.WaitLine(t, time.Second, ratio(4))
+	freshRatio(t, tg, time.Second, 4)
 	_, err := Revert(tg.Pid, p3.ID, Options{})
 	if !errors.Is(err, ErrStacked) || !strings.Contains(err.Error(), p4.ID) {
 		t.Fatalf("reverting the lower patch: got %v, want ErrStacked naming %s", err, p4.ID)
 	}
 	t.Logf("refused: %v", err)
-	tg.Drain()
-	tg.WaitLine(t, time.Second, ratio(4))
+	freshRatio(t, tg, time.Second, 4)
 	if _, err := Revert(tg.Pid, p4.ID, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	tg.Drain()
-	tg.WaitLine(t, time.Second, ratio(3))
+	freshRatio(t, tg, time.Second, 3)
 	if _, err := Revert(tg.Pid, p3.ID, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	tg.Drain()
-	tg.WaitLine(t, time.Second, ratio(2))
+	freshRatio(t, tg, time.Second, 2)
 }
 
 func TestConcurrentApplies(t *testing.T) {
@@ -199,15 +189,11 @@ func TestConcurrentApplies(t *testing.T) {
 			t.Fatalf("round %d: revert %s: %v", round, bottom, err)
 		}
 	}
-	tg.Drain()
-	tg.WaitLine(t, time.Second, ratio(2))
+	freshRatio(t, tg, time.Second, 2)
 }
 
 func TestRecoverAfterInterruptedApply(t *testing.T) {
-	dir := setup(t)
-	bin := compileTarget(t, dir, "three.c")
-	p := buildPatch(t, bin, compileObj(t, dir, "three_new.c"))
-	tg := testutil.Start(t, bin)
+	tg, p := startWithPatch(t, "three.c", "three_new.c")
 	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "1 2 3" })
 	for _, c := range []struct {
 		step   string
@@ -267,10 +253,7 @@ func TestRecoverAfterInterruptedApply(t *testing.T) {
 // process exactly as before: jumps restored, region unmapped, threads
 // resumed and detached (issue 11 item 13: a panic killed the worker).
 func TestPanicRollsBack(t *testing.T) {
-	dir := setup(t)
-	bin := compileTarget(t, dir, "three.c")
-	p := buildPatch(t, bin, compileObj(t, dir, "three_new.c"))
-	tg := testutil.Start(t, bin)
+	tg, p := startWithPatch(t, "three.c", "three_new.c")
 	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "1 2 3" })
 	for _, step := range []string{"map", "redirect"} {
 		maps0, text0 := snapshot(t, tg.Pid)
@@ -346,15 +329,11 @@ func TestTargetDiesDuringApply(t *testing.T) {
 // first part of each stack a stop copies (stacks.go): the stack model must
 // still see compute on that stack and refuse, naming it, until the timeout.
 func TestDeepStackWalked(t *testing.T) {
-	dir := setup(t)
-	bin := compileTarget(t, dir, "deep.c")
-	p := buildPatch(t, bin, compileObj(t, dir, "basic_new.c"))
-	tg := testutil.Start(t, bin)
+	tg, p := startWithPatch(t, "deep.c", "basic_new.c")
 	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "inside" })
 	_, err := Apply(tg.Pid, p, Options{Timeout: 300 * time.Millisecond})
 	if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "compute is active on thread") {
 		t.Fatalf("apply: %v; want ErrUnsafe naming compute", err)
 	}
-	tg.Drain()
-	tg.WaitLine(t, 2*time.Second, ratio(2))
+	freshRatio(t, tg, 2*time.Second, 2)
 }
