@@ -57,7 +57,10 @@ func checkFunctionStart(mod *module, a arch.Arch, syms []elfsym.Symbol, f patchf
 	i := sort.Search(len(syms), func(i int) bool { return syms[i].Value >= f.Addr })
 	starts := false
 	for j := i; j < len(syms) && syms[j].Value == f.Addr; j++ {
-		if syms[j].Defined() && f.Size <= syms[j].Size {
+		// An .eh_frame boundary standing in for a symbol of a stripped
+		// file (elfsym.Symbol.Boundary) is not one: a function located
+		// there must say how (f.Match) and carry its bytes, below.
+		if syms[j].Defined() && !syms[j].Boundary && f.Size <= syms[j].Size {
 			starts = true
 		}
 	}

@@ -333,6 +333,11 @@ func TestStrippedForgedLocations(t *testing.T) {
 	tg.WaitLine(t, 5*time.Second, func(string) bool { return true })
 	for name, q := range map[string]*patchfile.Patch{
 		"function off its boundary": forge(func(m *patchfile.Manifest) { m.Functions[0].Addr += 4 }),
+		// An .eh_frame boundary is not a symbol: a function located
+		// there must say so and carry the bytes apply checks.
+		"function at a boundary without its match": forge(func(m *patchfile.Manifest) {
+			m.Functions[0].Match, m.Functions[0].Orig, m.Functions[0].OrigMask = "", nil, nil
+		}),
 		"variable outside the file": forge(func(m *patchfile.Manifest) {
 			for i := range m.Symbols {
 				if m.Symbols[i].Kind == patchfile.SymbolVariable {
