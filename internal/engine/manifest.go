@@ -78,7 +78,10 @@ func checkFunctionStart(mod *module, a arch.Arch, syms []elfsym.Symbol, f patchf
 		}
 		if s, ok := mod.syms.Containing(f.Addr); ok {
 			what = fmt.Sprintf("it lies %#x bytes into %s", f.Addr-s.Value, s.Name)
-			if s.Value == f.Addr {
+			switch {
+			case s.Value == f.Addr && s.Boundary:
+				what = fmt.Sprintf("only an .eh_frame function boundary starts there, and the manifest does not say it located the function there (match) with its %d bytes", f.Size)
+			case s.Value == f.Addr:
 				what = fmt.Sprintf("%s starts there but is %d bytes, not %d", s.Name, s.Size, f.Size)
 			}
 		}
