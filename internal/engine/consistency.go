@@ -121,11 +121,16 @@ func (t *target) activeOnStacks(pr *proc.Process, u *unwind.Unwinder, threads []
 		}
 		// Conservative scan of what the walk could not account for: over
 		// the whole stack, so the copy is completed first.
-		if data, _, err := sc.from(th.TID, sp); err == nil {
-			st.Data = data
-		} else {
-			st.Data = nil
+		data, _, err := sc.from(th.TID, sp)
+		if err != nil {
+			// Nothing to scan: a span may be active on this stack for all
+			// that can be seen, so it counts as busy (as an unreadable
+			// stack keeps a region, regionInUseIn); a retry reads the maps
+			// and the stack again.
+			return &busyError{fmt.Sprintf("the stack of thread %d cannot be read (%v) and the unwinder stopped (%s): a replaced function may be active on it; backtrace:\n%s",
+				th.TID, err, res.Reason, t.backtrace(res))}
 		}
+		st.Data = data
 		// Words at sp's alignment, never below st.Lo (sp): a thread may be
 		// stopped with sp not a multiple of 8, and rounding down would index
 		// before st.Data (a panic, and a refused patch).

@@ -337,3 +337,21 @@ func TestDeepStackWalked(t *testing.T) {
 	}
 	freshRatio(t, tg, 2*time.Second, 2)
 }
+
+// TestUnreadableStackRefused: a thread inside compute has its stack pointer
+// in no mapping (its stack cannot be copied and the walk stops at once): the
+// stack model cannot see compute there and must refuse until the timeout,
+// not take an unreadable stack for one without compute.
+func TestUnreadableStackRefused(t *testing.T) {
+	dir := setup(t)
+	bin := compileTarget(t, dir, "offstack.c")
+	p := buildPatch(t, bin, compileObj(t, dir, "basic_new.c"))
+	tg := testutil.Start(t, bin)
+	tg.WaitLine(t, 5*time.Second, func(l string) bool { return l == "inside" })
+	_, err := Apply(tg.Pid, p, Options{Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, ErrUnsafe) {
+		t.Fatalf("apply: %v; want ErrUnsafe", err)
+	}
+	tg.Drain()
+	tg.WaitLine(t, 2*time.Second, ratio(2))
+}
