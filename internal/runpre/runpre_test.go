@@ -1,15 +1,19 @@
 package runpre
 
 import (
+	"bytes"
+	"debug/elf"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
 	_ "github.com/hotpatch/hotpatch/internal/arch/amd64"
 	"github.com/hotpatch/hotpatch/internal/diff"
+	"github.com/hotpatch/hotpatch/internal/elfsym"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 	"github.com/hotpatch/hotpatch/internal/unwind"
 )
@@ -102,4 +106,42 @@ func TestLocate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzLocate: a malformed target file (its .eh_frame, code, symbols) makes
+// matching fail or match nothing, never panic or hang; the seed is the
+// stripped library TestLocate matches.
+func FuzzLocate(f *testing.F) {
+	dir := f.TempDir()
+	lib := testutil.Compile(f, filepath.Join(dir, "lib.so"), append([]string{"testdata/twins.c", "-shared"}, flags...)...)
+	obj := testutil.Compile(f, filepath.Join(dir, "old.o"), append([]string{"testdata/twins.c", "-c", "-ffunction-sections", "-fdata-sections"}, flags...)...)
+	if b, err := exec.Command("strip", "--strip-all", lib).CombinedOutput(); err != nil {
+		f.Fatalf("strip: %v\n%s", err, b)
+	}
+	data, err := os.ReadFile(obj)
+	if err != nil {
+		f.Fatal(err)
+	}
+	funcs, _, err := diff.Functions(data)
+	if err != nil {
+		f.Fatal(err)
+	}
+	seed, err := os.ReadFile(lib)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	a, _ := arch.ForMachine(elf.EM_X86_64)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 1<<20 {
+			return
+		}
+		ef, err := elfsym.Open(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		syms, _ := ef.Symbols()
+		ranges, _ := unwind.FunctionRanges(ef.ELF())
+		Locate(Target{File: ef, Syms: syms, Ranges: ranges, Arch: a}, slices.Clone(funcs))
+	})
 }
