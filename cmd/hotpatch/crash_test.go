@@ -129,6 +129,27 @@ func (k *killRig) settle(t *testing.T, run int) {
 	default:
 		t.Fatalf("run %d: status %+v", run, st.Patches)
 	}
+	if run%5 == 0 {
+		k.computes(t, run)
+	}
+}
+
+// computes checks that the target runs what status says, all of it (the
+// target's own check accepts each function's old or new value alone): past
+// the line in flight, its next line is the three old results or the three
+// new ones.
+func (k *killRig) computes(t *testing.T, run int) {
+	t.Helper()
+	want := "1 2 3"
+	if k.applied {
+		want = "101 102 103"
+	}
+	any := func(string) bool { return true }
+	k.tg.Drain()
+	k.tg.WaitLine(t, 5*time.Second, any)
+	if l := k.tg.WaitLine(t, 5*time.Second, any); l != want {
+		t.Fatalf("run %d: status says applied=%v, but the target computes %q, want %q", run, k.applied, l, want)
+	}
 }
 
 // finish brings the target back to unpatched and checks it is intact.
