@@ -166,6 +166,7 @@ func TestDryRunAndFilters(t *testing.T) {
 		t.Errorf("explicit pids with --uid: %+v", rep.Results)
 	}
 	noPatch(t, "after the filtered dry runs", all...)
+	expectOutput(t, append(append(a, b...), other), 2)
 
 	// A real apply with a filter patches only the other user's process.
 	rep, err = Apply(f.patch, Options{Filter: Filter{UID: &uid}})
@@ -174,6 +175,7 @@ func TestDryRunAndFilters(t *testing.T) {
 	}
 	expectOutput(t, []*testutil.Target{other}, 3)
 	noPatch(t, "after apply --uid", a[0].Pid, a[1].Pid, b[0].Pid)
+	expectOutput(t, append(a, b...), 2) // the processes the filter left out run the old code
 	if sts, err := Status(nil, Filter{UID: &uid}); err != nil || len(sts) != 1 || sts[0].PID != other.Pid {
 		t.Errorf("status --uid: %+v %v", sts, err)
 	}
