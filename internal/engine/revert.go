@@ -181,6 +181,7 @@ func revertStopped(pid int, base uint64, rep *RevertReport, t *target, unw *unwi
 	defer pr.Detach()
 	tl.mark("attach")
 	oneStop := oneThread(pid)
+	var detachErr error
 	attempt := func() (busy *busyError, err error) { // inside proc.Window, as apply's
 		err = pr.Window(func() error {
 			var err error
@@ -192,12 +193,19 @@ func revertStopped(pid int, base uint64, rep *RevertReport, t *target, unw *unwi
 			if rep.free != nil && oneStop {
 				freedInStop = freeNow(pr, rep)
 			}
-			return pr.Detach() // the detach ends the window, in it
+			// The entries are restored (or, in a dry run, the process
+			// resumed): done, whatever the detach says; it ends the
+			// window, in it.
+			detachErr = pr.Detach()
+			return nil
 		})
 		return busy, err
 	}
 	if err := retry(opt.timeout(), &rep.Attempts, attempt); err != nil {
 		return false, err
+	}
+	if detachErr != nil {
+		return false, fmt.Errorf("patch at %#x reverted in process %d, but detach: %w", base, pid, detachErr)
 	}
 	if freedInStop {
 		tl.mark(phaseRevertOneStop)
