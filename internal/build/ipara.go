@@ -212,7 +212,11 @@ func (c *iparaCheck) sameUnitCallers(r Func) []string {
 			same = d.sym.File == r.File
 		}
 		if same {
-			bad = append(bad, d.sym.Name)
+			name := d.sym.Name
+			if d.sym.Boundary {
+				name = fmt.Sprintf("the function at %#x", d.sym.Value)
+			}
+			bad = append(bad, name)
 		}
 	}
 	return bad
@@ -222,7 +226,7 @@ func (c *iparaCheck) sameUnitCallers(r Func) []string {
 // replaced one, and whether that is all of them. With a .symtab (the
 // file's or its debug file's) the function symbols are; with the exported
 // symbols only, the .eh_frame function boundaries that no symbol starts are
-// added as "function at ADDR" (GCC gives every function an FDE); with
+// added (elfsym.Table.WithBoundaries; GCC gives every function an FDE); with
 // neither, the callers are unknown.
 func callerFuncs(t *target, syms *elfsym.Table) ([]elfsym.Symbol, bool) {
 	funcs := syms.Functions()
@@ -233,17 +237,11 @@ func callerFuncs(t *target, syms *elfsym.Table) ([]elfsym.Symbol, bool) {
 	if err != nil || len(ranges) == 0 {
 		return funcs, false
 	}
-	starts := map[uint64]bool{}
-	for _, s := range funcs {
-		starts[s.Value] = true
+	bounds := make([][2]uint64, len(ranges))
+	for i, r := range ranges {
+		bounds[i] = [2]uint64{r.Begin, r.End}
 	}
-	for _, r := range ranges {
-		if !starts[r.Begin] {
-			funcs = append(funcs, elfsym.Symbol{Name: fmt.Sprintf("the function at %#x", r.Begin), Value: r.Begin, Size: r.End - r.Begin,
-				Type: elf.STT_FUNC, Bind: elf.STB_LOCAL})
-		}
-	}
-	return funcs, true
+	return syms.WithBoundaries(bounds).Functions(), true
 }
 
 // safeProducer reports whether a DW_AT_producer string shows a build where
