@@ -308,7 +308,12 @@ func (p *Process) scanGadgets() (gadgets, error) {
 	}
 	loadGadgetStore(p.opt.CacheDir) // gadgetstore.go
 	g := p.findGadgets(true)
-	saveGadgetStore(p.opt.CacheDir, p.maps)
+	if !p.stopped {
+		// Not while threads are stopped (a gadget gone since Attach's scan,
+		// say): writing the state directory would lengthen the stop, and
+		// the next session's scan at its Attach saves what it learns.
+		saveGadgetStore(p.opt.CacheDir, p.maps)
+	}
 	if g.fromCache && (!p.gadgetsHold(g) || g.missing()) {
 		// The process's memory differs from what the cache learnt from
 		// another process mapping the same file (its code was written to),
