@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"strings"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/debuginfo"
@@ -89,22 +88,9 @@ func InspectTarget(path string, dbg debuginfo.Options) (*TargetInfo, error) {
 	for a, n := range named {
 		starts[a] = n
 	}
-	var plt [][2]uint64 // the PLT's FDEs describe stubs, not functions
-	for _, s := range ef.ELF().Sections {
-		if strings.HasPrefix(s.Name, ".plt") {
-			plt = append(plt, [2]uint64{s.Addr, s.Addr + s.Size})
-		}
-	}
-	inPLT := func(a uint64) bool {
-		for _, r := range plt {
-			if a >= r[0] && a < r[1] {
-				return true
-			}
-		}
-		return false
-	}
 	for _, r := range ranges {
-		if _, ok := named[r.Begin]; !ok && !inPLT(r.Begin) {
+		// The PLT's FDEs describe stubs, not functions.
+		if _, ok := named[r.Begin]; !ok && !ef.InPLT(r.Begin) {
 			info.FDEOnly++
 			starts[r.Begin] = fmt.Sprintf("function at %#x", r.Begin)
 		}

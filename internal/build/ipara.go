@@ -42,7 +42,7 @@ import (
 // callerFuncs).
 func checkIPARA(t *target, replaced []Func, force string) (forced string, err error) {
 	cus, _ := t.dwarf().CompileUnits()
-	c := &iparaCheck{cus: cus, plt: pltRanges(t.ef.ELF())}
+	c := &iparaCheck{cus: cus, ef: t.ef}
 	funcs, checkable := callerFuncs(t, t.syms)
 	if !checkable {
 		return c.uncheckable(t, replaced, force)
@@ -56,11 +56,11 @@ func checkIPARA(t *target, replaced []Func, force string) (forced string, err er
 	return "", nil
 }
 
-// iparaCheck is what checkIPARA knows of the target: its compile units, its
-// PLT and every function decoded.
+// iparaCheck is what checkIPARA knows of the target: its file (for its
+// PLT), its compile units and every function decoded.
 type iparaCheck struct {
+	ef  *elfsym.File
 	cus []elfsym.CompileUnit
-	plt [][2]uint64
 	all []decodedFunc
 }
 
@@ -68,17 +68,6 @@ type iparaCheck struct {
 type decodedFunc struct {
 	sym  elfsym.Symbol
 	info arch.FuncInfo
-}
-
-// pltRanges returns the address ranges of the .plt* sections.
-func pltRanges(f *elf.File) [][2]uint64 {
-	var plt [][2]uint64
-	for _, s := range f.Sections {
-		if strings.HasPrefix(s.Name, ".plt") {
-			plt = append(plt, [2]uint64{s.Addr, s.Addr + s.Size})
-		}
-	}
-	return plt
 }
 
 // cuOf returns the index of the compile unit whose ranges hold addr, -1 if none.
@@ -91,15 +80,6 @@ func (c *iparaCheck) cuOf(addr uint64) int {
 		}
 	}
 	return -1
-}
-
-func (c *iparaCheck) inPLT(addr uint64) bool {
-	for _, r := range c.plt {
-		if addr >= r[0] && addr < r[1] {
-			return true
-		}
-	}
-	return false
 }
 
 // safe reports whether the compile unit of the function at addr was built
@@ -181,7 +161,7 @@ func (c *iparaCheck) opaque(f *decodedFunc) bool {
 		return true
 	}
 	for _, a := range append(append([]uint64(nil), f.info.Calls...), f.info.TailJumps...) {
-		if c.inPLT(a) {
+		if c.ef.InPLT(a) {
 			return true
 		}
 	}

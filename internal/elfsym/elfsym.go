@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 )
 
@@ -301,6 +302,18 @@ func (f *File) SectionEnd(vaddr uint64) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// InPLT reports whether addr lies in one of the file's .plt* sections
+// (.plt, .plt.got, .plt.sec): a branch there goes through a PLT stub, and
+// the stubs' FDEs describe no function.
+func (f *File) InPLT(addr uint64) bool {
+	for _, s := range f.f.Sections {
+		if strings.HasPrefix(s.Name, ".plt") && addr >= s.Addr && addr-s.Addr < s.Size {
+			return true
+		}
+	}
+	return false
 }
 
 // getUint reads a field of size bytes (4 or 8) in the file's byte order.

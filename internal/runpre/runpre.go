@@ -189,19 +189,10 @@ func (l *locator) refTarget(c cand, ref diff.Ref) (uint64, bool) {
 		return 0, false
 	}
 	s, ok := l.tg.Arch.RelocTarget(ref.Type, c.code[ref.Off:], c.addr+ref.Off, ref.Addend)
-	if !ok || l.inPLT(s) {
+	if !ok || l.tg.File.InPLT(s) {
 		return 0, false
 	}
 	return s, true
-}
-
-func (l *locator) inPLT(addr uint64) bool {
-	for _, s := range l.tg.File.ELF().Sections {
-		if strings.HasPrefix(s.Name, ".plt") && addr >= s.Addr && addr-s.Addr < s.Size {
-			return true
-		}
-	}
-	return false
 }
 
 // eliminate drops the candidates whose references contradict the others'
