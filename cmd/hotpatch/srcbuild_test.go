@@ -306,6 +306,27 @@ func installProject(t *testing.T, testdata string, env []string, build ...string
 	return src, inst
 }
 
+// buildSays checks that build's output holds every one of wants.
+func buildSays(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("build output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// appliesLive starts prog, waits for it to print before, applies hp
+// (unsigned, with flags) and waits for it to print after.
+func appliesLive(t *testing.T, prog, hp, before, after string, flags ...string) *testutil.Target {
+	t.Helper()
+	tg := testutil.Start(t, prog)
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == before })
+	mustCLI(t, append([]string{"apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned"}, flags...)...)
+	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == after })
+	return tg
+}
+
 // TestBuildSrcNewStaticAndVariable: a fix that adds a static function and a
 // file-scope variable; the patch adds both and the running program uses them.
 func TestBuildSrcNewStaticAndVariable(t *testing.T) {
@@ -313,15 +334,8 @@ func TestBuildSrcNewStaticAndVariable(t *testing.T) {
 	src, prog := srcProject(t)
 	hp := filepath.Join(t.TempDir(), "fix.hp")
 	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-static.patch", "--target", prog, "-o", hp, "--verbose", "--", "make")
-	for _, want := range []string{"replace compute", "add     count_call", "new       variable calls"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("build output lacks %q:\n%s", want, out)
-		}
-	}
-	tg := testutil.Start(t, prog)
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "21 22" })
-	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "120 22" })
+	buildSays(t, out, "replace compute", "add     count_call", "new       variable calls")
+	appliesLive(t, prog, hp, "21 22", "120 22")
 }
 
 // TestBuildSrcHeaderInline: a fix of an inline function in a header changes
@@ -331,18 +345,11 @@ func TestBuildSrcHeaderInline(t *testing.T) {
 	src, prog := srcProject(t)
 	hp := filepath.Join(t.TempDir(), "fix.hp")
 	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-header.patch", "--target", prog, "-o", hp, "--", "make")
-	for _, want := range []string{"replace compute", "replace other", "2 translation unit(s) changed"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("build output lacks %q:\n%s", want, out)
-		}
-	}
+	buildSays(t, out, "replace compute", "replace other", "2 translation unit(s) changed")
 	if strings.Contains(out, "keep") {
 		t.Errorf("the default summary should not list unchanged functions:\n%s", out)
 	}
-	tg := testutil.Start(t, prog)
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "21 22" })
-	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "31 32" })
+	appliesLive(t, prog, hp, "21 22", "31 32")
 }
 
 // TestBuildSrcFixDoesNotApply: a fix whose hunk does not match the tree is a
@@ -410,15 +417,8 @@ func TestBuildSrcLTOIPARA(t *testing.T) {
 	prog := filepath.Join(inst, "prog")
 	hp := filepath.Join(t.TempDir(), "fix.hp")
 	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-lto.patch", "--target", prog, "-o", hp, "--", "make")
-	for _, want := range []string{"replace mix ", "replace combine ", "1 translation unit(s) changed"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("build output lacks %q:\n%s", want, out)
-		}
-	}
-	tg := testutil.Start(t, prog)
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "33" })
-	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "34" })
+	buildSays(t, out, "replace mix ", "replace combine ", "1 translation unit(s) changed")
+	tg := appliesLive(t, prog, hp, "33", "34")
 	for i := 0; i < 5; i++ {
 		tg.WaitLine(t, 10*time.Second, func(l string) bool {
 			if l != "34" {
@@ -440,15 +440,8 @@ func TestBuildSrcCXX(t *testing.T) {
 	prog := filepath.Join(inst, "prog")
 	hp := filepath.Join(t.TempDir(), "fix.hp")
 	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-cxx.patch", "--target", prog, "-o", hp, "--cold", "--", "make")
-	for _, want := range []string{"replace _ZNK5Shape4areaEv", "(Shape::area() const)", "coldpatch"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("build output lacks %q:\n%s", want, out)
-		}
-	}
-	tg := testutil.Start(t, prog)
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "100" })
-	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned", "--no-cold")
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "101" })
+	buildSays(t, out, "replace _ZNK5Shape4areaEv", "(Shape::area() const)", "coldpatch")
+	appliesLive(t, prog, hp, "100", "101", "--no-cold")
 }
 
 // TestBuildSrcRust: a Rust fix through --src (cargo, no crates): the
@@ -467,10 +460,7 @@ func TestBuildSrcRust(t *testing.T) {
 	if !strings.Contains(out, "replace _ZN4prog7compute") || !strings.Contains(out, "(prog::compute::h") {
 		t.Fatalf("want prog::compute replaced:\n%s", out)
 	}
-	tg := testutil.Start(t, prog)
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "42" })
-	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "43" })
+	appliesLive(t, prog, hp, "42", "43")
 }
 
 // TestBuildSrcBuildFails: a failing build command is an error that names
@@ -525,15 +515,8 @@ func TestBuildSrcNewFile(t *testing.T) {
 	src, prog := srcProject(t)
 	hp := filepath.Join(t.TempDir(), "fix.hp")
 	out := mustCLI(t, "build", "--src", src, "--fix", "testdata/srcproj-newfile.patch", "--target", prog, "-o", hp, "--verbose", "--", "make")
-	for _, want := range []string{"replace compute", "add     bonus", "new       variable bonus_calls", "1 translation unit(s) changed"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("build output lacks %q:\n%s", want, out)
-		}
-	}
-	tg := testutil.Start(t, prog)
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "21 22" })
-	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "121 22" })
+	buildSays(t, out, "replace compute", "add     bonus", "new       variable bonus_calls", "1 translation unit(s) changed")
+	appliesLive(t, prog, hp, "21 22", "121 22")
 }
 
 // TestBuildSrcNewFunctionAcrossFiles: a fix that adds a function to one
@@ -549,16 +532,9 @@ func TestBuildSrcNewFunctionAcrossFiles(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("build --src: exit %d\n%s%s", code, out, errs)
 	}
-	for _, want := range []string{"replace compute", "add     tripled", "1 translation unit(s) changed"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("build output lacks %q:\n%s", want, out)
-		}
-	}
+	buildSays(t, out, "replace compute", "add     tripled", "1 translation unit(s) changed")
 	if !strings.Contains(errs, "lib.o calls tripled, which the fix adds to other.o: comparing the linked outputs") {
 		t.Errorf("the progress should say why the linked outputs are compared:\n%s", errs)
 	}
-	tg := testutil.Start(t, prog)
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "21 22" })
-	mustCLI(t, "apply", hp, "--pid", fmt.Sprint(tg.Pid), "--allow-unsigned")
-	tg.WaitLine(t, 10*time.Second, func(l string) bool { return l == "23 22" })
+	appliesLive(t, prog, hp, "21 22", "23 22")
 }
