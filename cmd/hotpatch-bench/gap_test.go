@@ -38,4 +38,10 @@ func TestGap(t *testing.T) {
 	if row.ApplyGap.Max <= 0 || row.ApplyPause.Max <= 0 || row.ApplyWall.Max <= 0 {
 		t.Fatalf("apply: gap %v pause %v wall %v, want all > 0", row.ApplyGap.Max, row.ApplyPause.Max, row.ApplyWall.Max)
 	}
+	// The engine's stops are measured inside the call whose wall time is
+	// taken around it: every sample's pause and stall is within its wall.
+	if row.ApplyPause.Max > row.ApplyWall.Max || row.ApplyStall.Max > row.ApplyWall.Max ||
+		row.RevertPause.Max > row.RevertWall.Max || row.RevertStall.Max > row.RevertWall.Max {
+		t.Fatalf("a stop longer than its operation: %+v", row)
+	}
 }

@@ -22,5 +22,12 @@ func TestScaleRows(t *testing.T) {
 		if row.Procs != 5 || row.Apply <= 0 || row.Revert <= 0 || row.PausePerProcess.Median <= 0 {
 			t.Errorf("%s: row %+v", kind, row)
 		}
+		// The figures agree with each other (each part is measured inside
+		// the whole): one per process, the scan and every process's pause
+		// within the apply's wall time, the per-process time its share.
+		if row.PausePerProcess.N != 5 || row.Scan > row.Apply || row.PausePerProcess.Max > row.Apply ||
+			row.StallPerProcess.Max > row.Apply || row.ApplyPerProcess != row.Apply/5 {
+			t.Errorf("%s: figures disagree: %+v", kind, row)
+		}
 	}
 }
