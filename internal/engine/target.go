@@ -347,6 +347,11 @@ func (r *resolver) locatedRes(ref linker.SymbolRef, kind string) (linker.Resolut
 		if s.Name != ref.Name || (kind != "" && s.Kind != kind) || (s.File != "" && s.File != ref.File) {
 			continue
 		}
+		if ref.TLS {
+			// A thread-local variable is reached through a TLS offset,
+			// which a located address is not (the build locates none).
+			return linker.Resolution{}, fmt.Errorf("%w: %s is thread-local in the patch, but the manifest locates it at an address (%#x)", ErrResolve, s.Name, s.Addr)
+		}
 		if err := checkLocated(r.patched, s); err != nil {
 			return linker.Resolution{}, err
 		}
