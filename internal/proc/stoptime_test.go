@@ -12,36 +12,40 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxOff asks the stopgap target for the longest time its spinning main
-// thread stood still since the last question (testdata/stopgap.c).
-func (tg *target) maxOff(tb testing.TB) time.Duration {
+// ask asks the stopgap target (testdata/stopgap.c) what its spinning main
+// thread saw since the last question: off, the longest time it stood
+// still, and wall, the longest wall-clock time between two of its
+// snapshots, which covers every stop of that thread from before the stop
+// began (a snapshot cannot be taken once the interrupt has stopped it) to
+// the thread's first snapshot after it was woken.
+func (tg *target) ask(tb testing.TB) (off, wall time.Duration) {
 	tb.Helper()
 	fmt.Fprintln(tg.stdin)
-	line := tg.readUntil(tb, "maxoff ")
-	n, err := strconv.ParseInt(strings.TrimPrefix(line, "maxoff "), 10, 64)
-	if err != nil {
-		tb.Fatalf("target said %q", line)
+	ns := func(key string) time.Duration {
+		line := tg.readUntil(tb, key+" ")
+		n, err := strconv.ParseInt(strings.TrimPrefix(line, key+" "), 10, 64)
+		if err != nil {
+			tb.Fatalf("target said %q", line)
+		}
+		return time.Duration(n)
 	}
+	off, wall = ns("maxoff"), ns("maxwall")
 	tg.readUntil(tb, "v ")
-	return time.Duration(n)
+	return off, wall
 }
 
-// maxWall asks the stopgap target for the longest wall-clock time between
-// two of its spinning main thread's snapshots since the last question
-// (testdata/stopgap.c): it covers every stop of that thread from before the
-// stop began (a snapshot cannot be taken once the interrupt has stopped it)
-// to the thread's first snapshot after it was woken.
+// maxOff is ask's off: the longest time the thread stood still.
+func (tg *target) maxOff(tb testing.TB) time.Duration {
+	tb.Helper()
+	off, _ := tg.ask(tb)
+	return off
+}
+
+// maxWall is ask's wall: the longest time between two snapshots.
 func (tg *target) maxWall(tb testing.TB) time.Duration {
 	tb.Helper()
-	fmt.Fprintln(tg.stdin)
-	tg.readUntil(tb, "maxoff ")
-	line := tg.readUntil(tb, "maxwall ")
-	n, err := strconv.ParseInt(strings.TrimPrefix(line, "maxwall "), 10, 64)
-	if err != nil {
-		tb.Fatalf("target said %q", line)
-	}
-	tg.readUntil(tb, "v ")
-	return time.Duration(n)
+	_, wall := tg.ask(tb)
+	return wall
 }
 
 // stopFor stops pr's threads, keeps them stopped for d, and resumes them.
