@@ -385,11 +385,19 @@ func checkLocated(mod *module, s patchfile.Symbol) error {
 	return nil
 }
 
+// fdeRanges returns the file's .eh_frame function boundaries, sorted, read
+// once (none when .eh_frame does not parse: nothing is then accepted on its
+// word).
+func (l *loadedFile) fdeRanges() []unwind.Range {
+	l.rangesOnce.Do(func() { l.ranges, _ = unwind.FunctionRanges(l.f.ELF()) })
+	return l.ranges
+}
+
 // boundaries returns the file's .eh_frame function boundaries.
 func (l *loadedFile) boundaries() [][2]uint64 {
-	l.rangesOnce.Do(func() { l.ranges, _ = unwind.FunctionRanges(l.f.ELF()) })
-	out := make([][2]uint64, len(l.ranges))
-	for i, r := range l.ranges {
+	ranges := l.fdeRanges()
+	out := make([][2]uint64, len(ranges))
+	for i, r := range ranges {
 		out[i] = [2]uint64{r.Begin, r.End}
 	}
 	return out
@@ -398,10 +406,10 @@ func (l *loadedFile) boundaries() [][2]uint64 {
 // fdeStarts reports whether an .eh_frame FDE of the file starts at addr and
 // covers at least size bytes.
 func (l *loadedFile) fdeStarts(addr, size uint64) bool {
-	l.rangesOnce.Do(func() { l.ranges, _ = unwind.FunctionRanges(l.f.ELF()) })
-	i := sort.Search(len(l.ranges), func(i int) bool { return l.ranges[i].Begin >= addr })
-	for ; i < len(l.ranges) && l.ranges[i].Begin == addr; i++ {
-		if l.ranges[i].End-addr >= size {
+	ranges := l.fdeRanges()
+	i := sort.Search(len(ranges), func(i int) bool { return ranges[i].Begin >= addr })
+	for ; i < len(ranges) && ranges[i].Begin == addr; i++ {
+		if ranges[i].End-addr >= size {
 			return true
 		}
 	}
