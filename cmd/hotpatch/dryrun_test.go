@@ -42,20 +42,6 @@ func TestDryRunCLI(t *testing.T) {
 	}
 	tr := testutil.Start(t, tracer, strconv.Itoa(held.Pid))
 	tr.WaitLine(t, 5*time.Second, func(l string) bool { return l == "seized" })
-	// computes checks what tg does now: past the line in flight, its next
-	// two lines are "i k*i" (the library computes 2*i, the fix 3*i).
-	computes := func(tg *testutil.Target, k int64, when string) {
-		t.Helper()
-		tg.Drain()
-		tg.WaitLine(t, 10*time.Second, func(string) bool { return true })
-		for n := 0; n < 2; n++ {
-			l := tg.WaitLine(t, 10*time.Second, func(string) bool { return true })
-			var i, v int64
-			if _, err := fmt.Sscanf(l, "%d %d", &i, &v); err != nil || v != k*i {
-				t.Fatalf("%s: process %d printed %q, want i and %d*i", when, tg.Pid, l, k)
-			}
-		}
-	}
 	// unpatched: status lists no patched process, and every process still
 	// runs the old code.
 	unpatched := func(when string) {
@@ -65,7 +51,7 @@ func TestDryRunCLI(t *testing.T) {
 			t.Fatalf("%s: a process is patched:\n%s", when, out)
 		}
 		for _, tg := range []*testutil.Target{mine, held, other} {
-			computes(tg, 2, when)
+			fleetComputes(t, tg, 2, when)
 		}
 	}
 
@@ -132,7 +118,7 @@ func TestDryRunCLI(t *testing.T) {
 	if out, _, _ := runCLI(t, "status", "--pid", strconv.Itoa(mine.Pid)); !strings.Contains(out, id+"  applied") {
 		t.Errorf("after the dry revert:\n%s", out)
 	}
-	computes(mine, 3, "after the dry revert")
+	fleetComputes(t, mine, 3, "after the dry revert")
 	if _, _, code := runCLI(t, "revert", id, "--pid", strconv.Itoa(other.Pid), "--dry-run"); code != exitNotApplied {
 		t.Errorf("dry revert of a process without the patch: exit %d, want %d", code, exitNotApplied)
 	}

@@ -45,6 +45,22 @@ func fleetFixture(t *testing.T, d, id string) (app, tracer, hp string) {
 	return app, tracer, hp
 }
 
+// fleetComputes checks what a fleet app does now: past the line in
+// flight, its next two lines are "i k*i" (the library computes 2*i, the
+// fix 3*i).
+func fleetComputes(t *testing.T, tg *testutil.Target, k int64, when string) {
+	t.Helper()
+	tg.Drain()
+	tg.WaitLine(t, 10*time.Second, func(string) bool { return true })
+	for n := 0; n < 2; n++ {
+		l := tg.WaitLine(t, 10*time.Second, func(string) bool { return true })
+		var i, v int64
+		if _, err := fmt.Sscanf(l, "%d %d", &i, &v); err != nil || v != k*i {
+			t.Fatalf("%s: process %d printed %q, want i and %d*i", when, tg.Pid, l, k)
+		}
+	}
+}
+
 // TestFleetCLI drives apply, status and revert without --pid and with
 // several, in text and JSON, against real processes sharing a library.
 func TestFleetCLI(t *testing.T) {
@@ -81,6 +97,9 @@ func TestFleetCLI(t *testing.T) {
 			t.Errorf("apply JSON: process %d: no stall_ns\n%s", r.PID, out)
 		}
 	}
+	for _, tg := range ts {
+		fleetComputes(t, tg, 3, "after apply")
+	}
 
 	// status with no --pid lists them; with two --pid, only those two.
 	out, _, code = runCLI(t, "status", "--json")
@@ -111,6 +130,9 @@ func TestFleetCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "STALL") || !strings.Contains(out, "6 reverted") {
 		t.Fatalf("revert: %d\n%s\n%s", code, out, errs)
 	}
+	for _, tg := range ts {
+		fleetComputes(t, tg, 2, "after revert")
+	}
 	out, _, code = runCLI(t, "revert", id)
 	if code != 0 || !strings.Contains(out, "no process has the patch") {
 		t.Errorf("second revert: %d\n%s", code, out)
@@ -138,6 +160,9 @@ func TestFleetCLI(t *testing.T) {
 	out, _, _ = runCLI(t, append([]string{"status"}, pidArgs...)...)
 	if strings.Contains(out, id+"  applied") {
 		t.Errorf("a process stayed patched after --all-or-none:\n%s", out)
+	}
+	for _, tg := range ts {
+		fleetComputes(t, tg, 2, "after --all-or-none")
 	}
 }
 
