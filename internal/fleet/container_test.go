@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotpatch/hotpatch/internal/engine"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
@@ -111,4 +112,45 @@ func descendant(t *testing.T, pid int, exe string) int {
 	}
 	t.Fatalf("no process %s under %d", exe, pid)
 	return 0
+}
+
+// TestExeFilterOtherMountNS: --exe selects by the file, not by the path a
+// process in another mount namespace reads in /proc/PID/exe. The process
+// runs app_a bind-mounted, in its own mount namespace, over a path whose
+// host file is another executable: --exe with that path must leave it out,
+// --exe with app_a's path selects it.
+func TestExeFilterOtherMountNS(t *testing.T) {
+	f := getFixture(t)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare(1)")
+	}
+	if out, err := exec.Command(unshare, "--mount", "--pid", "--fork", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot create namespaces: %v: %s", err, out)
+	}
+	hostApp := filepath.Join(t.TempDir(), "app")
+	copyFile(t, f.appB, hostApp) // on the host, another file at that path
+	if err := os.Chmod(hostApp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf("mount --bind %s %s || exit 1; %s & wait", f.appA, hostApp, hostApp)
+	// A PID namespace too: --kill-child kills its init, the shell, and with it
+	// the app (the shell alone would leave it running).
+	ct := testutil.Start(t, unshare, "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", script)
+	ct.WaitLine(t, 10*time.Second, ratio(2))
+	pid := descendant(t, ct.Pid, hostApp)
+
+	for _, c := range []struct {
+		exe  string
+		want bool
+	}{{hostApp, false}, {f.appA, true}} {
+		rep, err := Apply(f.patch, Options{Filter: Filter{Exe: c.exe}, Engine: engine.Options{DryRun: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, ok := byPID(rep.Results)[pid]
+		if ok != c.want || ok && r.Result != WouldApply {
+			t.Errorf("--exe %s: process %d selected %v (%+v), want %v", c.exe, pid, ok, r, c.want)
+		}
+	}
 }

@@ -21,8 +21,8 @@ import (
 type Filter struct {
 	// Exe keeps the processes whose executable is this file: the same inode
 	// (stat of /proc/PID/exe, which reaches it in any mount namespace), or
-	// the same path as /proc/PID/exe reads, " (deleted)" removed (the
-	// executable was replaced on disk by an upgrade).
+	// for an executable replaced on disk by an upgrade, the same path as
+	// /proc/PID/exe reads, " (deleted)" removed, in our mount namespace.
 	Exe string
 	// UID, when not nil, keeps the processes whose effective user id is
 	// *UID (the second field of "Uid:" in /proc/PID/status, proc(5); ps's
@@ -110,8 +110,28 @@ func (s *selector) sameExe(dir string) bool {
 			return true
 		}
 	}
+	// By path only for an executable replaced on disk (the link reads
+	// "PATH (deleted)", and no file is left to compare), and only in our
+	// mount namespace: the link is the path as the process sees it, and the
+	// same path in a container's file system is another file.
 	l, err := os.Readlink(dir + "/exe")
-	return err == nil && strings.TrimSuffix(l, " (deleted)") == s.f.Exe
+	if err != nil {
+		return false
+	}
+	p, deleted := strings.CutSuffix(l, " (deleted)")
+	return deleted && p == s.f.Exe && sameMountNS(dir)
+}
+
+// sameMountNS says whether the process of /proc/PID dir is in this
+// process's mount namespace (namespaces(7): two ns links are the same
+// namespace when their device and inode are).
+func sameMountNS(dir string) bool {
+	mine, err := os.Stat("/proc/self/ns/mnt")
+	if err != nil {
+		return false
+	}
+	its, err := os.Stat(dir + "/ns/mnt")
+	return err == nil && os.SameFile(mine, its)
 }
 
 // procUID returns the effective user id of pid (readStatus).
