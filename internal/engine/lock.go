@@ -199,10 +199,12 @@ const sweepBatch = 256
 // that holds or waits for a lock is never disturbed; a waiter whose file
 // was swept finds the name gone and creates a new one.
 func sweepLocks(d *os.File) {
-	f, err := os.Open(d.Name())
+	// The directory the checks passed (d), not whatever its path names now.
+	fd, err := unix.Openat(int(d.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
+	f := os.NewFile(uintptr(fd), d.Name())
 	names, _ := f.Readdirnames(sweepBatch)
 	f.Close()
 	for _, name := range names {
